@@ -1,0 +1,201 @@
+"""The Discord client: the one module of `bot/` that imports discord.
+
+It owns the `Services`, starts the scheduler, loads the cogs and implements the scheduler's
+`Publisher` (status edits, result posts, notices). Everything else about a generation is
+decided in discord-free modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import discord
+from discord.ext import commands
+
+from bot.jobs import Job
+from bot.logs import kv
+from bot.scheduler import Notice, NoticeKind, PublishError, Result, Scheduler
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+COGS = ("cogs.imagine", "cogs.info", "cogs.admin")
+PROGRESS_MIN_INTERVAL = 5.0
+# Stop using the interaction webhook a little before Discord's 15 minutes run out.
+TOKEN_MARGIN = timedelta(seconds=30)
+
+
+class ImageHubBot(commands.AutoShardedBot):
+    """See the module docstring."""
+
+    def __init__(self, services: Services, **options: object) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,  # type: ignore[arg-type]
+        )
+        self.services = services
+        self.publisher = DiscordPublisher(self)
+        self.scheduler = Scheduler(
+            jobs=services.jobs,
+            quotas=services.quotas,
+            hubs=services.hubs,
+            publisher=self.publisher,
+            references=services.references,
+            owner=services.owner,
+            concurrency=services.settings.max_concurrent_polls,
+        )
+        self._scheduler_task: asyncio.Task[None] | None = None
+
+    async def setup_hook(self) -> None:
+        for name in COGS:
+            await self.load_extension(name)
+        guild_id = self.services.settings.dev_guild_id
+        if guild_id is not None:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+        self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="scheduler")
+
+    async def close(self) -> None:
+        await self.scheduler.stop()
+        if self._scheduler_task is not None:
+            self._scheduler_task.cancel()
+        await super().close()
+        await self.services.close()
+
+    def token_usable(self, job: Job) -> bool:
+        return (
+            job.interaction_token is not None
+            and job.application_id is not None
+            and job.token_expires_at is not None
+            and job.token_expires_at - TOKEN_MARGIN > datetime.now(UTC)
+        )
+
+    def interaction_webhook(self, job: Job) -> discord.Webhook:
+        assert job.application_id is not None and job.interaction_token is not None
+        return discord.Webhook.partial(job.application_id, job.interaction_token, client=self)
+
+
+class DiscordPublisher:
+    """The scheduler's `Publisher`: status edits, result posts and notices through Discord."""
+
+    def __init__(self, bot: ImageHubBot) -> None:
+        self.bot = bot
+        self._last_edit: dict[int, float] = {}
+
+    async def progress(self, job: Job) -> None:
+        from cogs import render
+
+        if job.status_message_id is None or not self.bot.token_usable(job):
+            return
+        now = time.monotonic()
+        if now - self._last_edit.get(job.id, 0.0) < PROGRESS_MIN_INTERVAL:
+            return
+        self._last_edit[job.id] = now
+        await self.bot.interaction_webhook(job).edit_message(job.status_message_id, embed=render.status_embed(job))
+
+    async def result(self, job: Job, result: Result) -> list[int]:
+        from cogs import render
+        from cogs.views import result_view
+
+        self._last_edit.pop(job.id, None)
+        limit = self._upload_limit(job)
+        files: list[discord.File] = []
+        links: list[str] = []
+        total = 0
+        for image in result.images:
+            if image.data is None:
+                continue
+            if total + len(image.data) > limit:
+                links.append(image.url)
+                continue
+            total += len(image.data)
+            ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(image.content_type, "png")
+            files.append(discord.File(io.BytesIO(image.data), filename=f"image-{job.id}-{image.index + 1}.{ext}"))
+        if not files and not links:
+            await self.notice(job, Notice(NoticeKind.DOWNLOAD_FAILED, charged=result.charged))
+            return []
+        embed = render.result_embed(job, result, links)
+        view = result_view(job)
+        try:
+            if self.bot.token_usable(job) and job.status_message_id is not None:
+                try:
+                    message = await self.bot.interaction_webhook(job).edit_message(
+                        job.status_message_id, embed=embed, attachments=files, view=view
+                    )
+                    return [message.id]
+                except (discord.NotFound, discord.Forbidden) as exc:
+                    # The token died early (deleted message, expired): fall back to the channel.
+                    log.info(kv("publish.webhook_failed", job=job.id, status=exc.status))
+                    for file in files:
+                        file.reset()
+            channel = self._channel(job)
+            reference = (
+                discord.MessageReference(
+                    message_id=job.status_message_id, channel_id=job.channel_id, fail_if_not_exists=False
+                )
+                if job.status_message_id
+                else None
+            )
+            sent = await channel.send(
+                embed=embed,
+                files=files,
+                view=view,
+                reference=reference,  # type: ignore[arg-type]
+                nonce=f"job-{job.id}",
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+            return [sent.id]
+        except (discord.NotFound, discord.Forbidden) as exc:
+            raise PublishError(f"{exc.status} {exc.text}", permanent=True) from None
+        except discord.HTTPException as exc:
+            raise PublishError(f"{exc.status} {exc.text}", permanent=exc.status < 500 and exc.status != 429) from None
+        except (TimeoutError, OSError) as exc:
+            raise PublishError(repr(exc), permanent=False) from None
+
+    async def notice(self, job: Job, notice: Notice) -> None:
+        from cogs import render
+
+        embed = render.notice_embed(job, notice)
+        if self.bot.token_usable(job) and job.status_message_id is not None:
+            try:
+                await self.bot.interaction_webhook(job).edit_message(job.status_message_id, embed=embed, view=None)
+            except discord.HTTPException:
+                await self._channel(job).send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
+        else:
+            await self._channel(job).send(
+                content=f"<@{job.user_id}>",
+                embed=embed,
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+            )
+        if notice.kind == NoticeKind.OUTCOME_UNKNOWN:
+            await self.mod_log(job.guild_id, embed)
+
+    async def mod_log(self, guild_id: int, embed: discord.Embed) -> None:
+        """Post to the server's moderator log channel, if it set one."""
+        config = await self.bot.services.guilds.get(guild_id)
+        if config.mod_log_channel_id is None:
+            return
+        try:
+            channel = self.bot.get_partial_messageable(config.mod_log_channel_id, guild_id=guild_id)
+            await channel.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.warning(kv("modlog.failed", guild=guild_id, status=exc.status))
+
+    def _channel(self, job: Job) -> discord.PartialMessageable:
+        return self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+
+    def _upload_limit(self, job: Job) -> int:
+        guild = self.bot.get_guild(job.guild_id)
+        return guild.filesize_limit if guild is not None else 10 * 1024 * 1024

@@ -1,0 +1,276 @@
+"""Turning a member's /imagine into a durable job — every check before any credit moves.
+
+Two phases, because Discord wants an answer within 3 s: `plan()` does the checks that need
+only the database (options, channel, key, budget, concurrency) so a refusal can be the first,
+ephemeral answer; `start()` runs after the bot has deferred: it downloads and checks the
+reference images, reserves the exact cost and stores the job, all or nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from bot.catalog import ModelCatalog
+from bot.guild_settings import GuildConfig, GuildSettingsStore
+from bot.hub import HubError, HubModel, Reference
+from bot.hub.sizes import QUALITIES, size_for
+from bot.jobs import Job, JobParams, JobStatus, JobStore, ReferenceSpec
+from bot.keys import KeyVault
+from bot.quotas import QuotaExceeded, QuotaService
+from bot.references import BadReference, check_declared_size, check_reference
+
+MAX_PROMPT_CHARS = 4000
+MAX_COUNT = 4
+INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
+_INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
+
+
+class Refusal(Exception):
+    """The request cannot go ahead; `str()` is the member-facing reason. Nothing was spent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A reference image as Discord described it; bytes are fetched only after the cheap checks."""
+
+    url: str
+    filename: str
+    size: int
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagineRequest:
+    guild_id: int
+    channel_id: int
+    user_id: int
+    role_ids: tuple[int, ...]
+    prompt: str
+    model: str | None = None
+    aspect: str | None = None
+    resolution: str | None = None
+    quality: str | None = None
+    count: int | None = None
+    attachments: tuple[Attachment, ...] = ()
+    is_moderator: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A request that passed every cheap check; `cost` is exact."""
+
+    request: ImagineRequest
+    params: JobParams
+    model: HubModel
+    cost: int
+    config: GuildConfig
+
+
+Fetch = Callable[[Attachment], Awaitable[bytes]]
+
+
+def clean_prompt(text: str) -> str:
+    """Normalise the prompt: NFC, no invisible characters, trimmed."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
+
+
+def prompt_blocked(config: GuildConfig, prompt: str) -> bool:
+    """The server's word and pattern filters; a match blocks without saying which rule."""
+    lowered = prompt.casefold()
+    for word in config.blocked_words:
+        if re.search(rf"(?<!\w){re.escape(word.casefold())}(?!\w)", lowered):
+            return True
+    for pattern in config.blocked_patterns:
+        try:
+            if re.search(pattern, prompt, re.IGNORECASE):
+                return True
+        except re.error:
+            continue
+    return False
+
+
+class ImagineService:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        settings: GuildSettingsStore,
+        catalog: ModelCatalog,
+        keys: KeyVault,
+        quotas: QuotaService,
+        jobs: JobStore,
+        reference_cache: ReferenceCache,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.keys = keys
+        self.quotas = quotas
+        self.jobs = jobs
+        self.reference_cache = reference_cache
+
+    async def plan(self, request: ImagineRequest) -> Plan:
+        config = await self.settings.get(request.guild_id)
+        if config.allowed_channel_ids and request.channel_id not in config.allowed_channel_ids:
+            channels = ", ".join(f"<#{c}>" for c in config.allowed_channel_ids)
+            raise Refusal(f"Image generation isn't enabled in this channel. Try {channels}.")
+        prompt = clean_prompt(request.prompt)
+        if not prompt:
+            raise Refusal("Your prompt is empty. Describe the image you want.")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise Refusal(f"Your prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
+        if prompt_blocked(config, prompt):
+            raise Refusal("This prompt was blocked by this server's filters.")
+
+        try:
+            models = await self.catalog.models()
+        except HubError:
+            raise Refusal("The image hub can't be reached right now. Please try again in a minute.") from None
+        model_id = request.model or config.default_model
+        model = next((m for m in models if m.id == model_id), None)
+        if model is None:
+            known = ", ".join(f"`{m.id}`" for m in models) or "none"
+            raise Refusal(f"There is no model called `{model_id}`. Available: {known}.")
+        aspect = request.aspect or config.default_aspect
+        if aspect not in model.aspect_ratios:
+            raise Refusal(f"`{model.id}` doesn't support the aspect `{aspect}`. See /models.")
+        tier = (request.resolution or config.default_resolution).upper()
+        if tier not in model.credits:
+            raise Refusal(f"`{model.id}` doesn't offer the resolution `{tier}`. See /models.")
+        quality = request.quality or config.default_quality
+        if quality not in QUALITIES:
+            raise Refusal(f"Quality must be one of {', '.join(QUALITIES)}.")
+        count = request.count if request.count is not None else 1
+        if not 1 <= count <= MAX_COUNT:
+            raise Refusal(f"You can ask for 1 to {MAX_COUNT} images at a time.")
+        if len(request.attachments) > model.reference_image_limit:
+            raise Refusal(
+                f"`{model.id}` takes at most {model.reference_image_limit} reference images; "
+                f"you gave {len(request.attachments)}."
+            )
+        for attachment in request.attachments:
+            try:
+                check_declared_size(attachment.filename, attachment.size)
+            except BadReference as exc:
+                raise Refusal(str(exc)) from None
+
+        if await self.keys.get_key(request.guild_id) is None:
+            raise Refusal("This server has no image hub key yet. A moderator can set one with `/config key set`.")
+
+        cost = model.cost(tier, count)
+        await self._check_capacity(request, config, cost)
+        params = JobParams(
+            model=model.id,
+            prompt=prompt,
+            aspect=aspect,
+            tier=tier,
+            quality=quality,
+            n=count,
+            size=size_for(aspect, tier),
+            references=tuple(
+                ReferenceSpec(url=a.url, filename=a.filename, content_type=a.content_type or "", size=a.size)
+                for a in request.attachments
+            ),
+        )
+        return Plan(request=replace(request, prompt=prompt), params=params, model=model, cost=cost, config=config)
+
+    async def _check_capacity(self, request: ImagineRequest, config: GuildConfig, cost: int) -> None:
+        mine = await self.jobs.count_active(request.guild_id, request.user_id)
+        if mine >= config.max_concurrent_per_member:
+            raise Refusal(
+                f"You already have {mine} generation{'s' if mine != 1 else ''} running. "
+                "Wait for one to finish, then try again."
+            )
+        everyone = await self.jobs.count_active(request.guild_id)
+        if everyone >= config.max_concurrent_per_guild:
+            raise Refusal("This server has as many generations running as it allows. Try again in a minute.")
+        budget = await self.quotas.budget(request.guild_id, request.user_id, request.role_ids)
+        if budget.remaining is not None and budget.remaining < cost:
+            raise Refusal(_quota_text(cost, budget.remaining, budget.resets_at))
+
+    async def start(
+        self,
+        plan: Plan,
+        fetch: Fetch,
+        *,
+        application_id: int | None,
+        interaction_token: str | None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Fetch and check references, reserve, store the job. All or nothing."""
+        references = [await self._fetch_checked(a, fetch) for a in plan.request.attachments]
+        request = plan.request
+        try:
+            reservation = await self.quotas.reserve(request.guild_id, request.user_id, request.role_ids, plan.cost)
+        except QuotaExceeded as exc:
+            raise Refusal(_quota_text(plan.cost, exc.remaining, exc.resets_at)) from None
+        created = now or datetime.now(UTC)
+        try:
+            job = await self.jobs.create(
+                guild_id=request.guild_id,
+                channel_id=request.channel_id,
+                user_id=request.user_id,
+                application_id=application_id,
+                interaction_token=interaction_token,
+                token_expires_at=created + INTERACTION_TOKEN_LIFETIME if interaction_token else None,
+                params=plan.params,
+                cost=plan.cost,
+                reservation_id=reservation.id,
+                status=JobStatus.PENDING_SUBMIT,
+            )
+            await self.quotas.attach(reservation.id, job.id)
+        except BaseException:
+            await self.quotas.release(reservation.id)
+            raise
+        self.reference_cache.put(job.id, references)
+        return job
+
+    async def _fetch_checked(self, attachment: Attachment, fetch: Fetch) -> Reference:
+        try:
+            data = await fetch(attachment)
+        except Exception:
+            raise Refusal(f"I couldn't download `{attachment.filename}` from Discord. Please try again.") from None
+        try:
+            checked = check_reference(attachment.filename, data)
+        except BadReference as exc:
+            raise Refusal(str(exc)) from None
+        return Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)
+
+
+def _quota_text(cost: int, remaining: int | None, resets_at: datetime | None) -> str:
+    when = f" Your budget resets <t:{int(resets_at.timestamp())}:R>." if resets_at else ""
+    return (
+        f"This needs {cost} credits but you have {remaining if remaining is not None else 0} left "
+        f"this period.{when}"
+    )
+
+
+class ReferenceCache:
+    """Reference bytes kept in memory from the check to the submission.
+
+    After a restart the cache is empty and the scheduler downloads the attachments again
+    from Discord (their URLs are in the job row) and re-checks them.
+    """
+
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+        self._by_job: dict[int, list[Reference]] = {}
+
+    def put(self, job_id: int, references: Sequence[Reference]) -> None:
+        if references:
+            self._by_job[job_id] = list(references)
+
+    async def load(self, job: Job) -> list[Reference]:
+        cached = self._by_job.pop(job.id, None)
+        if cached is not None:
+            return cached
+        refs = []
+        for spec in job.params.references:
+            data = await self._fetch(Attachment(url=spec.url, filename=spec.filename, size=spec.size))
+            checked = check_reference(spec.filename, data)
+            refs.append(Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type))
+        return refs

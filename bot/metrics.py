@@ -1,0 +1,18 @@
+"""Prometheus metrics, defined once here and updated where things happen."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS = Counter("imagehub_commands_total", "Application commands handled", ["command", "outcome"])
+GENERATIONS = Counter("imagehub_generations_total", "Generations that reached a final state", ["status"])
+CREDITS_SPENT = Counter("imagehub_credits_spent_total", "Hub credits charged for members' generations")
+HUB_LATENCY = Histogram(
+    "imagehub_hub_request_seconds",
+    "Latency of hub API calls",
+    ["call"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+POLLS = Counter("imagehub_polls_total", "Generation status polls sent to the hub")
+QUEUE_DEPTH = Gauge("imagehub_queue_depth", "Jobs claimed and being worked by this process")
+DISCORD_ERRORS = Counter("imagehub_discord_errors_total", "Discord API errors while publishing", ["kind"])

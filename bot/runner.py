@@ -1,0 +1,55 @@
+"""Process entry: logging, services, the client, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import discord
+
+from bot.config import Settings
+from bot.logs import kv, setup_logging
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings) -> None:
+    from bot.client import ImageHubBot
+    from bot.services import Services
+
+    services = await Services.open(settings)
+    options: dict[str, object] = {}
+    if settings.shard_count is not None:
+        options["shard_count"] = settings.shard_count
+    if settings.shard_id_list is not None:
+        options["shard_ids"] = settings.shard_id_list
+    bot = ImageHubBot(services, **options)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, lambda s=sig: _stop(bot, s))
+    assert settings.discord_token is not None
+    try:
+        await bot.start(settings.discord_token.get_secret_value())
+    finally:
+        if not bot.is_closed():
+            await bot.close()
+
+
+def _stop(bot: discord.Client, sig: signal.Signals) -> None:
+    log.info(kv("bot.stopping", signal=sig.name))
+    asyncio.get_running_loop().create_task(bot.close())
+
+
+def run(settings: Settings) -> int:
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except discord.LoginFailure:
+        log.error("DISCORD_TOKEN was refused by Discord: copy the bot token again from the developer portal")
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0

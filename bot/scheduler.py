@@ -1,0 +1,506 @@
+"""The background scheduler: every generation's life after the member's command returns.
+
+It claims due jobs from the database with a lease (so several processes can share one database),
+submits them to the hub, polls with adaptive intervals, downloads the images and hands the result
+to a `Publisher` — the only thing it knows about Discord. Every decision is written to the job
+row before the next side effect, so a restart resumes exactly where the last process stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from bot.hub import (
+    DownloadError,
+    ExpiredApiKey,
+    Generation,
+    HubClient,
+    HubError,
+    HubUnavailable,
+    InsufficientCredits,
+    InvalidApiKey,
+    InvalidRequest,
+    MissingApiKey,
+    NotFound,
+    OutcomeUnknown,
+    Reference,
+)
+from bot import metrics
+from bot.jobs import Job, JobStatus, JobStore, LeaseLost
+from bot.logs import kv
+from bot.quotas import QuotaService
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_BYTES = 60 * 1024 * 1024
+DOWNLOAD_TIMEOUT = 60.0
+# Give up polling a generation after this long; the hub's synchronous limit is 800 s.
+MAX_GENERATION_AGE = timedelta(minutes=30)
+MAX_PUBLISH_ATTEMPTS = 6
+
+
+class NoticeKind(StrEnum):
+    """Why a job ended without (all of) its images; rendered for members by the Discord side."""
+
+    HUB_FAILED = "hub_failed"
+    HUB_UNAVAILABLE = "hub_unavailable"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    NO_KEY = "no_key"
+    BAD_KEY = "bad_key"
+    INSUFFICIENT_CREDITS = "insufficient_credits"
+    INVALID_REQUEST = "invalid_request"
+    DOWNLOAD_FAILED = "download_failed"
+    TIMED_OUT = "timed_out"
+    REFERENCES_GONE = "references_gone"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A member-facing account of what happened to a job, and what it cost."""
+
+    kind: NoticeKind
+    detail: str = ""
+    refunded: int = 0
+    charged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResultImage:
+    """One downloaded image, or only its URL when the download failed."""
+
+    index: int
+    url: str
+    data: bytes | None
+    content_type: str = "image/png"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A finished generation ready to post."""
+
+    images: Sequence[ResultImage]
+    requested: int
+    charged: int
+    refunded: int
+    elapsed: float
+
+
+class PublishError(Exception):
+    """Posting failed. `permanent` means retrying cannot help (channel gone, no permission)."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Publisher(Protocol):
+    """What the scheduler needs from Discord; implemented in `bot/client.py`."""
+
+    async def progress(self, job: Job) -> None:
+        """Show the job's state on its status message (the publisher throttles edits)."""
+
+    async def result(self, job: Job, result: Result) -> list[int]:
+        """Post the images once; return the posted message ids. Raise `PublishError`."""
+
+    async def notice(self, job: Job, notice: Notice) -> None:
+        """Tell the member (and, for some kinds, moderators) why a job ended."""
+
+
+class ReferenceSource(Protocol):
+    async def load(self, job: Job) -> list[Reference]:
+        """The job's reference images as bytes (from memory, or downloaded again)."""
+
+
+class HubPool(Protocol):
+    """Hub clients by server: the server's own key, or the operator's fallback key."""
+
+    async def for_guild(self, guild_id: int) -> HubClient | None: ...
+
+    def anonymous(self) -> HubClient:
+        """A client without a key, for downloads (image URLs need none)."""
+        ...
+
+
+@dataclass(slots=True)
+class PollPolicy:
+    """When to poll next. Quick at first, aligned to the expected finish, then backing off.
+
+    `expected` tracks recent generation durations, so most jobs get one poll just after they
+    finish instead of a fixed cadence: fewer polls and less lag at the same time.
+    """
+
+    first: float = 1.0
+    step: float = 3.0
+    slow_after: float = 120.0
+    slow_step: float = 10.0
+    expected: dict[str, float] = field(default_factory=dict)
+
+    def observe(self, key: str, seconds: float) -> None:
+        old = self.expected.get(key)
+        self.expected[key] = seconds if old is None else 0.7 * old + 0.3 * seconds
+
+    def next_delay(self, key: str, elapsed: float, attempts: int) -> float:
+        if elapsed >= self.slow_after:
+            return self.slow_step
+        expected = self.expected.get(key)
+        if expected is not None and elapsed < expected:
+            # Aim a little past the expected finish, but never wait longer than one step.
+            return max(0.25, min(expected - elapsed + 0.15, self.step))
+        if attempts == 0:
+            return self.first
+        return self.step
+
+    def error_delay(self, errors: int) -> float:
+        return float(min(60.0, 2.0 ** min(errors, 6)))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    """Claims due jobs and moves each one step forward; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        jobs: JobStore,
+        quotas: QuotaService,
+        hubs: HubPool,
+        publisher: Publisher,
+        references: ReferenceSource,
+        owner: str,
+        concurrency: int = 32,
+        lease_seconds: float = 120.0,
+        policy: PollPolicy | None = None,
+        idle_wait: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.jobs = jobs
+        self.quotas = quotas
+        self.hubs = hubs
+        self.publisher = publisher
+        self.references = references
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.policy = policy or PollPolicy()
+        self.idle_wait = idle_wait
+        self.clock = clock
+        self._concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.polls = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """A job became due now (a new submission): stop sleeping."""
+        self._wake.set()
+
+    async def recover(self) -> None:
+        """At start-up: a job caught mid-submission is `unknown`, never submitted twice."""
+        for job in await self.jobs.recover(self.owner):
+            log.warning(kv("job.outcome_unknown_after_restart", job=job.id, guild=job.guild_id))
+            await self._settle_full(job)
+            await self._notify(job, Notice(NoticeKind.OUTCOME_UNKNOWN, charged=job.cost))
+
+    async def run(self) -> None:
+        """Loop until `stop()`: claim what is due, sleep until the next due time or a wake-up."""
+        await self.recover()
+        while not self._stopping:
+            free = self._concurrency - len(self._tasks)
+            claimed: list[Job] = []
+            if free > 0:
+                try:
+                    claimed = await self.jobs.claim_due(self.owner, free, self.lease_seconds)
+                except Exception:
+                    log.exception(kv("scheduler.claim_failed"))
+            for job in claimed:
+                task = asyncio.create_task(self._run_step(job), name=f"job-{job.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._step_done)
+            if claimed and len(claimed) == free:
+                await self._wait(0)  # there may be more due; let steps run first
+                continue
+            await self._wait(await self._sleep_for())
+
+    def _step_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _sleep_for(self) -> float:
+        try:
+            due = await self.jobs.next_due_at()
+        except Exception:
+            log.exception(kv("scheduler.next_due_failed"))
+            return 1.0
+        if due is None:
+            return self.idle_wait
+        # A due job whose lease someone else holds shows as due now: don't spin on it.
+        return min(self.idle_wait, max(0.05, (due - self.clock()).total_seconds()))
+
+    async def _wait(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def stop(self) -> None:
+        """Stop claiming, let in-flight steps finish their writes."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=10)
+
+    async def _run_step(self, job: Job) -> None:
+        try:
+            await self.step(job)
+        except LeaseLost:
+            log.info(kv("job.lease_lost", job=job.id))
+        except Exception as exc:
+            log.exception(kv("job.step_crashed", job=job.id, error=type(exc).__name__))
+            errors = job.error_attempts + 1
+            with contextlib.suppress(Exception):
+                await self.jobs.update(job.id, self.owner, error_attempts=errors, last_error=repr(exc)[:500])
+                await self._release(job, self.policy.error_delay(errors))
+
+    # -- one step ------------------------------------------------------------------------------
+
+    async def step(self, job: Job) -> None:
+        """Move one claimed job forward by one state."""
+        if job.status == JobStatus.PENDING_SUBMIT:
+            await self._submit(job)
+        elif job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+            await self._poll(job)
+        elif job.status == JobStatus.SUCCEEDED:
+            await self._deliver(job, None)
+        elif job.status == JobStatus.SUBMITTING:
+            # Only reachable if a lease expired mid-submission in another process.
+            await self._finish(job, JobStatus.UNKNOWN, last_error="submission outcome unknown")
+            await self._settle_full(job)
+            await self._notify(job, Notice(NoticeKind.OUTCOME_UNKNOWN, charged=job.cost))
+
+    async def _release(self, job: Job, delay: float) -> None:
+        await self.jobs.release(job.id, self.owner, self.clock() + timedelta(seconds=delay))
+
+    async def _finish(self, job: Job, status: JobStatus, **fields: object) -> Job:
+        return await self.jobs.update(
+            job.id, self.owner, status=status, finished_at=self.clock(), interaction_token=None, **fields
+        )
+
+    async def _submit(self, job: Job) -> None:
+        hub = await self.hubs.for_guild(job.guild_id)
+        if hub is None:
+            await self._fail(job, Notice(NoticeKind.NO_KEY))
+            return
+        try:
+            references = await self.references.load(job)
+        except Exception as exc:
+            log.warning(kv("job.references_unavailable", job=job.id, error=type(exc).__name__))
+            await self._fail(job, Notice(NoticeKind.REFERENCES_GONE))
+            return
+        job = await self.jobs.update(job.id, self.owner, status=JobStatus.SUBMITTING)
+        p = job.params
+        started = time.monotonic()
+        try:
+            gen = await hub.generate(
+                model=p.model, prompt=p.prompt, size=p.size, quality=p.quality, n=p.n, references=references
+            )
+        except OutcomeUnknown as exc:
+            log.warning(kv("job.outcome_unknown", job=job.id, guild=job.guild_id, error=exc.code))
+            await self._finish(job, JobStatus.UNKNOWN, last_error=str(exc)[:500])
+            await self._settle_full(job)
+            await self._notify(job, Notice(NoticeKind.OUTCOME_UNKNOWN, charged=job.cost))
+            return
+        except HubError as exc:
+            await self._fail(job, _notice_for_submit_error(exc), last_error=str(exc)[:500])
+            return
+        finally:
+            metrics.HUB_LATENCY.labels("generate").observe(time.monotonic() - started)
+        now = self.clock()
+        job = await self.jobs.update(
+            job.id,
+            self.owner,
+            status=_status_of(gen),
+            hub_generation_id=gen.id,
+            hub_status=gen.status,
+            submitted_at=now,
+        )
+        log.info(kv("job.submitted", job=job.id, guild=job.guild_id, generation=gen.id))
+        if gen.is_finished:  # a hub that answers synchronously
+            await self._on_finished(job, gen)
+            return
+        await self._progress(job)
+        await self._release(job, self.policy.next_delay(_policy_key(job), 0.0, 0))
+
+    async def _poll(self, job: Job) -> None:
+        hub = await self.hubs.for_guild(job.guild_id)
+        submitted_at = job.submitted_at or job.created_at
+        elapsed = (self.clock() - submitted_at).total_seconds()
+        if hub is None or job.hub_generation_id is None:
+            await self._finish(job, JobStatus.UNKNOWN, last_error="no key to poll with")
+            await self._settle_full(job)
+            await self._notify(job, Notice(NoticeKind.NO_KEY, charged=job.cost))
+            return
+        self.polls += 1
+        metrics.POLLS.inc()
+        try:
+            gen = await hub.get_generation(job.hub_generation_id)
+        except (HubUnavailable, NotFound, InvalidApiKey, ExpiredApiKey, HubError) as exc:
+            errors = job.error_attempts + 1
+            if elapsed > MAX_GENERATION_AGE.total_seconds():
+                await self._finish(job, JobStatus.UNKNOWN, last_error=str(exc)[:500])
+                await self._settle_full(job)
+                await self._notify(job, Notice(NoticeKind.TIMED_OUT, charged=job.cost))
+                return
+            log.info(kv("job.poll_error", job=job.id, error=type(exc).__name__, attempt=errors))
+            job = await self.jobs.update(job.id, self.owner, error_attempts=errors, last_error=str(exc)[:500])
+            await self._release(job, self.policy.error_delay(errors))
+            return
+        if gen.is_finished:
+            self.policy.observe(_policy_key(job), elapsed)
+            await self._on_finished(job, gen)
+            return
+        if elapsed > MAX_GENERATION_AGE.total_seconds():
+            await self._finish(job, JobStatus.UNKNOWN, hub_status=gen.status, last_error="timed out")
+            await self._settle_full(job)
+            await self._notify(job, Notice(NoticeKind.TIMED_OUT, charged=job.cost))
+            return
+        changed = gen.status != job.hub_status
+        job = await self.jobs.update(
+            job.id, self.owner, status=_status_of(gen), hub_status=gen.status, poll_attempts=job.poll_attempts + 1
+        )
+        if changed:
+            await self._progress(job)
+        await self._release(job, self.policy.next_delay(_policy_key(job), elapsed, job.poll_attempts))
+
+    async def _on_finished(self, job: Job, gen: Generation) -> None:
+        if not gen.succeeded or not gen.images:
+            await self._finish(job, JobStatus.FAILED, hub_status=gen.status, last_error=gen.error or gen.status)
+            refunded = await self._settle(job, 0)
+            await self._notify(job, Notice(NoticeKind.HUB_FAILED, detail=gen.error or "", refunded=refunded))
+            return
+        delivered = len(gen.images)
+        charged = gen.usage.credits if gen.usage.credits is not None else job.cost * delivered // job.params.n
+        charged = min(charged, job.cost)
+        job = await self.jobs.update(
+            job.id,
+            self.owner,
+            status=JobStatus.SUCCEEDED,
+            hub_status=gen.status,
+            result_urls=[image.url for image in gen.images],
+            delivered_images=delivered,
+            charged_credits=charged,
+        )
+        await self._settle(job, charged)
+        await self._deliver(job, gen)
+
+    async def _deliver(self, job: Job, gen: Generation | None) -> None:
+        """Download the images and post them; retried on transient Discord errors."""
+        hub = self.hubs.anonymous()
+        images = await self._download_all(hub, job)
+        charged = job.charged_credits or 0
+        elapsed = ((job.submitted_at and (self.clock() - job.submitted_at).total_seconds()) or 0.0)
+        result = Result(
+            images=images,
+            requested=job.params.n,
+            charged=charged,
+            refunded=max(0, job.cost - charged),
+            elapsed=elapsed,
+        )
+        if not any(image.data for image in images):
+            log.warning(kv("job.download_failed", job=job.id, guild=job.guild_id))
+        try:
+            message_ids = await self.publisher.result(job, result)
+        except PublishError as exc:
+            attempts = job.error_attempts + 1
+            if exc.permanent or attempts >= MAX_PUBLISH_ATTEMPTS:
+                log.warning(kv("job.publish_abandoned", job=job.id, guild=job.guild_id, reason=str(exc)))
+                await self._finish(job, JobStatus.FAILED, last_error=f"publish: {exc}"[:500], error_attempts=attempts)
+                return
+            job = await self.jobs.update(job.id, self.owner, error_attempts=attempts, last_error=str(exc)[:500])
+            await self._release(job, self.policy.error_delay(attempts))
+            return
+        if await self.jobs.mark_posted(job.id, self.owner, message_ids):
+            log.info(kv("job.posted", job=job.id, guild=job.guild_id, messages=len(message_ids)))
+
+    async def _download_all(self, hub: HubClient, job: Job) -> list[ResultImage]:
+        async def one(index: int, url: str) -> ResultImage:
+            try:
+                data = await hub.download(url, MAX_IMAGE_BYTES, timeout=DOWNLOAD_TIMEOUT)
+            except DownloadError as exc:
+                log.warning(kv("job.image_download_failed", job=job.id, index=index, error=str(exc)[:200]))
+                return ResultImage(index=index, url=url, data=None)
+            return ResultImage(index=index, url=url, data=data, content_type=_sniff(data))
+
+        return list(await asyncio.gather(*(one(i, url) for i, url in enumerate(job.result_urls))))
+
+    # -- quota and notices ----------------------------------------------------------------------
+
+    async def _fail(self, job: Job, notice: Notice, **fields: object) -> None:
+        await self._finish(job, JobStatus.FAILED, **fields)
+        refunded = await self._settle(job, 0)
+        await self._notify(job, Notice(notice.kind, notice.detail, refunded=refunded))
+
+    async def _settle(self, job: Job, charged: int) -> int:
+        """Settle the job's reservation to what the hub charged; return what went back."""
+        if job.reservation_id is None:
+            return 0
+        await self.quotas.settle(job.reservation_id, charged)
+        return max(0, job.cost - charged)
+
+    async def _settle_full(self, job: Job) -> None:
+        # Unknown outcome: the hub may have charged, so the member's budget counts it.
+        if job.reservation_id is not None:
+            await self.quotas.settle(job.reservation_id, job.cost)
+
+    async def _notify(self, job: Job, notice: Notice) -> None:
+        try:
+            await self.publisher.notice(job, notice)
+        except Exception as exc:
+            log.warning(kv("job.notice_failed", job=job.id, kind=notice.kind, error=type(exc).__name__))
+
+    async def _progress(self, job: Job) -> None:
+        try:
+            await self.publisher.progress(job)
+        except Exception as exc:
+            log.info(kv("job.progress_failed", job=job.id, error=type(exc).__name__))
+
+
+def _status_of(gen: Generation) -> JobStatus:
+    if gen.status == "queued":
+        return JobStatus.SUBMITTED
+    return JobStatus.RUNNING
+
+
+def _policy_key(job: Job) -> str:
+    return f"{job.params.model}:{job.params.tier}:{job.params.n}"
+
+
+def _notice_for_submit_error(exc: HubError) -> Notice:
+    if isinstance(exc, HubUnavailable):
+        return Notice(NoticeKind.HUB_UNAVAILABLE)
+    if isinstance(exc, InsufficientCredits):
+        return Notice(NoticeKind.INSUFFICIENT_CREDITS)
+    if isinstance(exc, MissingApiKey | InvalidApiKey | ExpiredApiKey):
+        return Notice(NoticeKind.BAD_KEY)
+    if isinstance(exc, InvalidRequest):
+        return Notice(NoticeKind.INVALID_REQUEST, detail=exc.message)
+    return Notice(NoticeKind.HUB_FAILED, detail=exc.message)
+
+
+def _sniff(data: bytes) -> str:
+    from bot.references import sniff_image_type
+
+    return sniff_image_type(data) or "application/octet-stream"

@@ -1,0 +1,121 @@
+"""Everything the bot needs that is not Discord, opened and closed together.
+
+The Discord client receives one `Services` and never builds a store or a hub client itself,
+which is what lets tests and benchmarks run the real bot against other databases and hubs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+
+import aiohttp
+
+from bot.catalog import ModelCatalog
+from bot.config import Settings
+from bot.db import Database
+from bot.guild_settings import GuildSettingsStore
+from bot.hub import HubClient, HubModel
+from bot.imagine import Attachment, ImagineService, ReferenceCache
+from bot.jobs import JobStore
+from bot.keys import KeyVault
+from bot.quotas import QuotaService
+from bot.references import MAX_REFERENCE_BYTES
+
+ATTACHMENT_TIMEOUT = 30.0
+
+
+class HubClients:
+    """Hub clients per server key over one shared aiohttp session (cheap to create)."""
+
+    def __init__(self, base_url: str, keys: KeyVault, session: aiohttp.ClientSession) -> None:
+        self.base_url = base_url
+        self.keys = keys
+        self.session = session
+
+    async def for_guild(self, guild_id: int) -> HubClient | None:
+        key = await self.keys.get_key(guild_id)
+        return None if key is None else HubClient(self.base_url, key, session=self.session)
+
+    def with_key(self, key: str) -> HubClient:
+        return HubClient(self.base_url, key, session=self.session)
+
+    def anonymous(self) -> HubClient:
+        return HubClient(self.base_url, None, session=self.session)
+
+    async def list_models(self) -> list[HubModel]:
+        return await self.anonymous().list_models()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    session: aiohttp.ClientSession
+    keys: KeyVault
+    guilds: GuildSettingsStore
+    quotas: QuotaService
+    jobs: JobStore
+    hubs: HubClients
+    catalog: ModelCatalog
+    references: ReferenceCache
+    imagine: ImagineService
+    owner: str
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        db = await Database.open(settings.database_url)
+        session = aiohttp.ClientSession()
+        fallback = settings.hub_api_key.get_secret_value() if settings.hub_api_key else None
+        keys = KeyVault(db, settings.fernet, fallback)
+        guilds = GuildSettingsStore(db)
+        quotas = QuotaService(db)
+        jobs = JobStore(db)
+        hubs = HubClients(settings.hub_base_url, keys, session)
+        catalog = ModelCatalog(hubs.list_models)
+
+        async def fetch_attachment(attachment: Attachment) -> bytes:
+            return await fetch_capped(session, attachment.url, MAX_REFERENCE_BYTES)
+
+        references = ReferenceCache(fetch_attachment)
+        imagine = ImagineService(
+            settings=guilds, catalog=catalog, keys=keys, quotas=quotas, jobs=jobs, reference_cache=references
+        )
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        return cls(
+            settings=settings,
+            db=db,
+            session=session,
+            keys=keys,
+            guilds=guilds,
+            quotas=quotas,
+            jobs=jobs,
+            hubs=hubs,
+            catalog=catalog,
+            references=references,
+            imagine=imagine,
+            owner=owner,
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.db.close()
+
+
+async def fetch_capped(session: aiohttp.ClientSession, url: str, max_bytes: int) -> bytes:
+    """Download a Discord attachment with a size and time cap."""
+    timeout = aiohttp.ClientTimeout(total=ATTACHMENT_TIMEOUT)
+    async with session.get(url, timeout=timeout) as response:
+        response.raise_for_status()
+        if response.content_length is not None and response.content_length > max_bytes:
+            raise ValueError("attachment too large")
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in response.content.iter_chunked(65536):
+            total += len(chunk)
+            if total > max_bytes:
+                raise ValueError("attachment too large")
+            chunks.append(chunk)
+        return b"".join(chunks)
