@@ -1,0 +1,57 @@
+"""GPT Image Hub client: `HubClient`, typed results, errors, sizes and costs."""
+
+from bot.hub.client import HubClient, mask_key
+from bot.hub.errors import (
+    DownloadError,
+    DownloadTooLarge,
+    ExpiredApiKey,
+    GenerationFailed,
+    HubError,
+    HubUnavailable,
+    InsufficientCredits,
+    InvalidApiKey,
+    InvalidRequest,
+    MissingApiKey,
+    NotFound,
+    OutcomeUnknown,
+)
+from bot.hub.sizes import ASPECT_RATIOS, QUALITIES, TIER_PIXELS, TIERS, parse_size, size_for
+from bot.hub.types import (
+    Credits,
+    GeneratedImage,
+    Generation,
+    GenerationError,
+    HubModel,
+    Reference,
+    Usage,
+)
+
+__all__ = [
+    "ASPECT_RATIOS",
+    "QUALITIES",
+    "TIERS",
+    "TIER_PIXELS",
+    "Credits",
+    "DownloadError",
+    "DownloadTooLarge",
+    "ExpiredApiKey",
+    "GeneratedImage",
+    "Generation",
+    "GenerationError",
+    "GenerationFailed",
+    "HubClient",
+    "HubError",
+    "HubModel",
+    "HubUnavailable",
+    "InsufficientCredits",
+    "InvalidApiKey",
+    "InvalidRequest",
+    "MissingApiKey",
+    "NotFound",
+    "OutcomeUnknown",
+    "Reference",
+    "Usage",
+    "mask_key",
+    "parse_size",
+    "size_for",
+]
