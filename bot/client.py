@@ -56,8 +56,11 @@ class ImageHubBot(commands.AutoShardedBot):
         self._scheduler_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
+        from cogs.views import JobButton
+
         for name in COGS:
             await self.load_extension(name)
+        self.add_dynamic_items(JobButton)
         guild_id = self.services.settings.dev_guild_id
         if guild_id is not None:
             guild = discord.Object(id=guild_id)

@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     job_retention_days: int = Field(default=30, alias="JOB_RETENTION_DAYS", ge=1)
     max_concurrent_polls: int = Field(default=32, alias="MAX_CONCURRENT_POLLS", ge=1)
 
-    @field_validator("hub_api_key", "discord_token", "encryption_key", "dev_guild_id", "shard_ids", mode="before")
+    @field_validator(
+        "hub_api_key", "discord_token", "encryption_key", "dev_guild_id", "shard_ids", "shard_count", "metrics_port",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -199,6 +199,7 @@ class ImagineService:
         *,
         application_id: int | None,
         interaction_token: str | None,
+        status_message_id: int | None = None,
         now: datetime | None = None,
     ) -> Job:
         """Fetch and check references, reserve, store the job. All or nothing."""
@@ -220,6 +221,7 @@ class ImagineService:
                 params=plan.params,
                 cost=plan.cost,
                 reservation_id=reservation.id,
+                status_message_id=status_message_id,
                 status=JobStatus.PENDING_SUBMIT,
             )
             await self.quotas.attach(reservation.id, job.id)

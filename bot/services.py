@@ -64,6 +64,10 @@ class Services:
     imagine: ImagineService
     owner: str
 
+    async def fetch_attachment(self, attachment: Attachment) -> bytes:
+        """Download a Discord attachment (the only member-supplied URL the bot fetches)."""
+        return await fetch_capped(self.session, attachment.url, MAX_REFERENCE_BYTES)
+
     @classmethod
     async def open(cls, settings: Settings) -> Services:
         db = await Database.open(settings.database_url)

@@ -1,0 +1,279 @@
+"""/config: a server's hub key, quotas, channels and defaults. Manage Server only, all ephemeral.
+
+The key is typed into a modal (never a slash option, which Discord shows in the channel's
+command log), verified against the hub, stored encrypted, and only ever shown masked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.hub import HubError, InvalidApiKey, MissingApiKey
+from bot.hub.sizes import QUALITIES, TIERS
+from bot.logs import kv
+from bot.quotas import Period
+from cogs import render
+from cogs.info import require_manage_guild
+
+if TYPE_CHECKING:
+    from bot.client import ImageHubBot
+
+log = logging.getLogger(__name__)
+
+PERIODS = [app_commands.Choice(name=p.value, value=p.value) for p in Period]
+
+
+async def _reply(interaction: discord.Interaction, text: str, *, ok: bool = True) -> None:
+    embed = render.plain(text, colour=render.OK) if ok else render.refusal(text)
+    if interaction.response.is_done():
+        await interaction.followup.send(embed=embed, ephemeral=True)
+    else:
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+class KeyModal(discord.ui.Modal, title="Set the image hub key"):
+    key: discord.ui.TextInput[KeyModal] = discord.ui.TextInput(
+        label="API key (gih_live_…)", placeholder="gih_live_…", min_length=8, max_length=200
+    )
+
+    def __init__(self, bot: ImageHubBot) -> None:
+        super().__init__()
+        self.bot = bot
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        if not await require_manage_guild(interaction):
+            return
+        raw = self.key.value.strip()
+        services = self.bot.services
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            balance = await services.hubs.with_key(raw).get_credits()
+        except (InvalidApiKey, MissingApiKey):
+            await _reply(interaction, "The hub doesn't recognise that key. Nothing was saved.", ok=False)
+            return
+        except HubError as exc:
+            await _reply(interaction, f"{render.hub_error_text(exc)} Nothing was saved.", ok=False)
+            return
+        await services.keys.set_key(interaction.guild_id, raw, interaction.user.id)
+        info = await services.keys.key_info(interaction.guild_id)
+        log.info(kv("config.key_set", guild=interaction.guild_id, user=interaction.user.id))
+        masked = info.masked if info else "saved"
+        await _reply(interaction, f"Key `{masked}` saved. The hub reports {balance.credits:,} credits.")
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class Config(commands.GroupCog, group_name="config", group_description="Server settings for image generation"):
+    key = app_commands.Group(name="key", description="The server's image hub key")
+    quota = app_commands.Group(name="quota", description="Members' credit budgets")
+
+    def __init__(self, bot: ImageHubBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return await require_manage_guild(interaction)
+
+    # -- key -----------------------------------------------------------------------------------
+
+    @key.command(name="set", description="Set the hub key (typed into a private form)")
+    async def key_set(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(KeyModal(self.bot))
+
+    @key.command(name="clear", description="Remove the server's hub key")
+    async def key_clear(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        removed = await self.bot.services.keys.clear_key(interaction.guild_id)
+        log.info(kv("config.key_cleared", guild=interaction.guild_id, user=interaction.user.id))
+        await _reply(interaction, "Key removed." if removed else "This server had no key.")
+
+    @key.command(name="show", description="Show which key is set (masked)")
+    async def key_show(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        info = await self.bot.services.keys.key_info(interaction.guild_id)
+        if info is None:
+            fallback = self.bot.services.settings.hub_api_key is not None
+            text = "No key is set." + (" The operator's fallback key is used." if fallback else "")
+        else:
+            text = f"Key `{info.masked}`, set by <@{info.set_by}> {render.ts(info.set_at)}."
+        await _reply(interaction, text)
+
+    # -- quota ---------------------------------------------------------------------------------
+
+    @quota.command(name="default", description="Every member's budget per period (empty = unlimited)")
+    @app_commands.choices(period=PERIODS)
+    async def quota_default(
+        self,
+        interaction: discord.Interaction,
+        credits: app_commands.Range[int, 0, 10_000_000] | None = None,
+        period: str = "day",
+    ) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.services.quotas.set_default(interaction.guild_id, credits, Period(period))
+        text = "unlimited" if credits is None else f"{credits:,} credits per {period}"
+        await _reply(interaction, f"Default budget: {text}.")
+
+    @quota.command(name="role", description="A role's budget (the most generous role wins; empty removes)")
+    async def quota_role(
+        self,
+        interaction: discord.Interaction,
+        role: discord.Role,
+        credits: app_commands.Range[int, 0, 10_000_000] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.services.quotas.set_role(interaction.guild_id, role.id, credits)
+        text = "removed" if credits is None else f"{credits:,} credits per period"
+        await _reply(interaction, f"Budget for {role.mention}: {text}.")
+
+    @quota.command(name="user", description="One member's budget (wins over roles; empty removes)")
+    async def quota_user(
+        self,
+        interaction: discord.Interaction,
+        member: discord.Member,
+        credits: app_commands.Range[int, 0, 10_000_000] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.services.quotas.set_member(interaction.guild_id, member.id, credits)
+        text = "removed" if credits is None else f"{credits:,} credits per period"
+        await _reply(interaction, f"Budget for {member.mention}: {text}.")
+
+    @quota.command(name="exempt", description="Members with this role have no limit")
+    async def quota_exempt(self, interaction: discord.Interaction, role: discord.Role, exempt: bool = True) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.services.quotas.set_exempt(interaction.guild_id, role.id, exempt)
+        await _reply(interaction, f"{role.mention} is {'now' if exempt else 'no longer'} exempt from budgets.")
+
+    @quota.command(name="show", description="The server's budget rules")
+    async def quota_show(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        policy = await self.bot.services.quotas.policy(interaction.guild_id)
+        lines = [
+            f"**Default**: {'unlimited' if policy.default is None else f'{policy.default:,}'} credits per {policy.period}"
+        ]
+        lines += [f"<@&{role}>: {credits:,}" for role, credits in sorted(policy.roles.items())]
+        lines += [f"<@{user}>: {credits:,}" for user, credits in sorted(policy.members.items())]
+        if policy.exempt_roles:
+            lines.append("**Exempt**: " + ", ".join(f"<@&{r}>" for r in sorted(policy.exempt_roles)))
+        await _reply(interaction, "\n".join(lines))
+
+    # -- channels, defaults, limits, usage -----------------------------------------------------
+
+    @app_commands.command(name="channels", description="Where /imagine may be used (an allow-list)")
+    @app_commands.choices(
+        action=[app_commands.Choice(name=a, value=a) for a in ("add", "remove", "clear", "show")]
+    )
+    async def channels(
+        self, interaction: discord.Interaction, action: str, channel: discord.TextChannel | None = None
+    ) -> None:
+        assert interaction.guild_id is not None
+        store = self.bot.services.guilds
+        current = list((await store.get(interaction.guild_id)).allowed_channel_ids)
+        if action in ("add", "remove") and channel is None:
+            await _reply(interaction, "Pick a channel to add or remove.", ok=False)
+            return
+        if action == "add" and channel is not None and channel.id not in current:
+            current.append(channel.id)
+        elif action == "remove" and channel is not None and channel.id in current:
+            current.remove(channel.id)
+        elif action == "clear":
+            current = []
+        if action != "show":
+            await store.set_channels(interaction.guild_id, current)
+        text = ", ".join(f"<#{c}>" for c in current) if current else "every channel"
+        await _reply(interaction, f"/imagine works in: {text}.")
+
+    @app_commands.command(name="defaults", description="Default model, aspect, resolution and quality")
+    @app_commands.choices(
+        resolution=[app_commands.Choice(name=t, value=t) for t in TIERS],
+        quality=[app_commands.Choice(name=q, value=q) for q in QUALITIES],
+    )
+    async def defaults(
+        self,
+        interaction: discord.Interaction,
+        model: str | None = None,
+        aspect: str | None = None,
+        resolution: str | None = None,
+        quality: str | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        services = self.bot.services
+        config = await services.guilds.get(interaction.guild_id)
+        try:
+            found = await services.catalog.find(model or config.default_model)
+        except HubError as exc:
+            await _reply(interaction, render.hub_error_text(exc), ok=False)
+            return
+        if found is None:
+            await _reply(interaction, f"There is no model called `{model}`. See /models.", ok=False)
+            return
+        if aspect is not None and aspect not in found.aspect_ratios:
+            await _reply(interaction, f"`{found.id}` doesn't support the aspect `{aspect}`.", ok=False)
+            return
+        changes: dict[str, str] = {}
+        if model is not None:
+            changes["default_model"] = found.id
+        if aspect is not None:
+            changes["default_aspect"] = aspect
+        if resolution is not None:
+            changes["default_resolution"] = resolution
+        if quality is not None:
+            changes["default_quality"] = quality
+        config = await services.guilds.update(interaction.guild_id, **changes) if changes else config
+        await _reply(
+            interaction,
+            f"Defaults: `{config.default_model}` · {config.default_aspect} · {config.default_resolution} · "
+            f"quality {config.default_quality}.",
+        )
+
+    @app_commands.command(name="limits", description="Generations running at once, per member and per server")
+    async def limits(
+        self,
+        interaction: discord.Interaction,
+        per_member: app_commands.Range[int, 1, 50] | None = None,
+        per_server: app_commands.Range[int, 1, 500] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        changes: dict[str, int] = {}
+        if per_member is not None:
+            changes["max_concurrent_per_member"] = per_member
+        if per_server is not None:
+            changes["max_concurrent_per_guild"] = per_server
+        store = self.bot.services.guilds
+        config = await store.update(interaction.guild_id, **changes) if changes else await store.get(interaction.guild_id)
+        await _reply(
+            interaction,
+            f"At most {config.max_concurrent_per_member} running per member, "
+            f"{config.max_concurrent_per_guild} per server.",
+        )
+
+    @app_commands.command(name="modlog", description="Where moderators are told about problems (empty = off)")
+    async def modlog(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.services.guilds.update(
+            interaction.guild_id, mod_log_channel_id=channel.id if channel else None
+        )
+        await _reply(interaction, f"Moderator log: {channel.mention if channel else 'off'}.")
+
+    @app_commands.command(name="usage", description="Top members by credits this period")
+    async def usage(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        quotas = self.bot.services.quotas
+        policy = await quotas.policy(interaction.guild_id)
+        top = await quotas.top_members(interaction.guild_id, 10)
+        start, _ = policy.bounds()
+        spent = await quotas.guild_spend(interaction.guild_id, since=start)
+        lines = [f"**{spent:,}** credits spent this {policy.period}."]
+        lines += [f"{i}. <@{user}> — {credits:,}" for i, (user, credits) in enumerate(top, start=1)]
+        if not top:
+            lines.append("Nobody has generated anything yet this period.")
+        await _reply(interaction, "\n".join(lines))
+
+
+async def setup(bot: ImageHubBot) -> None:  # type: ignore[misc]
+    await bot.add_cog(Config(bot))

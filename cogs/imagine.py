@@ -1,0 +1,230 @@
+"""/imagine, the "Imagine with these images" context menu, and the shared launch path."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import metrics
+from bot.hub.sizes import QUALITIES, TIERS
+from bot.imagine import Attachment, ImagineRequest, Refusal
+from bot.logs import kv
+from cogs import render
+
+if TYPE_CHECKING:
+    from bot.client import ImageHubBot
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+def member_roles(interaction: discord.Interaction) -> tuple[int, ...]:
+    user = interaction.user
+    return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
+
+
+def is_moderator(interaction: discord.Interaction) -> bool:
+    perms = interaction.permissions
+    return perms.manage_guild or perms.manage_messages or perms.administrator
+
+
+def to_attachment(a: discord.Attachment) -> Attachment:
+    return Attachment(url=a.url, filename=a.filename, size=a.size, content_type=a.content_type)
+
+
+async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest) -> None:
+    """The one path every generation takes from an interaction: check, answer, reserve, queue.
+
+    Cheap checks come first so a refusal is the first (ephemeral) answer; the public status
+    message is sent within Discord's 3 s, then references are fetched and credits reserved.
+    """
+    services = bot.services
+    try:
+        plan = await services.imagine.plan(request)
+    except Refusal as refusal:
+        metrics.COMMANDS.labels("imagine", "refused").inc()
+        await interaction.response.send_message(embed=render.refusal(str(refusal)), ephemeral=True)
+        return
+    callback = await interaction.response.send_message(embed=render.starting_embed(plan.request.prompt, plan.cost))
+    status_message_id = callback.message_id
+
+    try:
+        job = await services.imagine.start(
+            plan,
+            services.fetch_attachment,
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            status_message_id=status_message_id,
+        )
+    except Refusal as refusal:
+        metrics.COMMANDS.labels("imagine", "refused").inc()
+        await interaction.delete_original_response()
+        await interaction.followup.send(embed=render.refusal(str(refusal)), ephemeral=True)
+        return
+    except Exception:
+        log.exception(kv("imagine.start_failed", guild=request.guild_id, user=request.user_id))
+        await interaction.delete_original_response()
+        await interaction.followup.send(embed=render.refusal(render.hub_error_text(RuntimeError())), ephemeral=True)
+        return
+    metrics.COMMANDS.labels("imagine", "accepted").inc()
+    log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
+    bot.scheduler.wake()
+    try:
+        await interaction.edit_original_response(embed=render.status_embed(job))
+    except discord.HTTPException as exc:
+        log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
+
+
+class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
+    """Prompt and options for the context menu and the "Use as reference" button."""
+
+    prompt: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
+        label="Prompt", style=discord.TextStyle.paragraph, max_length=4000
+    )
+    aspect: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
+        label="Aspect ratio (e.g. 1:1, 16:9; empty = default)", required=False, max_length=8
+    )
+    resolution: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
+        label="Resolution: 1K, 2K or 4K (empty = default)", required=False, max_length=4
+    )
+    count: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
+        label="How many images, 1 to 4 (empty = 1)", required=False, max_length=2
+    )
+
+    def __init__(self, bot: ImageHubBot, attachments: tuple[Attachment, ...], *, title: str | None = None) -> None:
+        super().__init__(title=title) if title else super().__init__()
+        self.bot = bot
+        self.attachments = attachments
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        count_text = self.count.value.strip()
+        if count_text and not count_text.isdigit():
+            await interaction.response.send_message(
+                embed=render.refusal("The number of images must be a whole number from 1 to 4."), ephemeral=True
+            )
+            return
+        request = ImagineRequest(
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            role_ids=member_roles(interaction),
+            prompt=self.prompt.value,
+            aspect=self.aspect.value.strip() or None,
+            resolution=self.resolution.value.strip().upper() or None,
+            count=int(count_text) if count_text else None,
+            attachments=self.attachments,
+            is_moderator=is_moderator(interaction),
+        )
+        await launch(self.bot, interaction, request)
+
+
+def image_attachments(message: discord.Message) -> tuple[Attachment, ...]:
+    """A message's image attachments (by declared type or extension; bytes are checked later)."""
+    found = []
+    for a in message.attachments:
+        declared = (a.content_type or "").split(";")[0]
+        if declared in IMAGE_TYPES or a.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp")):
+            found.append(to_attachment(a))
+    return tuple(found)
+
+
+class Imagine(commands.Cog):
+    def __init__(self, bot: ImageHubBot) -> None:
+        self.bot = bot
+        self.context_menu = app_commands.ContextMenu(name="Imagine with these images", callback=self.from_message)
+        self.context_menu.guild_only = True
+        bot.tree.add_command(self.context_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.context_menu.name, type=self.context_menu.type)
+
+    @app_commands.command(name="imagine", description="Generate images from a prompt")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt="What to draw",
+        model="Image model (default: the server's)",
+        aspect="Aspect ratio, e.g. 1:1 or 16:9",
+        resolution="Output resolution tier",
+        quality="Rendering quality",
+        count="How many images (1-4)",
+        reference1="A reference image (PNG, JPEG or WebP)",
+        reference2="Another reference image",
+        reference3="Another reference image",
+        reference4="Another reference image",
+    )
+    @app_commands.choices(
+        resolution=[app_commands.Choice(name=t, value=t) for t in TIERS],
+        quality=[app_commands.Choice(name=q, value=q) for q in QUALITIES],
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        model: str | None = None,
+        aspect: str | None = None,
+        resolution: str | None = None,
+        quality: str | None = None,
+        count: app_commands.Range[int, 1, 4] | None = None,
+        reference1: discord.Attachment | None = None,
+        reference2: discord.Attachment | None = None,
+        reference3: discord.Attachment | None = None,
+        reference4: discord.Attachment | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        refs = tuple(to_attachment(a) for a in (reference1, reference2, reference3, reference4) if a is not None)
+        request = ImagineRequest(
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            role_ids=member_roles(interaction),
+            prompt=prompt,
+            model=model,
+            aspect=aspect,
+            resolution=resolution,
+            quality=quality,
+            count=count,
+            attachments=refs,
+            is_moderator=is_moderator(interaction),
+        )
+        await launch(self.bot, interaction, request)
+
+    @imagine.autocomplete("model")
+    async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        models = self.bot.services.catalog.cached() or await self.bot.services.catalog.models()
+        return [
+            app_commands.Choice(name=f"{m.id} ({m.provider})", value=m.id)
+            for m in models
+            if current.lower() in m.id.lower()
+        ][:25]
+
+    @imagine.autocomplete("aspect")
+    async def _aspect_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        models = self.bot.services.catalog.cached() or await self.bot.services.catalog.models()
+        chosen = getattr(interaction.namespace, "model", None)
+        model = next((m for m in models if m.id == chosen), models[0] if models else None)
+        ratios = model.aspect_ratios if model else []
+        return [app_commands.Choice(name=r, value=r) for r in ratios if current in r][:25]
+
+    async def from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Context menu: the message's images become references, a modal asks for the prompt."""
+        refs = image_attachments(message)
+        if not refs:
+            await interaction.response.send_message(
+                embed=render.refusal("That message has no PNG, JPEG or WebP images to use as references."),
+                ephemeral=True,
+            )
+            return
+        config = await self.bot.services.guilds.get(interaction.guild_id or 0)
+        model = await self.bot.services.catalog.find(config.default_model)
+        limit = model.reference_image_limit if model else len(refs)
+        await interaction.response.send_modal(ImagineModal(self.bot, refs[:limit]))
+
+
+async def setup(bot: ImageHubBot) -> None:  # type: ignore[misc]
+    await bot.add_cog(Imagine(bot))

@@ -1,0 +1,125 @@
+"""Buttons on results. They are `DynamicItem`s with stable custom ids (`imagine:<action>:<job>`),
+so they keep working after a restart without any view being re-registered per message.
+
+Every press looks the job up scoped to the pressing server: a forged or foreign id finds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.imagine import ImagineRequest
+from bot.jobs import Job
+from cogs import render
+from cogs.imagine import ImagineModal, image_attachments, is_moderator, launch, member_roles
+
+if TYPE_CHECKING:
+    from bot.client import ImageHubBot
+
+log = logging.getLogger(__name__)
+
+
+async def _job_for(interaction: discord.Interaction, job_id: int) -> Job | None:
+    bot: ImageHubBot = interaction.client  # type: ignore[assignment]
+    job = None
+    if interaction.guild_id is not None:
+        job = await bot.services.jobs.get(job_id, guild_id=interaction.guild_id)
+    if job is None:
+        await interaction.response.send_message(
+            embed=render.refusal("I can't find that generation on this server."), ephemeral=True
+        )
+    return job
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"imagine:(?P<action>[a-z]+):(?P<job>\d+)"):
+    """One class for every result button; the action is part of the custom id."""
+
+    LABELS = {
+        "reroll": ("Reroll", "🎲", discord.ButtonStyle.primary),
+        "reference": ("Use as reference", "🖼️", discord.ButtonStyle.secondary),
+        "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
+    }
+
+    def __init__(self, action: str, job_id: int) -> None:
+        label, emoji, style = self.LABELS.get(action, (action.title(), None, discord.ButtonStyle.secondary))
+        super().__init__(
+            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"imagine:{action}:{job_id}")
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> JobButton:
+        return cls(match["action"], int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        job = await _job_for(interaction, self.job_id)
+        if job is None:
+            return
+        handler = {"reroll": self._reroll, "reference": self._reference, "delete": self._delete}.get(self.action)
+        if handler is None:
+            await interaction.response.send_message(embed=render.refusal("This button is no longer supported."),
+                                                    ephemeral=True)
+            return
+        await handler(interaction, job)
+
+    async def _reroll(self, interaction: discord.Interaction, job: Job) -> None:
+        """Same parameters, charged again to whoever pressed."""
+        bot: ImageHubBot = interaction.client  # type: ignore[assignment]
+        from bot.imagine import Attachment
+
+        p = job.params
+        request = ImagineRequest(
+            guild_id=job.guild_id,
+            channel_id=interaction.channel_id or job.channel_id,
+            user_id=interaction.user.id,
+            role_ids=member_roles(interaction),
+            prompt=p.prompt,
+            model=p.model,
+            aspect=p.aspect,
+            resolution=p.tier,
+            quality=p.quality,
+            count=p.n,
+            attachments=tuple(
+                Attachment(url=r.url, filename=r.filename, size=r.size, content_type=r.content_type)
+                for r in p.references
+            ),
+            is_moderator=is_moderator(interaction),
+        )
+        await launch(bot, interaction, request)
+
+    async def _reference(self, interaction: discord.Interaction, job: Job) -> None:
+        """A modal for a new prompt; this result's images are the references."""
+        bot: ImageHubBot = interaction.client  # type: ignore[assignment]
+        refs = image_attachments(interaction.message) if interaction.message else ()
+        if not refs:
+            await interaction.response.send_message(
+                embed=render.refusal("This result has no images left to use."), ephemeral=True
+            )
+            return
+        await interaction.response.send_modal(ImagineModal(bot, refs, title="Imagine from this result"))
+
+    async def _delete(self, interaction: discord.Interaction, job: Job) -> None:
+        """Only the member who asked, or a moderator, may delete a result."""
+        if interaction.user.id != job.user_id and not is_moderator(interaction):
+            await interaction.response.send_message(
+                embed=render.refusal("Only the member who made this, or a moderator, can delete it."),
+                ephemeral=True,
+            )
+            return
+        await interaction.response.defer()
+        if interaction.message is not None:
+            await interaction.message.delete()
+
+
+def result_view(job: Job) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in ("reroll", "reference", "delete"):
+        view.add_item(JobButton(action, job.id))
+    return view
