@@ -1,0 +1,188 @@
+"""The `Database`: async engine, sessions, write transactions and retries.
+
+SQLite (aiosqlite) connections get WAL, a busy timeout, foreign keys and `synchronous=NORMAL`.
+SQLAlchemy, not the sqlite3 driver, emits BEGIN, so that a read session starts a plain
+(deferred) transaction and a write transaction starts with `BEGIN IMMEDIATE`: it takes the
+database's single write lock up front, which makes read-check-write sequences (quota checks,
+job claims) atomic against every other connection and process. PostgreSQL uses row locks
+and advisory locks instead; see the services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_WRITE_OPTION = "image_hub_write"
+# PostgreSQL errors worth retrying: serialization failure, deadlock.
+_PG_RETRY_STATES = {"40001", "40P01"}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a transient lock/serialization error that a fresh transaction may not hit."""
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig).lower()
+        if "database is locked" in text or "database is busy" in text or "database table is locked" in text:
+            return True
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if state in _PG_RETRY_STATES:
+            return True
+    return False
+
+
+class Database:
+    """An opened database. Create with `await Database.open(url)`; close with `await db.close()`."""
+
+    def __init__(self, engine: AsyncEngine, *, retries: int = 6) -> None:
+        self.engine = engine
+        self.retries = retries
+        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False
+        )
+        self._write_maker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False, execution_options={_WRITE_OPTION: True}
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        migrate: bool = True,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        echo: bool = False,
+    ) -> Database:
+        """Create the engine (SQLite: create the file's folder) and, by default, migrate to head."""
+        engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo)
+        db = cls(engine)
+        if migrate:
+            from bot.db.migrate import migrate as run_migrations
+
+            try:
+                await run_migrations(engine)
+            except BaseException:
+                await engine.dispose()
+                raise
+        return db
+
+    @property
+    def dialect(self) -> str:
+        """`"sqlite"` or `"postgresql"`."""
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A plain session (reads; the caller commits any writes itself)."""
+        async with self.sessionmaker() as s:
+            yield s
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction, committed on exit and rolled back on error.
+
+        On SQLite it starts with `BEGIN IMMEDIATE`: it holds the write lock from the first statement.
+        """
+        async with self._write_maker() as s, s.begin():
+            yield s
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool = True) -> T:
+        """Run `work(session)` in its own transaction, retrying transient lock errors with backoff.
+
+        `work` may run more than once, so it must do nothing but database work. Exceptions it
+        raises itself (e.g. `QuotaExceeded`) roll back and propagate untouched.
+        """
+        delay = 0.02
+        for attempt in range(self.retries + 1):
+            try:
+                if write:
+                    async with self.transaction() as s:
+                        return await work(s)
+                async with self.session() as s:
+                    return await work(s)
+            except DBAPIError as exc:
+                if attempt >= self.retries or not is_retryable(exc):
+                    raise
+                log.debug("database busy, retrying (attempt %d)", attempt + 1)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+def create_engine(
+    url: str, *, pool_size: int | None = None, max_overflow: int | None = None, echo: bool = False
+) -> AsyncEngine:
+    """The async engine for `url`, with the SQLite connection setup described in the module doc."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if pool_size is not None:
+        kwargs["pool_size"] = pool_size
+    if max_overflow is not None:
+        kwargs["max_overflow"] = max_overflow
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not database or database == ":memory:":
+            kwargs.pop("pool_size", None)
+            kwargs.pop("max_overflow", None)
+        engine = create_async_engine(parsed, **kwargs)
+        _setup_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(parsed, **kwargs)
+
+
+def _setup_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy emit BEGIN (see below) instead of the driver's legacy behaviour.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(_WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")

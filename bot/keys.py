@@ -1,0 +1,177 @@
+"""Per-server GPT Image Hub keys, encrypted at rest with `MultiFernet`.
+
+Only ciphertext and a masked form (at most the last 4 characters) reach the database. The raw
+key is never logged and never put in an exception message or a repr.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography.fernet import InvalidToken, MultiFernet
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import Clock, utcnow
+from bot.db import Database
+from bot.db.models import GuildKey
+from bot.db.sql import upsert
+
+log = logging.getLogger(__name__)
+
+_PREFIX = re.compile(r"^[A-Za-z]{2,8}_(?:[A-Za-z]{2,8}_)?")
+_ELLIPSIS = "…"
+
+
+def mask_key(raw: str) -> str:
+    """Display form of a key: a known-looking prefix plus at most its last 4 characters.
+
+    `gih_live_0123456789abcd` → `gih_live_…abcd`. Short keys show fewer characters (a quarter
+    of the secret part at most), so a mask never gives away most of a key.
+    """
+    raw = raw.strip()
+    match = _PREFIX.match(raw)
+    prefix = match.group(0) if match else ""
+    secret = raw[len(prefix) :]
+    shown = min(4, len(secret) // 4)
+    return f"{prefix}{_ELLIPSIS}{secret[-shown:] if shown else ''}"
+
+
+class KeyVaultError(Exception):
+    """Base class for key-vault errors (messages never contain a key)."""
+
+
+class KeyUnreadable(KeyVaultError):
+    """The stored key cannot be decrypted with the configured ENCRYPTION_KEY(s)."""
+
+    def __init__(self, guild_id: int) -> None:
+        super().__init__(
+            f"the hub key stored for server {guild_id} cannot be decrypted with ENCRYPTION_KEY; "
+            "set the key again (or add the old encryption key back after the new one)"
+        )
+        self.guild_id = guild_id
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown about a stored key."""
+
+    guild_id: int
+    masked: str
+    set_by: int
+    set_at: datetime
+
+
+class KeyVault:
+    """Stores, reads and rotates the per-server keys; `fallback_key` is the bot-wide HUB_API_KEY."""
+
+    def __init__(
+        self, db: Database, fernet: MultiFernet, fallback_key: str | None = None, *, clock: Clock = utcnow
+    ) -> None:
+        self._db = db
+        self._fernet = fernet
+        self._fallback = fallback_key or None
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"KeyVault(fallback={'set' if self._fallback else 'unset'})"
+
+    async def set_key(self, guild_id: int, raw_key: str, set_by: int) -> KeyInfo:
+        """Encrypt and store `raw_key` for the server, replacing any previous one."""
+        raw = raw_key.strip()
+        if not raw:
+            raise ValueError("the key is empty")
+        if any(c.isspace() for c in raw):
+            raise ValueError("the key contains whitespace")
+        ciphertext = self._fernet.encrypt(raw.encode())
+        info = KeyInfo(guild_id=guild_id, masked=mask_key(raw), set_by=set_by, set_at=self._clock())
+
+        async def work(s: AsyncSession) -> None:
+            await upsert(
+                s,
+                GuildKey,
+                {
+                    "guild_id": guild_id,
+                    "ciphertext": ciphertext,
+                    "masked": info.masked,
+                    "set_by": set_by,
+                    "set_at": info.set_at,
+                },
+                ["guild_id"],
+            )
+
+        await self._db.run(work)
+        log.info("hub key set for guild %s by %s (%s)", guild_id, set_by, info.masked)
+        return info
+
+    async def clear_key(self, guild_id: int) -> bool:
+        """Forget the server's key; False when there was none."""
+
+        async def work(s: AsyncSession) -> bool:
+            result = await s.execute(delete(GuildKey).where(GuildKey.guild_id == guild_id))
+            return bool(getattr(result, "rowcount", 0))
+
+        removed = await self._db.run(work)
+        if removed:
+            log.info("hub key cleared for guild %s", guild_id)
+        return removed
+
+    async def key_info(self, guild_id: int) -> KeyInfo | None:
+        """The masked key, who set it and when; None when the server has no key of its own."""
+        async with self._db.session() as s:
+            row = (
+                await s.execute(
+                    select(GuildKey.masked, GuildKey.set_by, GuildKey.set_at).where(
+                        GuildKey.guild_id == guild_id
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return KeyInfo(guild_id=guild_id, masked=row.masked, set_by=row.set_by, set_at=row.set_at)
+
+    async def has_own_key(self, guild_id: int) -> bool:
+        return await self.key_info(guild_id) is not None
+
+    async def get_key(self, guild_id: int) -> str | None:
+        """The key to call the hub with: the server's own, else the fallback, else None.
+
+        Raises `KeyUnreadable` when a stored key cannot be decrypted (rather than silently
+        spending the fallback key's credits).
+        """
+        async with self._db.session() as s:
+            ciphertext = (
+                await s.execute(select(GuildKey.ciphertext).where(GuildKey.guild_id == guild_id))
+            ).scalar_one_or_none()
+        if ciphertext is None:
+            return self._fallback
+        try:
+            return self._fernet.decrypt(bytes(ciphertext)).decode()
+        except InvalidToken:
+            raise KeyUnreadable(guild_id) from None
+
+    async def rotate(self) -> int:
+        """Re-encrypt every stored key with the newest ENCRYPTION_KEY; returns how many rows.
+
+        Keys that no configured encryption key can decrypt are left as they are (and logged).
+        """
+
+        async def work(s: AsyncSession) -> int:
+            rows = (await s.execute(select(GuildKey.guild_id, GuildKey.ciphertext))).all()
+            count = 0
+            for guild_id, ciphertext in rows:
+                try:
+                    new = self._fernet.rotate(bytes(ciphertext))
+                except InvalidToken:
+                    log.warning("hub key for guild %s cannot be decrypted; not rotated", guild_id)
+                    continue
+                await s.execute(update(GuildKey).where(GuildKey.guild_id == guild_id).values(ciphertext=new))
+                count += 1
+            return count
+
+        count = await self._db.run(work)
+        log.info("re-encrypted %d hub key(s) with the newest encryption key", count)
+        return count
