@@ -188,7 +188,10 @@ class HubClient:
     async def get_credits(self) -> Credits:
         """The balance of the key's owner."""
         payload = await self._get("/api/v1/credits", auth=True)
-        return self._model(Credits, _unwrap(payload, "credits"), "credit balance")
+        credits = self._model(Credits, _unwrap(payload, "credits"), "credit balance")
+        if credits.credits is None:
+            raise HubError("the hub's credit balance has no credits", status=200, code="bad_response")
+        return credits
 
     async def get_generation(self, generation_id: str) -> Generation:
         """A generation by id (owner only); a failed generation is returned, not raised."""

@@ -32,9 +32,10 @@ def _text_or_none(value: Any) -> Any:
 
 
 class Credits(_Tolerant):
-    """A credit balance: `credits`, the owner's `account_type` and the next credit expiry (as sent)."""
+    """A credit balance: `credits` (None if the hub did not say), the owner's `account_type` and the
+    next credit expiry, as sent."""
 
-    credits: int = 0
+    credits: int | None = None
     account_type: str | None = None
     next_expiration: str | None = None
 
@@ -81,29 +82,20 @@ class GeneratedImage(_Tolerant):
 
 
 class Usage(_Tolerant):
-    """Credits charged (`credits`, final once finished) and requested up front (`credits_requested`)."""
+    """Credits charged (`credits`; final once finished, None if the hub did not say) and requested."""
 
-    credits: int = 0
+    credits: int | None = None
     credits_requested: int | None = None
 
-    @field_validator("credits", mode="before")
-    @classmethod
-    def _credits(cls, value: Any) -> Any:
-        return 0 if value is None else value
 
-
-class GenerationError(_Tolerant):
-    """Why a generation failed, when the hub says."""
-
-    code: str | None = None
-    message: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shape(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            return {"message": data}
-        return data
+def _error_text(value: Any) -> Any:
+    """A failure reason as text, from a string or an {"message": ..., "code": ...} object."""
+    if value is None or isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):
+        found = _first(value, "message", "detail", "code", "type")
+        return None if found is None else str(found)
+    return str(value)
 
 
 class Generation(_Tolerant):
@@ -119,7 +111,7 @@ class Generation(_Tolerant):
     balance: Credits | None = None
     poll_url: str | None = None
     created_at: str | None = None
-    error: GenerationError | None = None
+    error: str | None = None
 
     @field_validator("id", mode="before")
     @classmethod
@@ -145,6 +137,16 @@ class Generation(_Tolerant):
     @classmethod
     def _usage(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error(cls, value: Any) -> Any:
+        return _error_text(value)
+
+    @field_validator("balance", mode="before")
+    @classmethod
+    def _balance(cls, value: Any) -> Any:
+        return value if isinstance(value, dict | int | float) and not isinstance(value, bool) else None
 
     @property
     def succeeded(self) -> bool:
