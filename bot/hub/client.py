@@ -95,6 +95,12 @@ def _error_details(payload: Any) -> tuple[str | None, str | None]:
     return (str(code) if code else None), (str(message) if message else None)
 
 
+def _safe_filename(name: str) -> str:
+    """A filename without control characters (they would break the part's headers)."""
+    cleaned = "".join("_" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in name).strip()
+    return cleaned or "reference"
+
+
 def _unwrap(payload: Any, marker: str) -> Any:
     """The object itself, or its `data` object when the hub wraps it ({"data": {...}})."""
     if isinstance(payload, dict) and marker not in payload and isinstance(payload.get("data"), dict):
@@ -223,13 +229,17 @@ class HubClient:
         def build_body() -> dict[str, Any]:
             if not refs:
                 return {"json": {**fields, "async": async_}}
-            form = aiohttp.FormData()
+            # Filenames go out as UTF-8 (as browsers send them), not percent-encoded.
+            form = aiohttp.FormData(quote_fields=False)
             for name, value in fields.items():
                 form.add_field(name, str(value))
             form.add_field("async", "true" if async_ else "false")
             for ref in refs:
                 form.add_field(
-                    "reference_image", ref.data, filename=ref.filename, content_type=ref.content_type
+                    "reference_image",
+                    ref.data,
+                    filename=_safe_filename(ref.filename),
+                    content_type=ref.content_type,
                 )
             return {"data": form}
 

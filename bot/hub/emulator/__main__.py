@@ -70,9 +70,9 @@ async def serve(args: argparse.Namespace) -> None:
     if not state.keys:
         demo = state.add_key(credits=DEMO_CREDITS)
         print(f"demo key (1000 credits): {demo}", flush=True)
-    runner = web.AppRunner(create_app(state))
+    runner = web.AppRunner(create_app(state), shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port, shutdown_timeout=2.0)
+    site = web.TCPSite(runner, args.host, args.port)
     await site.start()
     host, port = runner.addresses[0][:2]
     print(f"hub emulator listening on http://{host}:{port}", flush=True)

@@ -27,7 +27,7 @@ from bot.hub.emulator.state import (
 from bot.hub.sizes import parse_size
 
 STATE: web.AppKey[EmulatorState] = web.AppKey("hub_emulator_state", EmulatorState)
-_RECORD = "hub_emulator_request_record"
+_RECORD: web.RequestKey[RequestRecord] = web.RequestKey("hub_emulator_request_record", RequestRecord)
 _MAX_FIELD_BYTES = 1024 * 1024
 _CHUNK = 64 * 1024
 
@@ -266,7 +266,7 @@ def _as_n(value: Any) -> int:
 async def _create_generation(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     raw_key, key = _authenticate(request)
-    record: RequestRecord = request[_RECORD]
+    record = request[_RECORD]
     fields, refs, _multipart = await _parse_body(request, record, state.max_reference_bytes)
 
     model_id = fields.get("model")
