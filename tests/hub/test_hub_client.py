@@ -51,8 +51,9 @@ async def test_list_models_returns_the_documented_model(hub):
 
 
 async def test_list_models_needs_no_key_and_sees_added_models(state, emulator, client_for):
-    state.add_model(ModelSpec(id="tiny-model", provider="acme", credits={"1K": 1}, tiers=["1K"],
-                              reference_image_limit=2))
+    state.add_model(
+        ModelSpec(id="tiny-model", provider="acme", credits={"1K": 1}, tiers=["1K"], reference_image_limit=2)
+    )
     async with client_for(emulator, None) as anonymous:
         models = await anonymous.list_models()
     assert [m.id for m in models] == ["gpt-image-2", "tiny-model"]
@@ -81,8 +82,14 @@ async def test_async_generation_sends_json_and_is_queued(state, hub, emulator):
     assert gen.images == [] and gen.created_at
     [sent] = state.requests_to(GEN_PATH, "POST")
     assert sent.content_type == "application/json"
-    assert sent.fields == {"model": "gpt-image-2", "prompt": "a cat", "size": "1536x1024", "quality": "high",
-                           "n": 2, "async": True}
+    assert sent.fields == {
+        "model": "gpt-image-2",
+        "prompt": "a cat",
+        "size": "1536x1024",
+        "quality": "high",
+        "n": 2,
+        "async": True,
+    }
     assert sent.references == []
 
 
@@ -167,20 +174,29 @@ async def test_multipart_references_arrive_byte_for_byte(state, hub):
         Reference(image("JPEG", (0, 90, 200)), "second photo.jpg", "image/jpeg"),
         Reference(image("WEBP", (9, 9, 9)), "ảnh thứ ba.webp", "image/webp"),
     ]
-    gen = await hub.generate(model="gpt-image-2", prompt="mix them", size="2048x2048", quality="low", n=1,
-                             references=refs)
+    gen = await hub.generate(
+        model="gpt-image-2", prompt="mix them", size="2048x2048", quality="low", n=1, references=refs
+    )
     assert gen.status == "queued"
     [sent] = state.requests_to(GEN_PATH, "POST")
     assert sent.content_type == "multipart/form-data"
-    assert sent.fields == {"model": "gpt-image-2", "prompt": "mix them", "size": "2048x2048", "quality": "low",
-                           "n": "1", "async": "true"}
+    assert sent.fields == {
+        "model": "gpt-image-2",
+        "prompt": "mix them",
+        "size": "2048x2048",
+        "quality": "low",
+        "n": "1",
+        "async": "true",
+    }
     got = [(r.filename, r.content_type, r.data) for r in sent.references]
     assert got == [(r.filename, r.content_type, r.data) for r in refs]
     assert len(state.generations[gen.id].references) == 3
 
 
 async def test_multipart_sync_sends_async_false(state, hub):
-    gen = await hub.generate(model="gpt-image-2", prompt="p", references=[Reference(image("PNG"))], async_=False)
+    gen = await hub.generate(
+        model="gpt-image-2", prompt="p", references=[Reference(image("PNG"))], async_=False
+    )
     assert gen.succeeded
     [sent] = state.requests_to(GEN_PATH, "POST")
     assert sent.fields["async"] == "false" and "size" not in sent.fields and "quality" not in sent.fields
@@ -247,8 +263,14 @@ async def test_not_found_and_other_owners_generation(state, hub, emulator, clien
         ({"model": "gpt-image-2", "prompt": "p", "n": 0}, "n must"),
         ({"model": "gpt-image-2", "prompt": "p", "size": "huge"}, "size"),
         ({"model": "gpt-image-2", "prompt": "p", "quality": "ultra"}, "quality"),
-        ({"model": "gpt-image-2", "prompt": "p", "references": [Reference(b"GIF89a....", "a.gif", "image/gif")]},
-         "PNG, JPEG or WebP"),
+        (
+            {
+                "model": "gpt-image-2",
+                "prompt": "p",
+                "references": [Reference(b"GIF89a....", "a.gif", "image/gif")],
+            },
+            "PNG, JPEG or WebP",
+        ),
         ({"model": "gpt-image-2", "prompt": "p", "references": [Reference(image("PNG"))] * 17}, "at most 16"),
     ],
     ids=["model", "prompt", "n-high", "n-zero", "size", "quality", "not-an-image", "too-many-references"],
@@ -310,12 +332,26 @@ async def test_model_list_shapes(serve_app, client_for, payload):
 
 
 async def test_model_entries_with_unknown_fields_and_variants(serve_app, client_for):
-    payload = {"models": [{"model": "x", "supported_aspect_ratios": ["1:1"], "pricing": {"1K": 2},
-                           "max_reference_images": 3, "brand_new": {"a": 1}}]}
+    payload = {
+        "models": [
+            {
+                "model": "x",
+                "supported_aspect_ratios": ["1:1"],
+                "pricing": {"1K": 2},
+                "max_reference_images": 3,
+                "brand_new": {"a": 1},
+            }
+        ]
+    }
     app = odd_hub({"/api/v1/models": (200, "application/json", json.dumps(payload))})
     async with serve_app(app) as url, client_for(url, None) as client:
         [model] = await client.list_models()
-    assert (model.id, model.aspect_ratios, model.credits, model.reference_image_limit) == ("x", ["1:1"], {"1K": 2}, 3)
+    assert (model.id, model.aspect_ratios, model.credits, model.reference_image_limit) == (
+        "x",
+        ["1:1"],
+        {"1K": 2},
+        3,
+    )
 
 
 @pytest.mark.parametrize(
@@ -330,15 +366,26 @@ async def test_model_entries_with_unknown_fields_and_variants(serve_app, client_
         ((404, "text/html", "<html><h1>Not Found</h1></html>"), "credits"),
         ((400, "text/plain", "bad"), "generation"),
     ],
-    ids=["html-200", "models-shape", "credits-string", "credits-missing", "generation-no-id", "broken-json",
-         "html-404", "plain-400"],
+    ids=[
+        "html-200",
+        "models-shape",
+        "credits-string",
+        "credits-missing",
+        "generation-no-id",
+        "broken-json",
+        "html-404",
+        "plain-400",
+    ],
 )
 async def test_unexpected_bodies_raise_hub_error(serve_app, client_for, route, call):
     paths = {"models": "/api/v1/models", "credits": "/api/v1/credits", "generation": "/api/v1/generations/g1"}
     app = odd_hub({paths[call]: route})
     async with serve_app(app) as url, client_for(url, "gih_live_" + "k" * 32) as client:
-        method = {"models": client.list_models, "credits": client.get_credits,
-                  "generation": lambda: client.get_generation("g1")}[call]
+        method = {
+            "models": client.list_models,
+            "credits": client.get_credits,
+            "generation": lambda: client.get_generation("g1"),
+        }[call]
         with pytest.raises(HubError) as caught:
             await method()
     assert type(caught.value) is HubError
@@ -358,8 +405,17 @@ async def test_unknown_error_code_keeps_the_code(serve_app, client_for):
 
 
 async def test_generation_with_odd_fields_and_wrapped_data(serve_app, client_for):
-    body = json.dumps({"data": {"id": "g1", "status": "processing", "images": None, "usage": {"credits": None},
-                                "surprise": [1]}})
+    body = json.dumps(
+        {
+            "data": {
+                "id": "g1",
+                "status": "processing",
+                "images": None,
+                "usage": {"credits": None},
+                "surprise": [1],
+            }
+        }
+    )
     app = odd_hub({"/api/v1/generations/g1": (200, "application/json", body)})
     async with serve_app(app) as url, client_for(url, "gih_live_" + "k" * 32) as client:
         gen = await client.get_generation("g1")

@@ -66,13 +66,17 @@ def test_parse_size_examples(size, expected):
     assert parse_size(size) == expected
 
 
-@pytest.mark.parametrize("size", ["", "big", "1024", "1024x", "x1024", "0x1024", "1024x0", "-5x10", "1.5x2", "axb"])
+@pytest.mark.parametrize(
+    "size", ["", "big", "1024", "1024x", "x1024", "0x1024", "1024x0", "-5x10", "1.5x2", "axb"]
+)
 def test_parse_size_rejects_garbage(size):
     with pytest.raises(ValueError):
         parse_size(size)
 
 
-@pytest.mark.parametrize(("aspect", "tier"), [("1:1", "8K"), ("1:1", "1k"), ("wide", "1K"), ("0:1", "1K"), ("1:2:3", "2K")])
+@pytest.mark.parametrize(
+    ("aspect", "tier"), [("1:1", "8K"), ("1:1", "1k"), ("wide", "1K"), ("0:1", "1K"), ("1:2:3", "2K")]
+)
 def test_size_for_rejects_unknown_input(aspect, tier):
     with pytest.raises(ValueError):
         size_for(aspect, tier)

@@ -113,15 +113,26 @@ def test_generation_status_properties(status, finished, succeeded, failed):
 
 def test_generation_tolerates_missing_null_and_unknown_fields():
     gen = Generation.model_validate(
-        {"id": "g", "images": None, "usage": None, "balance": "n/a", "error": {"code": "x", "message": "boom"},
-         "new_field": [1, 2]}
+        {
+            "id": "g",
+            "images": None,
+            "usage": None,
+            "balance": "n/a",
+            "error": {"code": "x", "message": "boom"},
+            "new_field": [1, 2],
+        }
     )
     assert gen.status == "unknown" and not gen.is_finished
     assert gen.images == [] and gen.usage.credits is None and gen.balance is None
     assert gen.error == "boom"
     full = Generation.model_validate(
-        {"id": "g", "status": "succeeded", "images": [{"url": "https://x/y.png", "extra": 1}],
-         "usage": {"credits": 8}, "balance": {"credits": 112, "account_type": "PRO", "next_expiration": None}}
+        {
+            "id": "g",
+            "status": "succeeded",
+            "images": [{"url": "https://x/y.png", "extra": 1}],
+            "usage": {"credits": 8},
+            "balance": {"credits": 112, "account_type": "PRO", "next_expiration": None},
+        }
     )
     assert full.images[0].url == "https://x/y.png" and full.images[0].id == ""
     assert full.usage.credits == 8 and full.usage.credits_requested is None
@@ -129,9 +140,9 @@ def test_generation_tolerates_missing_null_and_unknown_fields():
 
 
 def test_credits_variants():
-    assert Credits.model_validate({"credits": 5, "accountType": "FREE", "nextExpiration": 1700000000}) == Credits(
-        credits=5, account_type="FREE", next_expiration="1700000000"
-    )
+    assert Credits.model_validate(
+        {"credits": 5, "accountType": "FREE", "nextExpiration": 1700000000}
+    ) == Credits(credits=5, account_type="FREE", next_expiration="1700000000")
     assert Credits.model_validate({"balance": 7}).credits == 7
     assert Credits.model_validate({}).credits is None
 
