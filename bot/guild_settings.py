@@ -146,7 +146,7 @@ class GuildSettingsStore:
             row = await s.get(GuildSettings, guild_id)
             return GuildConfig.defaults(guild_id) if row is None else _snapshot(row)
 
-    async def update(self, guild_id: int, **changes: Any) -> GuildConfig:
+    async def update(self, guild_id: int, /, **changes: Any) -> GuildConfig:
         """Change some settings (others keep their value); returns the new settings.
 
         Raises `ValueError` for an unknown name or an invalid value, before writing anything.
