@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import socket
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put the repo on sys.path
-    sys.path.insert(0, str(ROOT))
-
-from bot.hub import HubClient  # noqa: E402
-from bot.hub.emulator import STATE, EmulatorState, create_app  # noqa: E402
+from bot.hub import HubClient
+from bot.hub.emulator import STATE, EmulatorState, create_app
 
 
 @asynccontextmanager

@@ -97,7 +97,7 @@ async def test_timeline_with_a_delay(serve_app, client_for):
 async def test_wait_polls_and_wait_generation_created(state, hub):
     state.set_hold(True)
 
-    async def poll_until_done() -> str:
+    async def poll_until_done():
         gen = await hub.generate(model="gpt-image-2", prompt="p")
         while True:
             seen = await hub.get_generation(gen.id)

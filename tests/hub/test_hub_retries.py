@@ -237,8 +237,8 @@ async def test_key_never_appears_in_errors_or_reprs(state, emulator, serve_app, 
         "HubUnavailable",
     ]
     assert "bad key" in errors[2].message
-    for exc in errors:
-        assert secret not in str(exc) and secret not in repr(exc) and secret not in exc.message
+    for error in errors:
+        assert secret not in str(error) and secret not in repr(error) and secret not in error.message
     assert secret not in caplog.text
 
 
