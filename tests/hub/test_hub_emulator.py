@@ -80,7 +80,7 @@ async def test_keys_are_stored_hashed(state, key):
 
 
 async def test_timeline_with_a_delay(serve_app, client_for):
-    state = EmulatorState(delay=0.3)
+    state = EmulatorState(delay=0.6)  # running after 0.2 s, finished after 0.6 s
     key = state.add_key()
     async with serve_app(create_app(state)) as url, client_for(url, key) as hub:
         gen = await hub.generate(model="gpt-image-2", prompt="p")
@@ -112,6 +112,19 @@ async def test_wait_polls_and_wait_generation_created(state, hub):
     assert await task == "succeeded"
     with pytest.raises(TimeoutError):
         await state.wait_generation_created(2, within=0.05)
+
+
+async def test_slow_delays_every_response(state, hub):
+    import time
+
+    state.slow(0.25)
+    started = time.monotonic()
+    await hub.list_models()
+    assert time.monotonic() - started >= 0.25
+    state.slow(0)
+    started = time.monotonic()
+    await hub.list_models()
+    assert time.monotonic() - started < 0.25
 
 
 # ---------------------------------------------------------------------- images
