@@ -106,7 +106,9 @@ class DiscordPublisher:
         if now - self._last_edit.get(job.id, 0.0) < PROGRESS_MIN_INTERVAL:
             return
         self._last_edit[job.id] = now
-        await self.bot.interaction_webhook(job).edit_message(job.status_message_id, embed=render.status_embed(job))
+        await self.bot.interaction_webhook(job).edit_message(
+            job.status_message_id, embed=render.status_embed(job)
+        )
 
     async def result(self, job: Job, result: Result) -> list[int]:
         from cogs import render
@@ -125,7 +127,9 @@ class DiscordPublisher:
                 continue
             total += len(image.data)
             ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(image.content_type, "png")
-            files.append(discord.File(io.BytesIO(image.data), filename=f"image-{job.id}-{image.index + 1}.{ext}"))
+            files.append(
+                discord.File(io.BytesIO(image.data), filename=f"image-{job.id}-{image.index + 1}.{ext}")
+            )
         if not files and not links:
             await self.notice(job, Notice(NoticeKind.DOWNLOAD_FAILED, charged=result.charged))
             return []
@@ -163,7 +167,9 @@ class DiscordPublisher:
         except (discord.NotFound, discord.Forbidden) as exc:
             raise PublishError(f"{exc.status} {exc.text}", permanent=True) from None
         except discord.HTTPException as exc:
-            raise PublishError(f"{exc.status} {exc.text}", permanent=exc.status < 500 and exc.status != 429) from None
+            raise PublishError(
+                f"{exc.status} {exc.text}", permanent=exc.status < 500 and exc.status != 429
+            ) from None
         except (TimeoutError, OSError) as exc:
             raise PublishError(repr(exc), permanent=False) from None
 
@@ -173,7 +179,9 @@ class DiscordPublisher:
         embed = render.notice_embed(job, notice)
         if self.bot.token_usable(job) and job.status_message_id is not None:
             try:
-                await self.bot.interaction_webhook(job).edit_message(job.status_message_id, embed=embed, view=None)
+                await self.bot.interaction_webhook(job).edit_message(
+                    job.status_message_id, embed=embed, view=None
+                )
             except discord.HTTPException:
                 await self._channel(job).send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
         else:

@@ -51,7 +51,13 @@ class Settings(BaseSettings):
     max_concurrent_polls: int = Field(default=32, alias="MAX_CONCURRENT_POLLS", ge=1)
 
     @field_validator(
-        "hub_api_key", "discord_token", "encryption_key", "dev_guild_id", "shard_ids", "shard_count", "metrics_port",
+        "hub_api_key",
+        "discord_token",
+        "encryption_key",
+        "dev_guild_id",
+        "shard_ids",
+        "shard_count",
+        "metrics_port",
         mode="before",
     )
     @classmethod

@@ -159,7 +159,9 @@ class ImagineService:
                 raise Refusal(str(exc)) from None
 
         if await self.keys.get_key(request.guild_id) is None:
-            raise Refusal("This server has no image hub key yet. A moderator can set one with `/config key set`.")
+            raise Refusal(
+                "This server has no image hub key yet. A moderator can set one with `/config key set`."
+            )
 
         cost = model.cost(tier, count)
         await self._check_capacity(request, config, cost)
@@ -176,7 +178,9 @@ class ImagineService:
                 for a in request.attachments
             ),
         )
-        return Plan(request=replace(request, prompt=prompt), params=params, model=model, cost=cost, config=config)
+        return Plan(
+            request=replace(request, prompt=prompt), params=params, model=model, cost=cost, config=config
+        )
 
     async def _check_capacity(self, request: ImagineRequest, config: GuildConfig, cost: int) -> None:
         mine = await self.jobs.count_active(request.guild_id, request.user_id)
@@ -206,7 +210,9 @@ class ImagineService:
         references = [await self._fetch_checked(a, fetch) for a in plan.request.attachments]
         request = plan.request
         try:
-            reservation = await self.quotas.reserve(request.guild_id, request.user_id, request.role_ids, plan.cost)
+            reservation = await self.quotas.reserve(
+                request.guild_id, request.user_id, request.role_ids, plan.cost
+            )
         except QuotaExceeded as exc:
             raise Refusal(_quota_text(plan.cost, exc.remaining, exc.resets_at)) from None
         created = now or datetime.now(UTC)
@@ -235,7 +241,9 @@ class ImagineService:
         try:
             data = await fetch(attachment)
         except Exception:
-            raise Refusal(f"I couldn't download `{attachment.filename}` from Discord. Please try again.") from None
+            raise Refusal(
+                f"I couldn't download `{attachment.filename}` from Discord. Please try again."
+            ) from None
         try:
             checked = check_reference(attachment.filename, data)
         except BadReference as exc:
@@ -274,5 +282,7 @@ class ReferenceCache:
         for spec in job.params.references:
             data = await self._fetch(Attachment(url=spec.url, filename=spec.filename, size=spec.size))
             checked = check_reference(spec.filename, data)
-            refs.append(Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type))
+            refs.append(
+                Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)
+            )
         return refs

@@ -29,7 +29,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, lambda s=sig: _stop(bot, s))
+            loop.add_signal_handler(sig, _stop, bot, sig)
     assert settings.discord_token is not None
     try:
         await bot.start(settings.discord_token.get_secret_value())

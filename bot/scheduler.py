@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from bot import metrics
 from bot.hub import (
     DownloadError,
     ExpiredApiKey,
@@ -33,7 +34,6 @@ from bot.hub import (
     OutcomeUnknown,
     Reference,
 )
-from bot import metrics
 from bot.jobs import Job, JobStatus, JobStore, LeaseLost
 from bot.logs import kv
 from bot.quotas import QuotaService
@@ -379,7 +379,11 @@ class Scheduler:
             return
         changed = gen.status != job.hub_status
         job = await self.jobs.update(
-            job.id, self.owner, status=_status_of(gen), hub_status=gen.status, poll_attempts=job.poll_attempts + 1
+            job.id,
+            self.owner,
+            status=_status_of(gen),
+            hub_status=gen.status,
+            poll_attempts=job.poll_attempts + 1,
         )
         if changed:
             await self._progress(job)
@@ -387,7 +391,9 @@ class Scheduler:
 
     async def _on_finished(self, job: Job, gen: Generation) -> None:
         if not gen.succeeded or not gen.images:
-            await self._finish(job, JobStatus.FAILED, hub_status=gen.status, last_error=gen.error or gen.status)
+            await self._finish(
+                job, JobStatus.FAILED, hub_status=gen.status, last_error=gen.error or gen.status
+            )
             refunded = await self._settle(job, 0)
             await self._notify(job, Notice(NoticeKind.HUB_FAILED, detail=gen.error or "", refunded=refunded))
             return
@@ -411,7 +417,7 @@ class Scheduler:
         hub = self.hubs.anonymous()
         images = await self._download_all(hub, job)
         charged = job.charged_credits or 0
-        elapsed = ((job.submitted_at and (self.clock() - job.submitted_at).total_seconds()) or 0.0)
+        elapsed = (job.submitted_at and (self.clock() - job.submitted_at).total_seconds()) or 0.0
         result = Result(
             images=images,
             requested=job.params.n,
@@ -427,9 +433,13 @@ class Scheduler:
             attempts = job.error_attempts + 1
             if exc.permanent or attempts >= MAX_PUBLISH_ATTEMPTS:
                 log.warning(kv("job.publish_abandoned", job=job.id, guild=job.guild_id, reason=str(exc)))
-                await self._finish(job, JobStatus.FAILED, last_error=f"publish: {exc}"[:500], error_attempts=attempts)
+                await self._finish(
+                    job, JobStatus.FAILED, last_error=f"publish: {exc}"[:500], error_attempts=attempts
+                )
                 return
-            job = await self.jobs.update(job.id, self.owner, error_attempts=attempts, last_error=str(exc)[:500])
+            job = await self.jobs.update(
+                job.id, self.owner, error_attempts=attempts, last_error=str(exc)[:500]
+            )
             await self._release(job, self.policy.error_delay(attempts))
             return
         if await self.jobs.mark_posted(job.id, self.owner, message_ids):

@@ -69,7 +69,9 @@ class KeyModal(discord.ui.Modal, title="Set the image hub key"):
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
-class Config(commands.GroupCog, group_name="config", group_description="Server settings for image generation"):
+class Config(
+    commands.GroupCog, group_name="config", group_description="Server settings for image generation"
+):
     key = app_commands.Group(name="key", description="The server's image hub key")
     quota = app_commands.Group(name="quota", description="Members' credit budgets")
 
@@ -144,17 +146,22 @@ class Config(commands.GroupCog, group_name="config", group_description="Server s
         await _reply(interaction, f"Budget for {member.mention}: {text}.")
 
     @quota.command(name="exempt", description="Members with this role have no limit")
-    async def quota_exempt(self, interaction: discord.Interaction, role: discord.Role, exempt: bool = True) -> None:
+    async def quota_exempt(
+        self, interaction: discord.Interaction, role: discord.Role, exempt: bool = True
+    ) -> None:
         assert interaction.guild_id is not None
         await self.bot.services.quotas.set_exempt(interaction.guild_id, role.id, exempt)
-        await _reply(interaction, f"{role.mention} is {'now' if exempt else 'no longer'} exempt from budgets.")
+        await _reply(
+            interaction, f"{role.mention} is {'now' if exempt else 'no longer'} exempt from budgets."
+        )
 
     @quota.command(name="show", description="The server's budget rules")
     async def quota_show(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         policy = await self.bot.services.quotas.policy(interaction.guild_id)
         lines = [
-            f"**Default**: {'unlimited' if policy.default is None else f'{policy.default:,}'} credits per {policy.period}"
+            f"**Default**: {'unlimited' if policy.default is None else f'{policy.default:,}'} "
+            f"credits per {policy.period}"
         ]
         lines += [f"<@&{role}>: {credits:,}" for role, credits in sorted(policy.roles.items())]
         lines += [f"<@{user}>: {credits:,}" for user, credits in sorted(policy.members.items())]
@@ -245,7 +252,11 @@ class Config(commands.GroupCog, group_name="config", group_description="Server s
         if per_server is not None:
             changes["max_concurrent_per_guild"] = per_server
         store = self.bot.services.guilds
-        config = await store.update(interaction.guild_id, **changes) if changes else await store.get(interaction.guild_id)
+        config = (
+            await store.update(interaction.guild_id, **changes)
+            if changes
+            else await store.get(interaction.guild_id)
+        )
         await _reply(
             interaction,
             f"At most {config.max_concurrent_per_member} running per member, "
@@ -253,7 +264,9 @@ class Config(commands.GroupCog, group_name="config", group_description="Server s
         )
 
     @app_commands.command(name="modlog", description="Where moderators are told about problems (empty = off)")
-    async def modlog(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
+    async def modlog(
+        self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
+    ) -> None:
         assert interaction.guild_id is not None
         await self.bot.services.guilds.update(
             interaction.guild_id, mod_log_channel_id=channel.id if channel else None
@@ -275,5 +288,5 @@ class Config(commands.GroupCog, group_name="config", group_description="Server s
         await _reply(interaction, "\n".join(lines))
 
 
-async def setup(bot: ImageHubBot) -> None:  # type: ignore[misc]
+async def setup(bot: ImageHubBot) -> None:
     await bot.add_cog(Config(bot))

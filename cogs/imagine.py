@@ -50,7 +50,9 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
         metrics.COMMANDS.labels("imagine", "refused").inc()
         await interaction.response.send_message(embed=render.refusal(str(refusal)), ephemeral=True)
         return
-    callback = await interaction.response.send_message(embed=render.starting_embed(plan.request.prompt, plan.cost))
+    callback = await interaction.response.send_message(
+        embed=render.starting_embed(plan.request.prompt, plan.cost)
+    )
     status_message_id = callback.message_id
 
     try:
@@ -69,7 +71,9 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     except Exception:
         log.exception(kv("imagine.start_failed", guild=request.guild_id, user=request.user_id))
         await interaction.delete_original_response()
-        await interaction.followup.send(embed=render.refusal(render.hub_error_text(RuntimeError())), ephemeral=True)
+        await interaction.followup.send(
+            embed=render.refusal(render.hub_error_text(RuntimeError())), ephemeral=True
+        )
         return
     metrics.COMMANDS.labels("imagine", "accepted").inc()
     log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
@@ -96,7 +100,9 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
         label="How many images, 1 to 4 (empty = 1)", required=False, max_length=2
     )
 
-    def __init__(self, bot: ImageHubBot, attachments: tuple[Attachment, ...], *, title: str | None = None) -> None:
+    def __init__(
+        self, bot: ImageHubBot, attachments: tuple[Attachment, ...], *, title: str | None = None
+    ) -> None:
         super().__init__(title=title) if title else super().__init__()
         self.bot = bot
         self.attachments = attachments
@@ -106,7 +112,8 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
         count_text = self.count.value.strip()
         if count_text and not count_text.isdigit():
             await interaction.response.send_message(
-                embed=render.refusal("The number of images must be a whole number from 1 to 4."), ephemeral=True
+                embed=render.refusal("The number of images must be a whole number from 1 to 4."),
+                ephemeral=True,
             )
             return
         request = ImagineRequest(
@@ -137,7 +144,9 @@ def image_attachments(message: discord.Message) -> tuple[Attachment, ...]:
 class Imagine(commands.Cog):
     def __init__(self, bot: ImageHubBot) -> None:
         self.bot = bot
-        self.context_menu = app_commands.ContextMenu(name="Imagine with these images", callback=self.from_message)
+        self.context_menu = app_commands.ContextMenu(
+            name="Imagine with these images", callback=self.from_message
+        )
         self.context_menu.guild_only = True
         bot.tree.add_command(self.context_menu)
 
@@ -177,7 +186,9 @@ class Imagine(commands.Cog):
         reference4: discord.Attachment | None = None,
     ) -> None:
         assert interaction.guild_id is not None and interaction.channel_id is not None
-        refs = tuple(to_attachment(a) for a in (reference1, reference2, reference3, reference4) if a is not None)
+        refs = tuple(
+            to_attachment(a) for a in (reference1, reference2, reference3, reference4) if a is not None
+        )
         request = ImagineRequest(
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
@@ -195,7 +206,9 @@ class Imagine(commands.Cog):
         await launch(self.bot, interaction, request)
 
     @imagine.autocomplete("model")
-    async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _model_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
         models = self.bot.services.catalog.cached() or await self.bot.services.catalog.models()
         return [
             app_commands.Choice(name=f"{m.id} ({m.provider})", value=m.id)
@@ -204,7 +217,9 @@ class Imagine(commands.Cog):
         ][:25]
 
     @imagine.autocomplete("aspect")
-    async def _aspect_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _aspect_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
         models = self.bot.services.catalog.cached() or await self.bot.services.catalog.models()
         chosen = getattr(interaction.namespace, "model", None)
         model = next((m for m in models if m.id == chosen), models[0] if models else None)
@@ -226,5 +241,5 @@ class Imagine(commands.Cog):
         await interaction.response.send_modal(ImagineModal(self.bot, refs[:limit]))
 
 
-async def setup(bot: ImageHubBot) -> None:  # type: ignore[misc]
+async def setup(bot: ImageHubBot) -> None:
     await bot.add_cog(Imagine(bot))

@@ -35,7 +35,9 @@ class Info(commands.Cog):
         try:
             models = await self.bot.services.catalog.models()
         except HubError as exc:
-            await interaction.response.send_message(embed=render.refusal(render.hub_error_text(exc)), ephemeral=True)
+            await interaction.response.send_message(
+                embed=render.refusal(render.hub_error_text(exc)), ephemeral=True
+            )
             return
         await interaction.response.send_message(embed=render.models_embed(models), ephemeral=True)
 
@@ -64,11 +66,14 @@ class Info(commands.Cog):
         start, _ = policy.bounds()
         spent = await services.quotas.guild_spend(interaction.guild_id, since=start)
         embed = discord.Embed(title="Image hub balance", colour=render.INFO)
-        embed.add_field(name="Credits", value=f"{balance.credits:,}" if balance.credits is not None else "unknown")
+        embed.add_field(
+            name="Credits", value=f"{balance.credits:,}" if balance.credits is not None else "unknown"
+        )
         embed.add_field(name="Account", value=balance.account_type or "unknown")
-        expiry = balance.next_expiration
-        embed.add_field(name="Next expiry", value=render.ts(expiry, "D") if expiry else "none")
-        embed.add_field(name=f"Spent by members this {policy.period}", value=f"{spent:,} credits", inline=False)
+        embed.add_field(name="Next expiry", value=balance.next_expiration or "none")
+        embed.add_field(
+            name=f"Spent by members this {policy.period}", value=f"{spent:,} credits", inline=False
+        )
         info = await services.keys.key_info(interaction.guild_id)
         embed.set_footer(text=f"key {info.masked}" if info else "using the operator's fallback key")
         await interaction.followup.send(embed=embed, ephemeral=True)
@@ -78,7 +83,11 @@ class Info(commands.Cog):
     @app_commands.describe(member="Another member (needs Manage Server)")
     async def quota(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
         assert interaction.guild_id is not None
-        if member is not None and member.id != interaction.user.id and not await require_manage_guild(interaction):
+        if (
+            member is not None
+            and member.id != interaction.user.id
+            and not await require_manage_guild(interaction)
+        ):
             return
         target_id = member.id if member else interaction.user.id
         roles = tuple(r.id for r in member.roles) if member else member_roles(interaction)
@@ -86,7 +95,7 @@ class Info(commands.Cog):
         budget = await quotas.budget(interaction.guild_id, target_id, roles)
         who = f"<@{target_id}>"
         if budget.limit is None:
-            text = f"{who} has no credit limit on this server. Used this {budget.period}: {budget.spent:,} credits."
+            text = f"{who} has no credit limit here. Used this {budget.period}: {budget.spent:,} credits."
             embed = discord.Embed(title="Image budget", description=text, colour=render.INFO)
         else:
             used = budget.spent + budget.reserved
@@ -107,5 +116,5 @@ class Info(commands.Cog):
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
-async def setup(bot: ImageHubBot) -> None:  # type: ignore[misc]
+async def setup(bot: ImageHubBot) -> None:
     await bot.add_cog(Info(bot))

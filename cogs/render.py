@@ -49,7 +49,7 @@ def hub_error_text(exc: BaseException) -> str:
     if isinstance(exc, MissingApiKey | InvalidApiKey):
         return "This server's image hub key isn't valid. A moderator needs to set one with `/config key set`."
     if isinstance(exc, ExpiredApiKey):
-        return "This server's image hub key has expired. A moderator needs to set a new one with `/config key set`."
+        return "This server's image hub key has expired. A moderator must set a new one: `/config key set`."
     if isinstance(exc, InsufficientCredits):
         return "The server's hub balance is too low for this. A moderator can top it up on the hub."
     if isinstance(exc, HubUnavailable):
@@ -117,13 +117,16 @@ def result_embed(job: Job, result: Result, links: Sequence[str] = ()) -> discord
     notes = []
     if delivered < result.requested:
         notes.append(
-            f"The hub delivered {delivered} of {result.requested} images; the credits for the rest were returned."
+            f"The hub delivered {delivered} of {result.requested} images; "
+            "the credits for the rest were returned."
         )
     missing = [image for image in result.images if image.data is None]
     if missing and not links:
         notes.append(f"{len(missing)} image(s) could not be downloaded from the hub.")
     if links:
-        notes.append("Too large to upload here: " + " ".join(f"[image {i + 1}]({u})" for i, u in enumerate(links)))
+        notes.append(
+            "Too large to upload here: " + " ".join(f"[image {i + 1}]({u})" for i, u in enumerate(links))
+        )
     if notes:
         embed.add_field(name="Note", value="\n".join(notes), inline=False)
     embed.set_footer(text=f"job #{job.id}")
@@ -139,7 +142,7 @@ def notice_embed(job: Job, notice: Notice) -> discord.Embed:
             "The image hub didn't answer when this was sent, so I can't tell whether it was taken. "
             "I won't send it again on my own; moderators have been told."
         ),
-        NoticeKind.NO_KEY: "This server has no image hub key. A moderator can set one with `/config key set`.",
+        NoticeKind.NO_KEY: "This server has no image hub key. A moderator can set one with /config key set.",
         NoticeKind.BAD_KEY: "This server's image hub key isn't valid. A moderator needs to set a new one.",
         NoticeKind.INSUFFICIENT_CREDITS: "The server's hub balance is too low for this request.",
         NoticeKind.INVALID_REQUEST: "The image hub refused the request.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
 
@@ -35,10 +35,12 @@ async def _job_for(interaction: discord.Interaction, job_id: int) -> Job | None:
     return job
 
 
-class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"imagine:(?P<action>[a-z]+):(?P<job>\d+)"):
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"imagine:(?P<action>[a-z]+):(?P<job>\d+)"
+):
     """One class for every result button; the action is part of the custom id."""
 
-    LABELS = {
+    LABELS: ClassVar[dict[str, tuple[str, str, discord.ButtonStyle]]] = {
         "reroll": ("Reroll", "🎲", discord.ButtonStyle.primary),
         "reference": ("Use as reference", "🖼️", discord.ButtonStyle.secondary),
         "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
@@ -54,7 +56,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"imagi
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> JobButton:
         return cls(match["action"], int(match["job"]))
 
@@ -62,10 +64,13 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"imagi
         job = await _job_for(interaction, self.job_id)
         if job is None:
             return
-        handler = {"reroll": self._reroll, "reference": self._reference, "delete": self._delete}.get(self.action)
+        handler = {"reroll": self._reroll, "reference": self._reference, "delete": self._delete}.get(
+            self.action
+        )
         if handler is None:
-            await interaction.response.send_message(embed=render.refusal("This button is no longer supported."),
-                                                    ephemeral=True)
+            await interaction.response.send_message(
+                embed=render.refusal("This button is no longer supported."), ephemeral=True
+            )
             return
         await handler(interaction, job)
 
