@@ -4,8 +4,8 @@ Every database fixture is parametrized `sqlite` / `postgres`. The PostgreSQL hal
 `TEST_DATABASE_URL` (e.g. `export TEST_DATABASE_URL=$(bash scripts/pg-start)`); without it
 those tests are skipped with the reason shown, unless `REQUIRE_POSTGRES=1`, which makes them
 fail instead. Each test gets its own fresh database: a copied SQLite file, or a PostgreSQL
-database cloned from a per-session migrated template (`CREATE DATABASE ... TEMPLATE`) and
-dropped afterwards.
+database cloned from a per-session migrated template (`CREATE DATABASE ... TEMPLATE`),
+emptied and reused after the test (every database is dropped at the end of the session).
 
 Fixtures:
   backend             "sqlite" | "postgres"
@@ -32,7 +32,8 @@ from cryptography.fernet import Fernet, MultiFernet
 from sqlalchemy.engine import make_url
 
 from bot.clock import ManualClock
-from bot.db import Database, migrate_sync
+from bot.db import Database, head_revision, migrate_sync
+from bot.db.models import Base
 
 PG_ENV = "TEST_DATABASE_URL"
 REQUIRE_ENV = "REQUIRE_POSTGRES"
@@ -55,17 +56,26 @@ def require_postgres() -> bool:
 
 
 class PostgresServer:
-    """Creates and drops throwaway databases on the server behind TEST_DATABASE_URL."""
+    """Creates and drops throwaway databases on the server behind TEST_DATABASE_URL.
+
+    Migrated databases are cloned from a per-session template; after a test they are emptied
+    (TRUNCATE ... RESTART IDENTITY) and reused, which is much faster than CREATE DATABASE.
+    A database whose schema a test changed is dropped instead.
+    """
 
     def __init__(self, base_url: str) -> None:
         self.base = make_url(base_url)
         self.template: str | None = None
+        self.spare: list[str] = []
 
     def url(self, database: str) -> str:
         return self.base.set(database=database).render_as_string(hide_password=False)
 
-    def _dsn(self) -> str:
-        return self.base.set(drivername="postgresql").render_as_string(hide_password=False)
+    def _dsn(self, database: str | None = None) -> str:
+        url = self.base.set(drivername="postgresql")
+        if database is not None:
+            url = url.set(database=database)
+        return url.render_as_string(hide_password=False)
 
     async def _admin(self, *statements: str) -> None:
         conn = await asyncpg.connect(self._dsn())
@@ -76,7 +86,9 @@ class PostgresServer:
             await conn.close()
 
     def create(self, *, migrated: bool) -> str:
-        """A new database's name: empty, or cloned from the migrated template."""
+        """A new database's name: empty, or migrated to head."""
+        if migrated and self.spare:
+            return self.spare.pop()
         name = f"t_{uuid.uuid4().hex[:16]}"
         if migrated:
             if self.template is None:
@@ -89,10 +101,40 @@ class PostgresServer:
             asyncio.run(self._admin(f'CREATE DATABASE "{name}"'))
         return name
 
+    def recycle(self, name: str) -> None:
+        """Empty a migrated database for the next test, or drop it if its schema changed."""
+        try:
+            if asyncio.run(self._empty(name)):
+                self.spare.append(name)
+                return
+        except (OSError, asyncpg.PostgresError):
+            pass
+        self.drop(name)
+
+    async def _empty(self, name: str) -> bool:
+        conn = await asyncpg.connect(self._dsn(name))
+        try:
+            tables = {
+                r["tablename"]
+                for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            }
+            version = await conn.fetchval("SELECT version_num FROM alembic_version") if tables else None
+            if tables != set(Base.metadata.tables) | {"alembic_version"} or version != head_revision():
+                return False
+            names = ", ".join(f'"{t}"' for t in sorted(Base.metadata.tables))
+            await conn.execute("SET lock_timeout = '2s'")
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY")
+            return True
+        finally:
+            await conn.close()
+
     def drop(self, name: str) -> None:
         asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     def close(self) -> None:
+        for name in self.spare:
+            self.drop(name)
+        self.spare.clear()
         if self.template is not None:
             self.drop(self.template)
             self.template = None
@@ -142,7 +184,10 @@ def _fresh_url(
     try:
         yield server.url(name)
     finally:
-        server.drop(name)
+        if migrated:
+            server.recycle(name)
+        else:
+            server.drop(name)
 
 
 @pytest.fixture

@@ -199,3 +199,29 @@ def test_repr_hides_password() -> None:
 
     engine = create_engine("postgresql+asyncpg://bot:s3cret@localhost/bot")
     assert "s3cret" not in repr(Database(engine))
+
+
+def test_cli_migrate_from_any_directory(tmp_path: Path, empty_database_url: str) -> None:
+    """`python -m bot migrate` in a fresh directory: the packaged scripts are found, the default
+    SQLite folder (./data/) is created."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(bot.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PYTHONPATH"}}
+    env["PYTHONPATH"] = str(root)
+    if empty_database_url.startswith("postgresql"):
+        env["DATABASE_URL"] = empty_database_url
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "newest revision" in result.stdout
+    if not empty_database_url.startswith("postgresql"):
+        assert (tmp_path / "data" / "image-hub-bot.db").is_file()
