@@ -1,0 +1,126 @@
+"""A local fake Discord (REST ``/api/v10``, gateway, attachment CDN) for the real, unpatched discord.py 2.7 client.
+
+Start it, point discord.py at it, build a guild, log a bot in, then drive the bot as Discord would::
+
+    async with FakeDiscord() as fake:
+        setup = fake.setup_default()          # guild + owner/admin/moderator/alice/bob + #general/#images/#mod-log
+        fake.install()                        # Route.BASE and DiscordWebSocket.DEFAULT_GATEWAY -> the fake
+        bot = MyBot(...)
+        task = asyncio.create_task(bot.start(fake.token))
+        await fake.wait_ready()               # every shard identified, READY + GUILD_CREATEs sent
+        await fake.wait_commands_synced()
+        it = await fake.slash(setup.guild_id, setup.general, setup.alice, "imagine",
+                              {"prompt": "a cat", "image": FakeAttachment("cat.png", png_bytes)})
+        cb = await it.callback()              # FakeCallback: .type .data .content .flags .attachments[.data]
+        msg = await it.original()             # FakeMessage after edits (waits for the edit after a defer)
+        post = await fake.wait_message(setup.images, lambda m: m.attachments)
+        assert post.attachments[0].data == expected_bytes
+        await bot.close(); await task
+        assert not fake.unknown_routes
+
+Pytest: ``from tests.fakediscord.fixtures import fake_discord`` in a conftest (or module) gives a started fake
+with ``fake.default`` (a :class:`DefaultSetup`), installed in-process, and asserts in teardown that no unknown
+route was hit and the fake had no internal error.
+
+Main API (all waits take ``timeout`` seconds and raise ``TimeoutError`` with a traffic summary; no sleeps):
+
+``FakeDiscord(bot_name=, token=, recommended_shards=1, interaction_deadline=3.0, interaction_ttl=900,
+heartbeat_ack_delay=0.03, strict_commands=True, echo_message_events=True)``
+  ``url``, ``api_base``, ``gateway_url``, ``token``, ``application_id``, ``bot_user`` (:class:`FakeUser`)
+  pointing: ``install(fast_identify=False)`` / ``uninstall()``; ``subprocess_env(base=None,
+  fast_identify=False) -> dict`` (env with a ``PYTHONPATH`` entry holding a generated ``sitecustomize.py``).
+  ``fast_identify`` turns discord.py's 5 s sleep before every non-first IDENTIFY into a no-op.
+  builders: ``add_guild(name, premium_tier=0, owner="owner", shard=(id, count), bot_permissions=,
+  everyone_permissions=, upload_limit=None) -> FakeGuild``; ``setup_default() -> DefaultSetup``;
+  ``register_attachment(att)``; ``await user_message(channel_id, member, content, attachments=[...])``;
+  ``await join_guild(guild)`` / ``await remove_guild(id)`` after READY.
+  :class:`FakeGuild`: ``add_channel(name, type=0) -> id``, ``add_role(name, permissions) -> id``,
+  ``add_member(name, roles=[...], permissions=None, owner=False) -> FakeMember``, ``channel/role/member(name)``,
+  ``bot_member``, ``upload_limit``, ``channel_permissions(member, channel_id)``.
+  waits: ``wait_ready(shard_count=None, timeout=10, since=identify_count_before)``, ``wait_disconnected()``,
+  ``wait_commands_synced(timeout, guild_id=None)``, ``wait_message(channel_id, predicate, timeout,
+  source="channel", after=None)``, ``wait_request(method, path_contains, predicate)``,
+  ``wait_for(zero_arg_predicate, timeout)``.
+  interactions (return a :class:`FakeInteraction` once dispatched on the shard owning the guild):
+  ``slash(guild_id, channel_id, member, "group sub" | [..], options={...} | nested dict | raw list,
+  attachments=[FakeAttachment...], force=False)``, ``message_command(guild_id, channel_id, member, name,
+  target_message)``, ``user_command(...)``, ``press_button(message, custom_id, member)``,
+  ``select(message, custom_id, values, member)``, ``submit_modal(it_or_custom_id, values={...}, member=None)``;
+  ``autocomplete(guild_id, channel_id, member, command, options, focused) -> choices``.
+  :class:`FakeInteraction`: ``await callback()``, ``await original(predicate=None)``, ``await followup(i)``,
+  ``followups``, ``edits``, ``callback_attempts``, ``dead`` (3 s rule hit), ``expired``.
+  state: ``messages(channel_id, source=None)``, ``message(id)``, ``commands(guild_id=None)``,
+  ``command(name, guild_id=None)``, ``command_syncs``, ``requests`` (:class:`RecordedRequest`: method, path
+  relative to /api/v10, query, json, files), ``unknown_routes``, ``internal_errors``, ``sessions``,
+  ``identify_count``, ``connected_shards()``, ``interactions``, ``gateway_payloads``.
+  faults: ``fail_next(n, status=429|500|502|503, route_contains=, method=, retry_after=0.05)``;
+  ``await delete_channel(id)`` (404 10003); ``await deny_send(id)`` / ``allow_send`` (403 50013);
+  uploads above the guild limit (``premium_tier``/``upload_limit``) get 413 40005;
+  ``expire_interaction(it_or_token)`` (webhooks 401 50027); a first callback later than
+  ``interaction_deadline`` gets 404 10062 and the token dies (followups 404 10015);
+  gateway: ``drop_shard(id, code=4000)`` (client RESUMEs), ``request_reconnect(id)`` (op 7),
+  ``invalidate_session(id, resumable=False)`` (op 9).
+
+Discord rules the fake enforces: payload limits (content 2000, 10 embeds, embed sizes, 5 action rows,
+duplicate custom ids, modal title 45, 25 choices, command names/descriptions/option order), empty messages
+(50006), replies to unknown messages (50035), a second callback (40060), bot-token auth on REST (401),
+``default_member_permissions`` (``slash`` raises ``PermissionError`` unless ``force``), required/unknown
+options and choices (``ValueError``).
+"""
+
+from .interactions import FakeCallback, FakeInteraction
+from .models import (
+    ADMINISTRATOR,
+    ATTACH_FILES,
+    DEFAULT_BOT_PERMISSIONS,
+    DEFAULT_EVERYONE_PERMISSIONS,
+    EMBED_LINKS,
+    FLAG_EPHEMERAL,
+    FLAG_LOADING,
+    MANAGE_GUILD,
+    MANAGE_MESSAGES,
+    MODERATE_MEMBERS,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
+    DefaultSetup,
+    FakeAttachment,
+    FakeChannel,
+    FakeEdit,
+    FakeGuild,
+    FakeMember,
+    FakeMessage,
+    FakeRole,
+    FakeUser,
+)
+from .server import CommandSync, FakeDiscord, FaultRule, RecordedFile, RecordedRequest
+
+__all__ = [
+    "ADMINISTRATOR",
+    "ATTACH_FILES",
+    "DEFAULT_BOT_PERMISSIONS",
+    "DEFAULT_EVERYONE_PERMISSIONS",
+    "EMBED_LINKS",
+    "FLAG_EPHEMERAL",
+    "FLAG_LOADING",
+    "MANAGE_GUILD",
+    "MANAGE_MESSAGES",
+    "MODERATE_MEMBERS",
+    "SEND_MESSAGES",
+    "VIEW_CHANNEL",
+    "CommandSync",
+    "DefaultSetup",
+    "FakeAttachment",
+    "FakeCallback",
+    "FakeChannel",
+    "FakeDiscord",
+    "FakeEdit",
+    "FakeGuild",
+    "FakeInteraction",
+    "FakeMember",
+    "FakeMessage",
+    "FakeRole",
+    "FakeUser",
+    "FaultRule",
+    "RecordedFile",
+    "RecordedRequest",
+]

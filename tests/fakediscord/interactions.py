@@ -1,0 +1,398 @@
+"""Interactions the fake sends (INTERACTION_CREATE) and what the bot answered to them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .models import FLAG_EPHEMERAL, FakeAttachment, FakeChannel, FakeMember, FakeMessage, FakeRole, FakeUser
+
+if TYPE_CHECKING:
+    from .server import FakeDiscord
+
+# interaction types
+PING, APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 1, 2, 3, 4, 5
+# callback types
+CB_MESSAGE, CB_DEFERRED_MESSAGE, CB_DEFERRED_UPDATE, CB_UPDATE, CB_AUTOCOMPLETE, CB_MODAL = 4, 5, 6, 7, 8, 9
+
+# option types
+OPT_SUB, OPT_GROUP, OPT_STRING, OPT_INTEGER, OPT_BOOLEAN, OPT_USER, OPT_CHANNEL, OPT_ROLE = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+)
+OPT_MENTIONABLE, OPT_NUMBER, OPT_ATTACHMENT = 9, 10, 11
+
+
+@dataclass(eq=False)
+class FakeCallback:
+    """The bot's answer to ``POST /interactions/{id}/{token}/callback``.
+
+    ``accepted`` is False when the fake refused it (3 s rule, already acknowledged, invalid, too large);
+    ``status``/``error`` then say how.
+    """
+
+    type: int
+    data: dict[str, Any]
+    attachments: list[FakeAttachment]
+    status: int
+    error: dict[str, Any] | None = None
+    with_response: bool = True
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def flags(self) -> int:
+        return int(self.data.get("flags") or 0)
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.flags & FLAG_EPHEMERAL)
+
+    @property
+    def content(self) -> str | None:
+        return self.data.get("content")
+
+    @property
+    def embeds(self) -> list[dict[str, Any]]:
+        return list(self.data.get("embeds") or [])
+
+    @property
+    def components(self) -> list[dict[str, Any]]:
+        return list(self.data.get("components") or [])
+
+    @property
+    def choices(self) -> list[dict[str, Any]]:
+        """Autocomplete choices (type 8)."""
+        return list(self.data.get("choices") or [])
+
+    @property
+    def custom_id(self) -> str | None:
+        """Modal custom id (type 9)."""
+        return self.data.get("custom_id")
+
+    @property
+    def title(self) -> str | None:
+        return self.data.get("title")
+
+
+@dataclass(eq=False)
+class FakeInteraction:
+    """An interaction the fake dispatched, and everything the bot did with its token."""
+
+    fake: FakeDiscord = field(repr=False)
+    id: int
+    token: str
+    type: int
+    name: str | None
+    guild_id: int
+    channel_id: int
+    member: FakeMember
+    payload: dict[str, Any] = field(repr=False)
+    #: message the component/modal belongs to (button presses, modal submitted from a button)
+    source_message: FakeMessage | None = None
+    created_at: float = 0.0  # loop time of the dispatch
+    callback_record: FakeCallback | None = None
+    #: every callback attempt, including refused ones
+    callback_attempts: list[FakeCallback] = field(default_factory=list, repr=False)
+    original_message: FakeMessage | None = None
+    followups: list[FakeMessage] = field(default_factory=list)
+    #: PATCH payloads applied to ``@original`` (in order)
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    acked: bool = False
+    dead: bool = False  # first callback came too late: token unusable
+    expired: bool = False  # fake.expire_interaction()
+    original_deleted: bool = False
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.payload.get("data") or {}
+
+    async def callback(self, timeout: float = 5.0) -> FakeCallback:
+        """Wait for the bot's first callback attempt (accepted or not)."""
+
+        def check() -> FakeCallback | None:
+            return self.callback_attempts[0] if self.callback_attempts else None
+
+        return await self.fake.wait_for(check, timeout, what=f"a callback for {self._describe()}")
+
+    async def original(
+        self, timeout: float = 5.0, predicate: Callable[[FakeMessage], bool] | None = None
+    ) -> FakeMessage:
+        """The current original response. After a deferred callback (5/6), waits for the first edit (or the
+        followup that replaces the "thinking" message); ``predicate`` waits for a particular state."""
+
+        def check() -> FakeMessage | None:
+            cb = self.callback_record
+            msg = self.original_message
+            if cb is None or msg is None:
+                return None
+            if cb.type in (CB_DEFERRED_MESSAGE, CB_DEFERRED_UPDATE) and not self.edits and msg.loading:
+                return None
+            if cb.type == CB_DEFERRED_UPDATE and not self.edits:
+                return None
+            if predicate is not None and not predicate(msg):
+                return None
+            return msg
+
+        return await self.fake.wait_for(check, timeout, what=f"the original response of {self._describe()}")
+
+    async def followup(self, index: int = 0, timeout: float = 5.0) -> FakeMessage:
+        """Wait for followup number ``index`` (0-based)."""
+
+        def check() -> FakeMessage | None:
+            return self.followups[index] if len(self.followups) > index else None
+
+        return await self.fake.wait_for(check, timeout, what=f"followup #{index} of {self._describe()}")
+
+    async def choices(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        cb = await self.callback(timeout)
+        if cb.type != CB_AUTOCOMPLETE:
+            raise AssertionError(f"expected an autocomplete result (8), got callback type {cb.type}")
+        return cb.choices
+
+    def _describe(self) -> str:
+        kind = {2: "command", 3: "component", 4: "autocomplete", 5: "modal submit"}.get(
+            self.type, "interaction"
+        )
+        return f"{kind} {self.name!r} (interaction {self.id})"
+
+
+# -- option building -------------------------------------------------------------------------------------
+
+_PY_TYPES: list[tuple[type, int]] = [
+    (bool, OPT_BOOLEAN),
+    (int, OPT_INTEGER),
+    (float, OPT_NUMBER),
+    (str, OPT_STRING),
+    (FakeAttachment, OPT_ATTACHMENT),
+    (FakeMember, OPT_USER),
+    (FakeUser, OPT_USER),
+    (FakeRole, OPT_ROLE),
+    (FakeChannel, OPT_CHANNEL),
+]
+
+
+def infer_option_type(value: Any) -> int:
+    for py, t in _PY_TYPES:
+        if isinstance(value, py):
+            return t
+    raise TypeError(f"cannot infer an option type for {value!r}; register the command or pass raw options")
+
+
+class OptionBuilder:
+    """Turns ``{"name": value}`` into Discord's ``options`` + ``resolved`` using the registered definition."""
+
+    def __init__(self, fake: FakeDiscord, guild_id: int, channel_id: int) -> None:
+        self.fake = fake
+        self.guild_id = guild_id
+        self.channel_id = channel_id
+        self.resolved: dict[str, dict[str, Any]] = {}
+
+    def _add_resolved(self, kind: str, key: int, value: dict[str, Any]) -> None:
+        self.resolved.setdefault(kind, {})[str(key)] = value
+
+    def build(
+        self,
+        definitions: list[dict[str, Any]] | None,
+        values: Mapping[str, Any],
+        *,
+        focused: str | None = None,
+        validate: bool = True,
+    ) -> list[dict[str, Any]]:
+        defs = {d["name"]: d for d in (definitions or []) if d.get("type") not in (OPT_SUB, OPT_GROUP)}
+        out: list[dict[str, Any]] = []
+        for name, value in values.items():
+            d = defs.get(name)
+            if d is None and definitions is not None and validate:
+                raise ValueError(f"unknown option {name!r}; the command defines {sorted(defs)}")
+            otype = int(d["type"]) if d else infer_option_type(value)
+            opt: dict[str, Any] = {"name": name, "type": otype}
+            if name == focused:
+                opt["value"] = str(value)
+                opt["focused"] = True
+            else:
+                opt["value"] = self._value(otype, value)
+                if validate and d is not None:
+                    self._check(d, opt["value"])
+            out.append(opt)
+        if validate and focused is None:
+            missing = [n for n, d in defs.items() if d.get("required") and n not in values]
+            if missing:
+                raise ValueError(
+                    f"required options missing: {missing} (Discord's client would not send this)"
+                )
+        return out
+
+    @staticmethod
+    def _check(d: dict[str, Any], value: Any) -> None:
+        name = d["name"]
+        choices = d.get("choices") or []
+        if choices and value not in [c["value"] for c in choices]:
+            raise ValueError(f"option {name!r}: {value!r} is not one of the choices {choices}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if d.get("min_value") is not None and value < d["min_value"]:
+                raise ValueError(f"option {name!r}: {value} < min_value {d['min_value']}")
+            if d.get("max_value") is not None and value > d["max_value"]:
+                raise ValueError(f"option {name!r}: {value} > max_value {d['max_value']}")
+        if isinstance(value, str) and d.get("type") == OPT_STRING:
+            if d.get("min_length") is not None and len(value) < d["min_length"]:
+                raise ValueError(f"option {name!r}: shorter than min_length {d['min_length']}")
+            if d.get("max_length") is not None and len(value) > d["max_length"]:
+                raise ValueError(f"option {name!r}: longer than max_length {d['max_length']}")
+
+    def _value(self, otype: int, value: Any) -> Any:
+        if otype == OPT_STRING:
+            return str(value)
+        if otype == OPT_INTEGER:
+            return int(value)
+        if otype == OPT_BOOLEAN:
+            return bool(value)
+        if otype == OPT_NUMBER:
+            return float(value)
+        if otype == OPT_ATTACHMENT:
+            if not isinstance(value, FakeAttachment):
+                raise TypeError(f"attachment options take a FakeAttachment, got {value!r}")
+            self.fake.register_attachment(value)
+            self._add_resolved("attachments", value.id, value.to_payload())
+            return str(value.id)
+        if otype in (OPT_USER, OPT_MENTIONABLE) and isinstance(value, FakeMember | FakeUser):
+            return str(self.resolve_user(value))
+        if otype in (OPT_ROLE, OPT_MENTIONABLE) and isinstance(value, FakeRole):
+            self._add_resolved("roles", value.id, value.to_payload())
+            return str(value.id)
+        if otype == OPT_CHANNEL:
+            channel = value if isinstance(value, FakeChannel) else self.fake.channel(int(value))
+            payload = channel.to_payload()
+            guild = self.fake.guilds.get(self.guild_id)
+            if guild is not None:
+                member = guild.members.get(self.fake.bot_user.id)
+                if member is not None:
+                    payload["permissions"] = str(guild.channel_permissions(member, channel.id))
+            self._add_resolved("channels", channel.id, payload)
+            return str(channel.id)
+        if otype in (OPT_USER, OPT_MENTIONABLE, OPT_ROLE):
+            return str(int(value))
+        raise TypeError(f"unsupported option type {otype}")
+
+    def resolve_user(self, value: FakeMember | FakeUser) -> int:
+        if isinstance(value, FakeMember):
+            self._add_resolved("users", value.id, value.user.to_payload())
+            guild = value.guild
+            self._add_resolved(
+                "members",
+                value.id,
+                value.to_payload(
+                    with_user=False, permissions=guild.channel_permissions(value, self.channel_id)
+                ),
+            )
+            return value.id
+        self._add_resolved("users", value.id, value.to_payload())
+        guild = self.fake.guilds.get(self.guild_id)
+        if guild is not None and value.id in guild.members:
+            m = guild.members[value.id]
+            self._add_resolved("members", value.id, m.to_payload(with_user=False))
+        return value.id
+
+
+def nest_options(
+    path: Sequence[str], leaf: list[dict[str, Any]], definitions: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Wrap leaf options into subcommand / group options following ``path`` (without the root name)."""
+    if not path:
+        return leaf
+    types: list[int] = []
+    defs = definitions
+    for name in path:
+        d = next(
+            (o for o in defs or [] if o.get("name") == name and o.get("type") in (OPT_SUB, OPT_GROUP)), None
+        )
+        if defs is not None and d is None:
+            raise ValueError(f"no subcommand or group {name!r} in {[o.get('name') for o in defs]}")
+        types.append(int(d["type"]) if d else (OPT_GROUP if len(types) < len(path) - 1 else OPT_SUB))
+        defs = d.get("options") if d else None
+    options = leaf
+    for name, t in reversed(list(zip(path, types, strict=True))):
+        options = [{"name": name, "type": t, "options": options}]
+    return options
+
+
+def leaf_definitions(command: dict[str, Any] | None, path: Sequence[str]) -> list[dict[str, Any]] | None:
+    if command is None:
+        return None
+    defs: list[dict[str, Any]] = command.get("options") or []
+    for name in path:
+        d = next((o for o in defs if o.get("name") == name), None)
+        if d is None:
+            return None
+        defs = d.get("options") or []
+    return defs
+
+
+def modal_submit_components(
+    modal_components: list[dict[str, Any]],
+    values: Mapping[str, Any],
+    register: Callable[[FakeAttachment], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Mirror a modal's components (action rows / labels) as a submit payload carrying ``values``."""
+    resolved: dict[str, Any] = {}
+    used: set[str] = set()
+
+    def convert(comp: dict[str, Any]) -> dict[str, Any] | None:
+        ctype = comp.get("type")
+        if ctype == 1:
+            children = [c for c in (convert(x) for x in comp.get("components") or []) if c is not None]
+            return {"type": 1, "id": comp.get("id", 0), "components": children}
+        if ctype == 18:
+            inner = convert(comp["component"])
+            return {"type": 18, "id": comp.get("id", 0), "component": inner} if inner else None
+        if ctype == 10:
+            return {"type": 10, "id": comp.get("id", 0)}
+        custom_id = comp.get("custom_id")
+        if custom_id is None:
+            return None
+        out: dict[str, Any] = {"type": ctype, "id": comp.get("id", 0), "custom_id": custom_id}
+        has = custom_id in values
+        value = values.get(custom_id)
+        used.add(custom_id)
+        if ctype == 4:
+            text = "" if value is None else str(value)
+            if comp.get("required", True) and not text:
+                raise ValueError(f"text input {custom_id!r} is required")
+            if comp.get("max_length") is not None and len(text) > comp["max_length"]:
+                raise ValueError(f"text input {custom_id!r} longer than max_length {comp['max_length']}")
+            if text and comp.get("min_length") is not None and len(text) < comp["min_length"]:
+                raise ValueError(f"text input {custom_id!r} shorter than min_length {comp['min_length']}")
+            out["value"] = text
+        elif ctype == 19:
+            atts = list(value or [])
+            if comp.get("required", True) and not atts:
+                raise ValueError(f"file upload {custom_id!r} is required")
+            ids = []
+            for a in atts:
+                payload = register(a)
+                resolved.setdefault("attachments", {})[payload["id"]] = payload
+                ids.append(payload["id"])
+            out["values"] = ids
+        elif ctype in (21,):
+            out["value"] = value
+        elif ctype == 23:
+            out["value"] = bool(value)
+        else:  # selects (3, 5-8), checkbox group (22)
+            vals = [str(v) for v in (value or [])] if has else []
+            out["values"] = vals
+        return out
+
+    comps = [c for c in (convert(c) for c in modal_components) if c is not None]
+    unknown = set(values) - used
+    if unknown:
+        raise ValueError(f"the modal has no inputs {sorted(unknown)}")
+    return comps, resolved
