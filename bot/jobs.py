@@ -438,9 +438,8 @@ class JobStore:
         ).one_or_none()
         if row is None:
             return UnknownJob(job_id)
-        if owner is not None and row.lease_owner != owner:
+        if expect is None or (owner is not None and row.lease_owner != owner):
             return LeaseLost(job_id, owner)
-        assert expect is not None
         return JobConflict(job_id, JobStatus(row.status), expect)
 
     async def update(self, job_id: int, owner: str | None, **fields: Any) -> Job:
@@ -457,7 +456,11 @@ class JobStore:
 
     async def update_if(self, job_id: int, expect_status: Collection[JobStatus], **fields: Any) -> Job | None:
         """Like `update` without a lease, but only while the job is in one of `expect_status`
-        (atomic compare-and-set, e.g. a cancel button); None when it is not."""
+        (atomic compare-and-set, e.g. a cancel button); None when it is not.
+
+        Moving a job to a TERMINAL status this way also drops any lease on it, so the worker
+        holding it gets `LeaseLost` on its next write (allow cancelling only from `queued` /
+        `pending_submit` if a submission must never be orphaned)."""
         try:
             return await self._update(job_id, None, frozenset(JobStatus(x) for x in expect_status), fields)
         except JobConflict:
@@ -478,6 +481,9 @@ class JobStore:
                 values.setdefault("finished_at", func.coalesce(JobRow.finished_at, now))
                 values["interaction_token"] = None
                 values.setdefault("next_poll_at", None)
+                if owner is None:  # finished from outside: take it away from any worker
+                    values["lease_owner"] = None
+                    values["lease_until"] = None
             if status is JobStatus.SUBMITTED:
                 values.setdefault("submitted_at", func.coalesce(JobRow.submitted_at, now))
             if status is JobStatus.POSTED:

@@ -167,6 +167,17 @@ async def test_update_if(db: Database, clock: ManualClock) -> None:
         await store.update_if(job.id + 1000, {JobStatus.PENDING_SUBMIT}, status="cancelled")
 
 
+async def test_finishing_from_outside_takes_the_job_from_its_worker(db: Database, clock: ManualClock) -> None:
+    store = JobStore(db, clock=clock)
+    job = await _create(store)
+    await store.claim_due("w1", 1, 60)
+    cancelled = await store.update_if(job.id, {JobStatus.PENDING_SUBMIT}, status=JobStatus.CANCELLED)
+    assert cancelled is not None and cancelled.lease_owner is None
+    with pytest.raises(LeaseLost):
+        await store.update(job.id, "w1", status=JobStatus.SUBMITTING)
+    assert (await store.get(job.id)).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+
+
 async def test_claim_due_and_release(db: Database, clock: ManualClock) -> None:
     store = JobStore(db, clock=clock)
     assert await store.next_due_at() is None
@@ -304,3 +315,9 @@ async def test_prune(db: Database, clock: ManualClock) -> None:
     assert await store.get(old_active.id) is not None  # active jobs are never pruned
     assert await store.get(new_done.id) is not None
     assert await store.prune(clock() + timedelta(seconds=1)) == 1  # a cutoff time works too
+
+
+def test_job_snapshot_has_every_column() -> None:
+    from bot.db.models import JobRow
+
+    assert [f.name for f in dataclasses.fields(Job)] == [c.name for c in JobRow.__table__.columns]
