@@ -196,6 +196,7 @@ class Scheduler:
         self.clock = clock
         self._concurrency = concurrency
         self._wake = asyncio.Event()
+        self._stepped = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.polls = 0
@@ -236,6 +237,12 @@ class Scheduler:
     def _step_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._wake.set()
+        self._stepped.set()
+        self._stepped = asyncio.Event()
+
+    async def wait_step(self) -> None:
+        """Return after the next job step finishes (lets tests await progress, not sleep)."""
+        await self._stepped.wait()
 
     async def _sleep_for(self) -> float:
         try:

@@ -4,7 +4,7 @@ Run it with `python -m bot.hub.emulator --port 8080`, or build it in-process wit
 drive it through the `EmulatorState` at `app[STATE]`.
 """
 
-from bot.hub.emulator.app import ADMIN_ACTIONS, STATE, create_app, generation_json
+from bot.hub.emulator.app import ADMIN_ACTIONS, STATE, create_app, generation_json, serving
 from bot.hub.emulator.images import render_png, sniff_image_type
 from bot.hub.emulator.state import (
     EmulatorState,
@@ -33,5 +33,6 @@ __all__ = [
     "hash_key",
     "new_key",
     "render_png",
+    "serving",
     "sniff_image_type",
 ]

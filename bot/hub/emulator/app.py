@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -460,3 +461,20 @@ def create_app(state: EmulatorState | None = None) -> web.Application:
     app.router.add_post("/_emulator/{action}", _admin_action)
     app.on_shutdown.append(_on_shutdown)
     return app
+
+
+@asynccontextmanager
+async def serving(
+    state: EmulatorState | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[tuple[str, EmulatorState]]:
+    """Run the emulator in this event loop; yield its base URL and state (tests, benchmarks)."""
+    state = state or EmulatorState()
+    runner = web.AppRunner(create_app(state), access_log=None, shutdown_timeout=0.2)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    try:
+        yield f"http://{bound_host}:{bound_port}", state
+    finally:
+        await state.close()
+        await runner.cleanup()

@@ -1,0 +1,174 @@
+"""End-to-end bed: the real bot (in this process) against the fake Discord and the hub emulator.
+
+`bed` starts everything on 127.0.0.1: the emulator with a funded key set for the default
+guild, a fresh database (SQLite unless a test asks for `backend` "postgres"), and the real
+`ImageHubBot` logged into the fake Discord with its commands synced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from bot.client import ImageHubBot
+from bot.config import load_settings
+from bot.hub.emulator import EmulatorState, serving
+from bot.jobs import Job, JobStatus
+from bot.services import Services
+from tests.conftest import PG_ENV, REQUIRE_ENV, pg_base_url, require_postgres
+from tests.fakediscord.fixtures import fake_discord  # noqa: F401  (fixture)
+from tests.fakediscord.interactions import FakeInteraction
+from tests.fakediscord.models import DefaultSetup, FakeAttachment, FakeMember, FakeMessage
+from tests.fakediscord.server import FakeDiscord
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """E2E tests run on SQLite; `@pytest.mark.parametrize("backend", [...], indirect=True)` for more."""
+    name: str = getattr(request, "param", "sqlite")
+    if name == "postgres" and pg_base_url() is None:
+        if require_postgres():
+            pytest.fail(f"{REQUIRE_ENV}=1 but {PG_ENV} is not set", pytrace=False)
+        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
+    return name
+
+
+@dataclass
+class Bed:
+    fake: FakeDiscord
+    d: DefaultSetup
+    hub: EmulatorState
+    hub_url: str
+    key: str
+    bot: ImageHubBot
+    services: Services
+    database_url: str
+    encryption_key: str
+
+    @property
+    def guild_id(self) -> int:
+        return self.d.guild.id
+
+    async def imagine(
+        self,
+        member: FakeMember | None = None,
+        channel_id: int | None = None,
+        attachments: tuple[FakeAttachment, ...] = (),
+        **options: Any,
+    ) -> FakeInteraction:
+        opts: dict[str, Any] = {"prompt": "a lighthouse at dusk", **options}
+        for i, attachment in enumerate(attachments, start=1):
+            opts[f"reference{i}"] = attachment
+        return await self.fake.slash(
+            self.d.guild, channel_id or self.d.images, member or self.d.alice, "imagine", opts
+        )
+
+    async def wait_job(self, job_id: int, *statuses: JobStatus, timeout: float = 10.0) -> Job:
+        """Wait until the job row reaches one of `statuses` (woken by every Discord request)."""
+
+        async def reached() -> Job | None:
+            job = await self.services.jobs.get(job_id)
+            return job if job is not None and job.status in statuses else None
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (job := await reached()) is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                current = await self.services.jobs.get(job_id)
+                raise AssertionError(f"job {job_id} never reached {statuses}: {current}")
+            # Every change to a job is made by a scheduler step: wait for the next one.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.bot.scheduler.wait_step(), remaining)
+        return job
+
+    async def job_of(self, it: FakeInteraction, timeout: float = 10.0) -> Job:
+        """The job an /imagine interaction created (its id is in the status message's footer)."""
+
+        def job_id() -> int | None:
+            original = it.original_message
+            if original is None:
+                return None
+            match = re.search(r"job #(\d+)", str(original.embeds))
+            return int(match.group(1)) if match else None
+
+        found = await self.fake.wait_for(job_id, timeout, what="the job's status message")
+        job = await self.services.jobs.get(found, guild_id=self.guild_id)
+        assert job is not None
+        return job
+
+    async def result_message(self, job: Job, timeout: float = 10.0) -> FakeMessage:
+        """The message carrying the job's images (the edited status message or a channel post)."""
+
+        def find() -> FakeMessage | None:
+            for message in self.fake.messages(job.channel_id):
+                if message.attachments and any(f"job #{job.id}" in str(e) for e in message.embeds):
+                    return message
+            return None
+
+        return await self.fake.wait_for(find, timeout, what=f"result of job {job.id}")
+
+
+async def start_bot(fake: FakeDiscord, settings_kwargs: dict[str, Any]) -> tuple[ImageHubBot, Services]:
+    settings = load_settings(_env_file=None, **settings_kwargs)
+    services = await Services.open(settings)
+    bot = ImageHubBot(services)
+    task = asyncio.create_task(bot.start(fake.token))
+    bot._test_task = task  # type: ignore[attr-defined]
+    await fake.wait_ready()
+    await fake.wait_commands_synced()
+    await bot.wait_until_ready()
+    return bot, services
+
+
+async def stop_bot(bot: ImageHubBot) -> None:
+    await bot.close()
+    task: asyncio.Task[None] = bot._test_task  # type: ignore[attr-defined]
+    await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[tuple[str, EmulatorState]]:
+    async with serving(EmulatorState(delay=0.2)) as (url, state):
+        yield url, state
+
+
+@pytest.fixture
+async def bed(
+    fake_discord: FakeDiscord,  # noqa: F811
+    hub: tuple[str, EmulatorState],
+    database_url: str,
+) -> AsyncIterator[Bed]:
+    hub_url, state = hub
+    key = state.add_key(credits=10_000)
+    encryption_key = Fernet.generate_key().decode()
+    settings = {
+        "DISCORD_TOKEN": fake_discord.token,
+        "ENCRYPTION_KEY": encryption_key,
+        "DATABASE_URL": database_url,
+        "HUB_BASE_URL": hub_url,
+    }
+    bot, services = await start_bot(fake_discord, settings)
+    d = fake_discord.default
+    await services.keys.set_key(d.guild.id, key, d.admin.id)
+    try:
+        yield Bed(
+            fake=fake_discord,
+            d=d,
+            hub=state,
+            hub_url=hub_url,
+            key=key,
+            bot=bot,
+            services=services,
+            database_url=database_url,
+            encryption_key=encryption_key,
+        )
+    finally:
+        await stop_bot(bot)
