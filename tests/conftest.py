@@ -35,6 +35,8 @@ from bot.clock import ManualClock
 from bot.db import Database, head_revision, migrate_sync
 from bot.db.models import Base
 
+pytest_plugins = ["tests.fakediscord.fixtures", "tests.bed"]
+
 PG_ENV = "TEST_DATABASE_URL"
 REQUIRE_ENV = "REQUIRE_POSTGRES"
 BACKENDS = [
@@ -168,7 +170,7 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
-def _fresh_url(
+def fresh_database_url(
     backend: str, migrated: bool, tmp_path: Path, server: PostgresServer | None, template: Path | None
 ) -> Iterator[str]:
     if backend == "sqlite":
@@ -195,7 +197,7 @@ def empty_database_url(
     backend: str, tmp_path: Path, _postgres_server: PostgresServer | None
 ) -> Iterator[str]:
     """URL of a fresh, empty (never migrated) database on the backend under test."""
-    yield from _fresh_url(backend, False, tmp_path, _postgres_server, None)
+    yield from fresh_database_url(backend, False, tmp_path, _postgres_server, None)
 
 
 @pytest.fixture
@@ -204,7 +206,7 @@ def database_url(
 ) -> Iterator[str]:
     """URL of a fresh database migrated to head on the backend under test."""
     template = request.getfixturevalue("_sqlite_template") if backend == "sqlite" else None
-    yield from _fresh_url(backend, True, tmp_path, _postgres_server, template)
+    yield from fresh_database_url(backend, True, tmp_path, _postgres_server, template)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.jobs import JobStatus
-from tests.e2e.conftest import Bed
+from tests.bed import Bed
 
 
 async def test_models_lists_gpt_image_2(bed: Bed) -> None:

@@ -1,8 +1,10 @@
-"""End-to-end bed: the real bot (in this process) against the fake Discord and the hub emulator.
+"""The end-to-end bed: the real bot (in this process) against the fake Discord and the hub emulator.
 
 `bed` starts everything on 127.0.0.1: the emulator with a funded key set for the default
-guild, a fresh database (SQLite unless a test asks for `backend` "postgres"), and the real
-`ImageHubBot` logged into the fake Discord with its commands synced.
+guild, a fresh database, and the real `ImageHubBot` logged into the fake Discord with its
+commands synced. It runs on SQLite; mark a test `@pytest.mark.parametrize("bed_backend",
+["sqlite", "postgres"], indirect=True)` to run it on PostgreSQL too. Registered as a plugin
+by the root conftest, so every suite can use `bed` and `hub`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,22 +25,29 @@ from bot.config import load_settings
 from bot.hub.emulator import EmulatorState, serving
 from bot.jobs import Job, JobStatus
 from bot.services import Services
-from tests.conftest import PG_ENV, REQUIRE_ENV, pg_base_url, require_postgres
-from tests.fakediscord.fixtures import fake_discord  # noqa: F401  (fixture)
+from tests.conftest import PG_ENV, REQUIRE_ENV, fresh_database_url, pg_base_url, require_postgres
 from tests.fakediscord.interactions import FakeInteraction
 from tests.fakediscord.models import DefaultSetup, FakeAttachment, FakeMember, FakeMessage
 from tests.fakediscord.server import FakeDiscord
 
 
 @pytest.fixture
-def backend(request: pytest.FixtureRequest) -> str:
-    """E2E tests run on SQLite; `@pytest.mark.parametrize("backend", [...], indirect=True)` for more."""
+def bed_backend(request: pytest.FixtureRequest) -> str:
+    """SQLite unless parametrized indirectly; PostgreSQL skips (or fails in CI) without a server."""
     name: str = getattr(request, "param", "sqlite")
     if name == "postgres" and pg_base_url() is None:
         if require_postgres():
             pytest.fail(f"{REQUIRE_ENV}=1 but {PG_ENV} is not set", pytrace=False)
         pytest.skip(f"PostgreSQL tests need {PG_ENV}")
     return name
+
+
+@pytest.fixture
+def bed_database_url(bed_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh migrated database for the bed, on `bed_backend`."""
+    server = request.getfixturevalue("_postgres_server") if bed_backend == "postgres" else None
+    template = request.getfixturevalue("_sqlite_template") if bed_backend == "sqlite" else None
+    yield from fresh_database_url(bed_backend, True, tmp_path, server, template)
 
 
 @dataclass
@@ -119,7 +129,8 @@ class Bed:
 async def start_bot(fake: FakeDiscord, settings_kwargs: dict[str, Any]) -> tuple[ImageHubBot, Services]:
     settings = load_settings(_env_file=None, **settings_kwargs)
     services = await Services.open(settings)
-    bot = ImageHubBot(services)
+    # The fake sends every GUILD_CREATE at once: no need for discord.py's 2 s wait for stragglers.
+    bot = ImageHubBot(services, guild_ready_timeout=0.05)
     task = asyncio.create_task(bot.start(fake.token))
     bot._test_task = task  # type: ignore[attr-defined]
     await fake.wait_ready()
@@ -142,9 +153,9 @@ async def hub() -> AsyncIterator[tuple[str, EmulatorState]]:
 
 @pytest.fixture
 async def bed(
-    fake_discord: FakeDiscord,  # noqa: F811
+    fake_discord: FakeDiscord,
     hub: tuple[str, EmulatorState],
-    database_url: str,
+    bed_database_url: str,
 ) -> AsyncIterator[Bed]:
     hub_url, state = hub
     key = state.add_key(credits=10_000)
@@ -152,7 +163,7 @@ async def bed(
     settings = {
         "DISCORD_TOKEN": fake_discord.token,
         "ENCRYPTION_KEY": encryption_key,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": bed_database_url,
         "HUB_BASE_URL": hub_url,
     }
     bot, services = await start_bot(fake_discord, settings)
@@ -167,7 +178,7 @@ async def bed(
             key=key,
             bot=bot,
             services=services,
-            database_url=database_url,
+            database_url=bed_database_url,
             encryption_key=encryption_key,
         )
     finally:
