@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import discord
 from discord.ext import commands
 
+from bot import metrics
 from bot.jobs import Job
 from bot.logs import kv
 from bot.scheduler import Notice, NoticeKind, PublishError, Result, Scheduler
@@ -52,6 +53,7 @@ class ImageHubBot(commands.AutoShardedBot):
             references=services.references,
             owner=services.owner,
             concurrency=services.settings.max_concurrent_polls,
+            retention=timedelta(days=services.settings.job_retention_days),
         )
         self._scheduler_task: asyncio.Task[None] | None = None
 
@@ -165,8 +167,10 @@ class DiscordPublisher:
             )
             return [sent.id]
         except (discord.NotFound, discord.Forbidden) as exc:
+            metrics.DISCORD_ERRORS.labels(str(exc.status)).inc()
             raise PublishError(f"{exc.status} {exc.text}", permanent=True) from None
         except discord.HTTPException as exc:
+            metrics.DISCORD_ERRORS.labels(str(exc.status)).inc()
             raise PublishError(
                 f"{exc.status} {exc.text}", permanent=exc.status < 500 and exc.status != 429
             ) from None

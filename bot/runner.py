@@ -30,12 +30,24 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, _stop, bot, sig)
+    health = None
+    if settings.metrics_port is not None:
+        from bot.health import HealthServer
+
+        async def gateway() -> bool:
+            return bot.is_ready() and not bot.is_closed()
+
+        checks = {"gateway": gateway, "database": services.db.ping}
+        health = HealthServer(settings.metrics_port, checks=checks)
+        await health.start()
     assert settings.discord_token is not None
     try:
         await bot.start(settings.discord_token.get_secret_value())
     finally:
         if not bot.is_closed():
             await bot.close()
+        if health is not None:
+            await health.stop()
 
 
 def _stop(bot: discord.Client, sig: signal.Signals) -> None:

@@ -45,6 +45,8 @@ DOWNLOAD_TIMEOUT = 60.0
 # Give up polling a generation after this long; the hub's synchronous limit is 800 s.
 MAX_GENERATION_AGE = timedelta(minutes=30)
 MAX_PUBLISH_ATTEMPTS = 6
+MAINTENANCE_INTERVAL = 3600.0
+ORPHAN_AGE = timedelta(minutes=10)
 
 
 class NoticeKind(StrEnum):
@@ -182,6 +184,7 @@ class Scheduler:
         lease_seconds: float = 120.0,
         policy: PollPolicy | None = None,
         idle_wait: float = 30.0,
+        retention: timedelta = timedelta(days=30),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.jobs = jobs
@@ -193,6 +196,7 @@ class Scheduler:
         self.lease_seconds = lease_seconds
         self.policy = policy or PollPolicy()
         self.idle_wait = idle_wait
+        self.retention = retention
         self.clock = clock
         self._concurrency = concurrency
         self._wake = asyncio.Event()
@@ -214,10 +218,26 @@ class Scheduler:
             await self._settle_full(job)
             await self._notify(job, Notice(NoticeKind.OUTCOME_UNKNOWN, charged=job.cost))
 
+    async def maintain(self) -> None:
+        """Housekeeping, hourly: return credits held by reservations that never got a job
+        (a crash between reserving and storing the job) and prune old finished jobs."""
+        try:
+            released = await self.quotas.release_orphans(ORPHAN_AGE)
+            pruned = await self.jobs.prune(self.retention)
+        except Exception:
+            log.exception(kv("scheduler.maintenance_failed"))
+            return
+        if released or pruned:
+            log.info(kv("scheduler.maintenance", orphans_released=released, jobs_pruned=pruned))
+
     async def run(self) -> None:
         """Loop until `stop()`: claim what is due, sleep until the next due time or a wake-up."""
         await self.recover()
+        next_maintenance = 0.0
         while not self._stopping:
+            if time.monotonic() >= next_maintenance:
+                await self.maintain()
+                next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
             free = self._concurrency - len(self._tasks)
             claimed: list[Job] = []
             if free > 0:
@@ -225,6 +245,7 @@ class Scheduler:
                     claimed = await self.jobs.claim_due(self.owner, free, self.lease_seconds)
                 except Exception:
                     log.exception(kv("scheduler.claim_failed"))
+            metrics.QUEUE_DEPTH.set(len(self._tasks) + len(claimed))
             for job in claimed:
                 task = asyncio.create_task(self._run_step(job), name=f"job-{job.id}")
                 self._tasks.add(task)
@@ -302,6 +323,7 @@ class Scheduler:
         await self.jobs.release(job.id, self.owner, self.clock() + timedelta(seconds=delay))
 
     async def _finish(self, job: Job, status: JobStatus, **fields: object) -> Job:
+        metrics.GENERATIONS.labels(status.value).inc()
         return await self.jobs.update(
             job.id, self.owner, status=status, finished_at=self.clock(), interaction_token=None, **fields
         )
@@ -417,6 +439,7 @@ class Scheduler:
             charged_credits=charged,
         )
         await self._settle(job, charged)
+        metrics.CREDITS_SPENT.inc(charged)
         await self._deliver(job, gen)
 
     async def _deliver(self, job: Job, gen: Generation | None) -> None:
@@ -450,6 +473,7 @@ class Scheduler:
             await self._release(job, self.policy.error_delay(attempts))
             return
         if await self.jobs.mark_posted(job.id, self.owner, message_ids):
+            metrics.GENERATIONS.labels(JobStatus.POSTED.value).inc()
             log.info(kv("job.posted", job=job.id, guild=job.guild_id, messages=len(message_ids)))
 
     async def _download_all(self, hub: HubClient, job: Job) -> list[ResultImage]:
