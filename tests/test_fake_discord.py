@@ -31,8 +31,11 @@ from tests.fakediscord import (
     MANAGE_GUILD,
     FakeAttachment,
     FakeDiscord,
+    fixtures,
 )
-from tests.fakediscord.fixtures import assert_clean, fake_discord  # noqa: F401
+from tests.fakediscord.fixtures import assert_clean
+
+fake_discord = fixtures.fake_discord  # the fixture, re-exported for this module
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -42,7 +45,9 @@ FRUITS = ["apple", "apricot", "banana", "cherry"]
 
 
 class NoteModal(discord.ui.Modal, title="Describe this message"):
-    note: discord.ui.TextInput[NoteModal] = discord.ui.TextInput(label="Note", custom_id="note", max_length=100)
+    note: discord.ui.TextInput[NoteModal] = discord.ui.TextInput(
+        label="Note", custom_id="note", max_length=100
+    )
 
     def __init__(self, target: discord.Message) -> None:
         super().__init__(custom_id="proof:note-modal")
@@ -63,12 +68,17 @@ class PanelView(discord.ui.View):
         button.label = "Toggled"
         await interaction.response.edit_message(content="toggled", view=self)
 
+    @discord.ui.button(label="Later", custom_id="proof:later")
+    async def later(self, interaction: discord.Interaction, button: discord.ui.Button[PanelView]) -> None:
+        await interaction.response.defer()  # deferred update (callback type 6)
+        await interaction.edit_original_response(content="edited later")
+
 
 class ProofBot(commands.AutoShardedBot):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=discord.Intents.default(),
+            intents=kwargs.pop("intents", discord.Intents.default()),
             guild_ready_timeout=0.05,
             **kwargs,
         )
@@ -153,7 +163,9 @@ def add_commands(bot: ProofBot) -> None:
         await interaction.response.send_message(f"picked {fruit}")
 
     @pick.autocomplete("fruit")
-    async def pick_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def pick_autocomplete(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
         return [app_commands.Choice(name=f, value=f) for f in FRUITS if f.startswith(current)]
 
     @tree.command(description="Post a file to a channel")
@@ -167,6 +179,23 @@ def add_commands(bot: ProofBot) -> None:
             bot.record(exc)
         else:
             bot.record(msg)
+
+    @tree.command(description="Reply to a message, reusing its attachment")
+    async def reuse(interaction: discord.Interaction, message_id: str) -> None:
+        channel = interaction.channel
+        assert isinstance(channel, discord.TextChannel)
+        await interaction.response.defer(ephemeral=True)
+        source = await channel.fetch_message(int(message_id))
+        data = await source.attachments[0].read()
+        history = [m async for m in channel.history(limit=10)]
+        reply = await channel.send(
+            f"{len(data)} bytes, {len(history)} in history",
+            file=discord.File(io.BytesIO(data), "again.png"),
+            reference=source,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        bot.record(reply)
+        await interaction.followup.send("reused")
 
     @tree.command(description="Too slow")
     async def sleepy(interaction: discord.Interaction) -> None:
@@ -193,7 +222,9 @@ def add_commands(bot: ProofBot) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(bot: commands.AutoShardedBot, fake: FakeDiscord, shards: int | None = None) -> AsyncIterator[None]:
+async def running(
+    bot: commands.AutoShardedBot, fake: FakeDiscord, shards: int | None = None
+) -> AsyncIterator[None]:
     task = asyncio.create_task(bot.start(fake.token))
     try:
         await fake.wait_ready(shards, timeout=10)
@@ -205,7 +236,7 @@ async def running(bot: commands.AutoShardedBot, fake: FakeDiscord, shards: int |
 
 
 @pytest.fixture
-async def bot(fake_discord: FakeDiscord) -> AsyncIterator[ProofBot]:  # noqa: F811
+async def bot(fake_discord: FakeDiscord) -> AsyncIterator[ProofBot]:
     proof = ProofBot()
     async with running(proof, fake_discord):
         await fake_discord.wait_commands_synced()
@@ -213,7 +244,7 @@ async def bot(fake_discord: FakeDiscord) -> AsyncIterator[ProofBot]:  # noqa: F8
 
 
 # ------------------------------------------------------------------------------------------------------------
-async def test_login_ready_and_guild_state(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_login_ready_and_guild_state(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
     assert bot.user is not None and bot.user.id == fake_discord.bot_user.id
@@ -222,6 +253,7 @@ async def test_login_ready_and_guild_state(fake_discord: FakeDiscord, bot: Proof
     assert guild is not None and guild.owner_id == setup.owner.id
     assert {c.name for c in guild.text_channels} == {"general", "images", "mod-log"}
     assert {r.name for r in guild.roles} >= {"@everyone", "Admin", "Moderator"}
+    assert guild.member_count == 6 and [m.id for m in guild.members] == [bot.user.id]  # no presences intent
     assert guild.me.guild_permissions.value == DEFAULT_BOT_PERMISSIONS | DEFAULT_EVERYONE_PERMISSIONS
     assert guild.me.guild_permissions.value == setup.guild.bot_member.permissions
     general = guild.get_channel(setup.general)
@@ -232,10 +264,22 @@ async def test_login_ready_and_guild_state(fake_discord: FakeDiscord, bot: Proof
     assert [r.route for r in fake_discord.requests[:2]] == ["GET /users/@me", "GET /oauth2/applications/@me"]
 
 
-async def test_commands_registered(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_commands_registered(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     commands_ = {c["name"]: c for c in fake_discord.commands()}
-    assert set(commands_) == {"echo", "config", "admin", "Describe", "panel", "slow", "pick", "post", "sleepy",
-                              "wait", "where"}
+    assert set(commands_) == {
+        "echo",
+        "config",
+        "admin",
+        "Describe",
+        "panel",
+        "slow",
+        "pick",
+        "post",
+        "reuse",
+        "sleepy",
+        "wait",
+        "where",
+    }
     assert commands_["admin"]["default_member_permissions"] == str(MANAGE_GUILD)
     assert commands_["echo"]["default_member_permissions"] is None
     echo_options = {o["name"]: o for o in commands_["echo"]["options"]}
@@ -246,16 +290,17 @@ async def test_commands_registered(fake_discord: FakeDiscord, bot: ProofBot) -> 
     assert key["type"] == 2 and {o["name"] for o in key["options"]} == {"set", "show"}
     assert commands_["pick"]["options"][0]["autocomplete"] is True
     (sync,) = fake_discord.command_syncs
-    assert sync.guild_id is None and len(sync.payload) == 11
+    assert sync.guild_id is None and len(sync.payload) == 12
 
 
-async def test_slash_with_attachment_round_trip(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_slash_with_attachment_round_trip(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
     # the declared content type and size lie about the bytes, as a test may want
     lying = FakeAttachment("cat.png", b"definitely not a png", content_type="image/png", size=999_999)
-    it = await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "echo",
-                                  {"text": "hi", "count": 2}, attachments=[lying])
+    it = await fake_discord.slash(
+        setup.guild_id, setup.general, setup.alice, "echo", {"text": "hi", "count": 2}, attachments=[lying]
+    )
     cb = await it.callback()
     assert cb.accepted and cb.type == 4
     assert cb.content == "hi x2 image/png declared=999999 got=20"
@@ -266,16 +311,24 @@ async def test_slash_with_attachment_round_trip(fake_discord: FakeDiscord, bot: 
     assert original.interaction_metadata is not None and original.interaction_metadata["name"] == "echo"
     assert fake_discord.messages(setup.general, source="interaction") == [original]
     with pytest.raises(ValueError, match="max_value"):
-        await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "echo",
-                                 {"text": "hi", "count": 9}, attachments=[lying])
+        await fake_discord.slash(
+            setup.guild_id,
+            setup.general,
+            setup.alice,
+            "echo",
+            {"text": "hi", "count": 9},
+            attachments=[lying],
+        )
     with pytest.raises(ValueError, match="required"):
         await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "echo", {"text": "hi"})
 
 
-async def test_subcommand_group_and_default_permissions(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_subcommand_group_and_default_permissions(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
-    it = await fake_discord.slash(setup.guild_id, setup.general, setup.admin, ["config", "key", "set"], {"value": "k"})
+    it = await fake_discord.slash(
+        setup.guild_id, setup.general, setup.admin, ["config", "key", "set"], {"value": "k"}
+    )
     cb = await it.callback()
     assert cb.content == "set k" and cb.ephemeral and cb.flags & FLAG_EPHEMERAL
     assert fake_discord.messages(setup.general) == []  # ephemeral: not in the channel
@@ -289,11 +342,12 @@ async def test_subcommand_group_and_default_permissions(fake_discord: FakeDiscor
         assert (await it.callback()).content == "admin ok"
 
 
-async def test_message_context_menu_opens_modal(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_message_context_menu_opens_modal(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
-    target = await fake_discord.user_message(setup.images, setup.bob, "look",
-                                             attachments=[FakeAttachment("a.png", PNG)])
+    target = await fake_discord.user_message(
+        setup.images, setup.bob, "look", attachments=[FakeAttachment("a.png", PNG)]
+    )
     it = await fake_discord.message_command(setup.guild_id, setup.images, setup.alice, "Describe", target)
     cb = await it.callback()
     assert cb.type == 9 and cb.custom_id == "proof:note-modal" and cb.title == "Describe this message"
@@ -304,12 +358,12 @@ async def test_message_context_menu_opens_modal(fake_discord: FakeDiscord, bot: 
     assert answer.type == 4 and answer.content == "note=nice attachments=1"
 
 
-async def test_persistent_button_edits_message(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_persistent_button_edits_message(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
     it = await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "panel")
     panel = await it.original()
-    assert panel.custom_ids == ["proof:toggle"]
+    assert panel.custom_ids == ["proof:toggle", "proof:later"]
     press = await fake_discord.press_button(panel, "proof:toggle", setup.bob)
     cb = await press.callback()
     assert cb.type == 7
@@ -318,8 +372,13 @@ async def test_persistent_button_edits_message(fake_discord: FakeDiscord, bot: P
     with pytest.raises(LookupError):
         await fake_discord.press_button(panel, "nope", setup.bob)
 
+    press = await fake_discord.press_button(panel, "proof:later", setup.bob)
+    assert (await press.callback()).type == 6
+    assert (await press.original()) is panel and panel.content == "edited later"
+    assert [e.source for e in panel.edits] == ["callback", "webhook"]
 
-async def test_deferred_edit_and_followup(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+
+async def test_deferred_edit_and_followup(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
     it = await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "slow")
@@ -329,18 +388,33 @@ async def test_deferred_edit_and_followup(fake_discord: FakeDiscord, bot: ProofB
     assert original.content == "done" and not original.loading
     followup = await it.followup(0)
     assert followup.content == "extra" and followup.ephemeral and followup is not original
-    assert it.edits == [{"content": "done"}] or it.edits[0]["content"] == "done"
+    assert [e["content"] for e in it.edits] == ["done"]
+
+    # the same token, used directly: edit the followup, delete the original, then both are gone
+    import aiohttp
+
+    hook = f"{fake_discord.api_base}/webhooks/{fake_discord.application_id}/{it.token}"
+    async with aiohttp.ClientSession() as http:
+        async with http.patch(f"{hook}/messages/{followup.id}", json={"content": "patched"}) as resp:
+            assert resp.status == 200 and (await resp.json())["content"] == "patched"
+        async with http.delete(f"{hook}/messages/@original") as resp:
+            assert resp.status == 204
+        async with http.get(f"{hook}/messages/@original") as resp:
+            assert resp.status == 404 and (await resp.json())["code"] == 10008
+    assert followup.content == "patched" and followup.edits[0].source == "webhook"
+    assert original.deleted and fake_discord.messages(setup.general) == []
 
 
-async def test_autocomplete(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_autocomplete(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
-    choices = await fake_discord.autocomplete(setup.guild_id, setup.general, setup.alice, "pick", {"fruit": "ap"},
-                                              focused="fruit")
+    choices = await fake_discord.autocomplete(
+        setup.guild_id, setup.general, setup.alice, "pick", {"fruit": "ap"}, focused="fruit"
+    )
     assert choices == [{"name": "apple", "value": "apple"}, {"name": "apricot", "value": "apricot"}]
 
 
-async def test_channel_post_with_file_survives_429(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_channel_post_with_file_survives_429(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
     rule = fake_discord.fail_next(1, 429, route_contains=f"/channels/{setup.general}/messages", method="POST")
@@ -358,12 +432,14 @@ async def test_channel_post_with_file_survives_429(fake_discord: FakeDiscord, bo
     assert len(fake_discord.messages(setup.general, source="channel")) == 1
 
 
-async def test_missing_channel_permissions_and_upload_limit(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_missing_channel_permissions_and_upload_limit(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
     await fake_discord.deny_send(setup.images)
     await fake_discord.delete_channel(setup.mod_log)
-    it = await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "post", {"channel": setup.images})
+    it = await fake_discord.slash(
+        setup.guild_id, setup.general, setup.alice, "post", {"channel": setup.images}
+    )
     (denied,) = await bot.wait_result(1)
     assert isinstance(denied, discord.Forbidden) and denied.code == 50013
     mod_log = bot.get_channel(setup.mod_log)
@@ -373,8 +449,14 @@ async def test_missing_channel_permissions_and_upload_limit(fake_discord: FakeDi
     assert not images.permissions_for(images.guild.me).send_messages  # CHANNEL_UPDATE reached the bot
 
     setup.guild.upload_limit_override = 64
-    it = await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "echo", {"text": "big"},
-                                  attachments=[FakeAttachment("big.bin", b"x" * 100)])
+    it = await fake_discord.slash(
+        setup.guild_id,
+        setup.general,
+        setup.alice,
+        "echo",
+        {"text": "big"},
+        attachments=[FakeAttachment("big.bin", b"x" * 100)],
+    )
     cb = await it.callback()
     assert cb.status == 413 and cb.error == {"message": "Request entity too large", "code": 40005}
     _, too_large = await bot.wait_result(2)
@@ -382,7 +464,9 @@ async def test_missing_channel_permissions_and_upload_limit(fake_discord: FakeDi
     assert it.payload["attachment_size_limit"] == 64
 
 
-async def test_first_callback_after_three_seconds_is_refused(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_first_callback_after_three_seconds_is_refused(
+    fake_discord: FakeDiscord, bot: ProofBot
+) -> None:
     setup = fake_discord.default
     assert setup is not None
     it = await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "sleepy")
@@ -394,7 +478,7 @@ async def test_first_callback_after_three_seconds_is_refused(fake_discord: FakeD
     assert fake_discord.messages(setup.general, include_ephemeral=True) == []
 
 
-async def test_expired_token_fails_followups(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_expired_token_fails_followups(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
     it = await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "wait")
@@ -406,7 +490,7 @@ async def test_expired_token_fails_followups(fake_discord: FakeDiscord, bot: Pro
     assert it.followups == []
 
 
-async def test_resume_after_dropped_connection(fake_discord: FakeDiscord, bot: ProofBot) -> None:  # noqa: F811
+async def test_resume_after_dropped_connection(fake_discord: FakeDiscord, bot: ProofBot) -> None:
     setup = fake_discord.default
     assert setup is not None
     session = fake_discord.sessions[0]
@@ -424,12 +508,13 @@ async def test_two_shards_get_their_own_guilds() -> None:
         c0, c1 = g0.add_channel("general"), g1.add_channel("general")
         fake.install()
         try:
-            proof = ProofBot(shard_count=2)
+            proof = ProofBot(shard_count=2, intents=discord.Intents.all())  # members intent: chunking
             async with running(proof, fake, shards=2):
                 s0, s1 = await fake.wait_ready(2)
                 assert (s0.shard_id, s0.guild_ids) == (0, [g0.id])
                 assert (s1.shard_id, s1.guild_ids) == (1, [g1.id])
                 assert {g.id: g.shard_id for g in proof.guilds} == {g0.id: 0, g1.id: 1}
+                assert all(g.chunked and len(g.members) == 2 for g in proof.guilds)
                 await fake.wait_commands_synced()
                 for guild, channel, shard in ((g0, c0, 0), (g1, c1, 1)):
                     it = await fake.slash(guild.id, channel, guild.owner, "where")
@@ -466,7 +551,7 @@ SUBPROCESS_BOT = textwrap.dedent(
 )
 
 
-async def test_subprocess_bot_killed_and_restarted(fake_discord: FakeDiscord, tmp_path: Path) -> None:  # noqa: F811
+async def test_subprocess_bot_killed_and_restarted(fake_discord: FakeDiscord, tmp_path: Path) -> None:
     setup = fake_discord.default
     assert setup is not None
     script = tmp_path / "bot.py"
@@ -475,8 +560,10 @@ async def test_subprocess_bot_killed_and_restarted(fake_discord: FakeDiscord, tm
     env["FAKE_BOT_TOKEN"] = fake_discord.token
 
     async def start(n: int) -> asyncio.subprocess.Process:
-        log = (tmp_path / f"bot{n}.log").open("wb")
-        return await asyncio.create_subprocess_exec(sys.executable, str(script), env=env, stdout=log, stderr=log)
+        with (tmp_path / f"bot{n}.log").open("wb") as log:
+            return await asyncio.create_subprocess_exec(
+                sys.executable, str(script), env=env, stdout=log, stderr=log
+            )
 
     procs: list[asyncio.subprocess.Process] = []
     try:
@@ -497,3 +584,49 @@ async def test_subprocess_bot_killed_and_restarted(fake_discord: FakeDiscord, tm
                 await proc.wait()
     assert fake_discord.identify_count == 2
     assert len(fake_discord.command_syncs) == 2
+
+
+async def test_reply_reusing_a_posted_attachment(fake_discord: FakeDiscord, bot: ProofBot) -> None:
+    setup = fake_discord.default
+    assert setup is not None
+    it = await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "post")
+    (posted,) = await bot.wait_result()
+    source = await fake_discord.wait_message(setup.general)
+    it = await fake_discord.slash(
+        setup.guild_id, setup.general, setup.alice, "reuse", {"message_id": str(posted.id)}
+    )
+    assert (await it.followup()).content == "reused"
+    reply = await fake_discord.wait_message(setup.general, after=source)
+    assert reply.content == f"{len(PNG)} bytes, 1 in history"
+    assert reply.attachments[0].data == PNG and reply.attachments[0].filename == "again.png"
+    assert reply.message_reference is not None and reply.message_reference["message_id"] == str(source.id)
+    assert reply.type == 19 and reply.allowed_mentions == {"parse": []}
+    downloads = [r for r in fake_discord.requests if r.path.startswith("/attachments/")]
+    assert downloads and downloads[-1].path.endswith("/out.png")
+
+
+async def test_unknown_routes_faults_and_downloads_raw(fake_discord: FakeDiscord) -> None:
+    import aiohttp
+
+    att = fake_discord.register_attachment(
+        FakeAttachment("x.png", b"GIF89a", content_type="image/png", served_content_type="image/gif")
+    )
+    auth = {"Authorization": f"Bot {fake_discord.token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(att.url) as resp:
+            assert resp.status == 200 and resp.content_type == "image/gif" and await resp.read() == b"GIF89a"
+        async with http.get(f"{fake_discord.api_base}/users/@me") as resp:
+            assert resp.status == 401
+        fake_discord.fail_next(1, 503, route_contains="/users/@me")
+        async with http.get(f"{fake_discord.api_base}/users/@me", headers=auth) as resp:
+            assert resp.status == 503 and resp.headers["Content-Type"] == "application/json"
+        fake_discord.fail_next(1, 429, route_contains="/users/@me", retry_after=0.25)
+        async with http.get(f"{fake_discord.api_base}/users/@me", headers=auth) as resp:
+            assert resp.status == 429 and (await resp.json())["retry_after"] == 0.25
+            assert resp.headers["Via"] and resp.headers["X-RateLimit-Remaining"] == "0"
+        async with http.get(f"{fake_discord.api_base}/users/@me", headers=auth) as resp:
+            assert resp.status == 200 and (await resp.json())["id"] == str(fake_discord.bot_user.id)
+        async with http.get(f"{fake_discord.api_base}/voice/regions", headers=auth) as resp:
+            assert resp.status == 404 and await resp.json() == {"message": "404: Not Found", "code": 0}
+    assert [r.route for r in fake_discord.unknown_routes] == ["GET /voice/regions"]
+    fake_discord.unknown_routes.clear()

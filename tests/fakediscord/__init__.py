@@ -1,9 +1,9 @@
-"""A local fake Discord (REST ``/api/v10``, gateway, attachment CDN) for the real, unpatched discord.py 2.7 client.
+"""A local fake Discord (REST ``/api/v10``, gateway, attachment CDN) for the real discord.py 2.7 client.
 
 Start it, point discord.py at it, build a guild, log a bot in, then drive the bot as Discord would::
 
     async with FakeDiscord() as fake:
-        setup = fake.setup_default()          # guild + owner/admin/moderator/alice/bob + #general/#images/#mod-log
+        setup = fake.setup_default()          # guild, owner/admin/moderator/alice/bob, 3 channels
         fake.install()                        # Route.BASE and DiscordWebSocket.DEFAULT_GATEWAY -> the fake
         bot = MyBot(...)
         task = asyncio.create_task(bot.start(fake.token))
@@ -35,7 +35,8 @@ heartbeat_ack_delay=0.03, strict_commands=True, echo_message_events=True)``
   ``register_attachment(att)``; ``await user_message(channel_id, member, content, attachments=[...])``;
   ``await join_guild(guild)`` / ``await remove_guild(id)`` after READY.
   :class:`FakeGuild`: ``add_channel(name, type=0) -> id``, ``add_role(name, permissions) -> id``,
-  ``add_member(name, roles=[...], permissions=None, owner=False) -> FakeMember``, ``channel/role/member(name)``,
+  ``add_member(name, roles=[...], permissions=None, owner=False) -> FakeMember``,
+  ``channel/role/member(name)``,
   ``bot_member``, ``upload_limit``, ``channel_permissions(member, channel_id)``.
   waits: ``wait_ready(shard_count=None, timeout=10, since=identify_count_before)``, ``wait_disconnected()``,
   ``wait_commands_synced(timeout, guild_id=None)``, ``wait_message(channel_id, predicate, timeout,
@@ -45,7 +46,8 @@ heartbeat_ack_delay=0.03, strict_commands=True, echo_message_events=True)``
   ``slash(guild_id, channel_id, member, "group sub" | [..], options={...} | nested dict | raw list,
   attachments=[FakeAttachment...], force=False)``, ``message_command(guild_id, channel_id, member, name,
   target_message)``, ``user_command(...)``, ``press_button(message, custom_id, member)``,
-  ``select(message, custom_id, values, member)``, ``submit_modal(it_or_custom_id, values={...}, member=None)``;
+  ``select(message, custom_id, values, member)``,
+  ``submit_modal(it_or_custom_id, values={...}, member=None)``;
   ``autocomplete(guild_id, channel_id, member, command, options, focused) -> choices``.
   :class:`FakeInteraction`: ``await callback()``, ``await original(predicate=None)``, ``await followup(i)``,
   ``followups``, ``edits``, ``callback_attempts``, ``dead`` (3 s rule hit), ``expired``.

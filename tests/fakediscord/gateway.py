@@ -30,7 +30,7 @@ OP_HEARTBEAT_ACK = 11
 
 
 class GatewayConnection:
-    """One websocket. Frames are compressed as the client asked in the URL query (zlib-stream, zstd-stream)."""
+    """One websocket; frames compressed as the client asked in the URL query (zlib-stream, zstd-stream)."""
 
     def __init__(self, ws: web.WebSocketResponse, compress: str | None) -> None:
         self.ws = ws

@@ -116,7 +116,7 @@ class FakeInteraction:
     def data(self) -> dict[str, Any]:
         return self.payload.get("data") or {}
 
-    async def callback(self, timeout: float = 5.0) -> FakeCallback:
+    async def callback(self, timeout: float = 5.0) -> FakeCallback:  # noqa: ASYNC109
         """Wait for the bot's first callback attempt (accepted or not)."""
 
         def check() -> FakeCallback | None:
@@ -125,7 +125,9 @@ class FakeInteraction:
         return await self.fake.wait_for(check, timeout, what=f"a callback for {self._describe()}")
 
     async def original(
-        self, timeout: float = 5.0, predicate: Callable[[FakeMessage], bool] | None = None
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109
+        predicate: Callable[[FakeMessage], bool] | None = None,
     ) -> FakeMessage:
         """The current original response. After a deferred callback (5/6), waits for the first edit (or the
         followup that replaces the "thinking" message); ``predicate`` waits for a particular state."""
@@ -145,7 +147,7 @@ class FakeInteraction:
 
         return await self.fake.wait_for(check, timeout, what=f"the original response of {self._describe()}")
 
-    async def followup(self, index: int = 0, timeout: float = 5.0) -> FakeMessage:
+    async def followup(self, index: int = 0, timeout: float = 5.0) -> FakeMessage:  # noqa: ASYNC109
         """Wait for followup number ``index`` (0-based)."""
 
         def check() -> FakeMessage | None:
@@ -153,7 +155,7 @@ class FakeInteraction:
 
         return await self.fake.wait_for(check, timeout, what=f"followup #{index} of {self._describe()}")
 
-    async def choices(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+    async def choices(self, timeout: float = 5.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
         cb = await self.callback(timeout)
         if cb.type != CB_AUTOCOMPLETE:
             raise AssertionError(f"expected an autocomplete result (8), got callback type {cb.type}")

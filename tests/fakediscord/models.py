@@ -157,10 +157,11 @@ class FakeAttachment:
     """A file: either one a test offers to the bot (slash option, user message, modal upload) or one the bot
     posted (stored on a :class:`FakeMessage`).
 
-    ``content_type`` is what Discord *declares* in the attachment payload (``None`` = guessed from the filename
-    like Discord does, ``""`` = omitted from the payload). ``size`` is the *declared* size (``None`` =
-    ``len(data)``). ``served_content_type`` is the Content-Type of the download (``None`` = the declared one).
-    Tests may make all three lie about ``data``. ``id``/``url`` are assigned when the fake registers it.
+    ``content_type`` is what Discord *declares* in the attachment payload (``None`` = guessed from the
+    filename like Discord does, ``""`` = omitted from the payload). ``size`` is the *declared* size
+    (``None`` = ``len(data)``). ``served_content_type`` is the Content-Type of the download (``None`` = the
+    declared one). Tests may make all three lie about ``data``. ``id``/``url`` are assigned when the fake
+    registers it.
     """
 
     filename: str
@@ -473,9 +474,9 @@ class FakeGuild:
         bot: bool = False,
         nick: str | None = None,
     ) -> FakeMember:
-        """Add a member. ``permissions`` (int or ``discord.Permissions``) creates a personal role carrying them,
-        so ``Member.guild_permissions`` computed by discord.py matches. ``owner=True`` makes them the guild
-        owner (all permissions)."""
+        """Add a member. ``permissions`` (int or ``discord.Permissions``) creates a personal role carrying
+        them, so ``Member.guild_permissions`` computed by discord.py matches. ``owner=True`` makes them the
+        guild owner (all permissions)."""
         user = FakeUser(self.fake._ids.next(), name, bot=bot)
         self.fake.users[user.id] = user
         role_ids = [r.id if isinstance(r, FakeRole) else int(r) for r in roles]
@@ -551,8 +552,11 @@ class FakeGuild:
         return perms
 
     # -- payloads ---------------------------------------------------------------------------------------
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self, *, all_members: bool = True) -> dict[str, Any]:
+        """GUILD_CREATE payload. Without the GUILD_PRESENCES intent Discord only lists the bot itself in
+        ``members`` (``all_members=False``); ``member_count`` is always the real count."""
         text_channels = [c for c in self.channels.values() if c.type == 0]
+        listed = [m for m in self.members.values() if all_members or m.id == self.fake.bot_user.id]
         return {
             "id": str(self.id),
             "name": self.name,
@@ -590,7 +594,7 @@ class FakeGuild:
             "stickers": [],
             "channels": [c.to_payload() for c in self.channels.values()],
             "threads": [],
-            "members": [m.to_payload() for m in self.members.values()],
+            "members": [m.to_payload() for m in listed],
             "member_count": len(self.members),
             "large": False,
             "unavailable": False,

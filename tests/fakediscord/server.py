@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import re
 import secrets
@@ -81,6 +82,7 @@ from .models import (
 
 T = TypeVar("T")
 JSON = "application/json"
+INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_DIRECT_MESSAGES = 1 << 12
 
@@ -182,7 +184,7 @@ Handler = Callable[[RecordedRequest, "re.Match[str]"], Awaitable[web.StreamRespo
 
 
 class FakeDiscord:
-    """A local fake Discord (REST + gateway + CDN) for the real discord.py client. See the package docstring."""
+    """A local fake Discord (REST + gateway + CDN) for the real discord.py client; see the package doc."""
 
     def __init__(
         self,
@@ -358,15 +360,27 @@ class FakeDiscord:
         self._changed = asyncio.Event()
 
     async def wait_for(
-        self, predicate: Callable[[], T | None], timeout: float = 5.0, *, what: str | None = None
+        self,
+        predicate: Callable[[], T | None] | Callable[[list[RecordedRequest]], T | None],
+        timeout: float = 5.0,  # noqa: ASYNC109
+        *,
+        what: str | None = None,
     ) -> T:
-        """Wait until ``predicate()`` (re-evaluated whenever the fake records anything) returns a truthy value,
-        and return it. Raises ``TimeoutError`` with a summary of the recent traffic."""
+        """Wait until ``predicate`` returns a truthy value, and return that value. It is re-evaluated whenever
+        the fake records anything (request, gateway payload, message change); it takes no argument or one
+        (then it gets ``fake.requests``). Raises ``TimeoutError`` with a summary of the recent traffic."""
+        try:
+            n_args = len(inspect.signature(predicate).parameters)
+        except (TypeError, ValueError):
+            n_args = 0
+        call: Callable[[], T | None] = (
+            (lambda: predicate(self.requests)) if n_args == 1 else predicate  # type: ignore[call-arg,assignment]
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             event = self._changed
-            result = predicate()
+            result = call()
             if result:
                 return result
             remaining = deadline - loop.time()
@@ -383,7 +397,7 @@ class FakeDiscord:
         path_contains: str | None = None,
         predicate: Callable[[RecordedRequest], bool] | None = None,
         *,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109
         after: int = 0,
     ) -> RecordedRequest:
         """Wait for a recorded request (``after``: index into ``fake.requests`` to start from)."""
@@ -527,12 +541,12 @@ class FakeDiscord:
         self,
         channel_id: int,
         predicate: Callable[[FakeMessage], bool] | None = None,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109
         *,
         source: str | Iterable[str] | None = "channel",
         after: int | FakeMessage | None = None,
     ) -> FakeMessage:
-        """The first message in ``channel_id`` (by default posted by the bot with ``POST /channels/…/messages``)
+        """The first message in ``channel_id`` (by default: posted by the bot with ``POST …/messages``)
         matching ``predicate``, already there or yet to come; ``after`` skips messages up to that id."""
         after_id = after.id if isinstance(after, FakeMessage) else (after or 0)
 
@@ -557,14 +571,18 @@ class FakeDiscord:
         )
 
     async def wait_commands_synced(
-        self, timeout: float = 5.0, *, guild_id: int | None = None, any_scope: bool = True
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109
+        *,
+        guild_id: int | None = None,
+        any_scope: bool = True,
     ) -> list[dict[str, Any]]:
         """Wait for a bulk command overwrite; returns the commands registered in that scope. By default any
         scope counts (``any_scope=False``: only ``guild_id``'s, where None means global)."""
 
         def check() -> CommandSync | None:
             for sync in self.command_syncs:
-                if any_scope and guild_id is None or sync.guild_id == guild_id:
+                if (any_scope and guild_id is None) or sync.guild_id == guild_id:
                     return sync
             return None
 
@@ -579,7 +597,11 @@ class FakeDiscord:
         return sorted(s.shard_id for s in self._sessions_by_shard.values() if s.connected)
 
     async def wait_ready(
-        self, shard_count: int | None = None, timeout: float = 10.0, *, since: int = 0
+        self,
+        shard_count: int | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+        *,
+        since: int = 0,
     ) -> list[GatewaySession]:
         """Wait until every shard (``shard_count``, default: as the client identified) has a connected session
         that got READY and its GUILD_CREATEs. ``since``: only sessions identified after ``identify_count``
@@ -599,7 +621,7 @@ class FakeDiscord:
 
         return await self.wait_for(check, timeout, what="the bot to identify and receive its guilds")
 
-    async def wait_disconnected(self, timeout: float = 10.0) -> None:
+    async def wait_disconnected(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait until no gateway connection is open (e.g. after killing the bot process)."""
         await self.wait_for(
             lambda: not any(not c.closed and not c.ws.closed for c in self._connections) or None,
@@ -689,11 +711,13 @@ class FakeDiscord:
 
     async def join_guild(self, guild: FakeGuild) -> None:
         """Send GUILD_CREATE for a guild added after READY (the bot "joins" it)."""
-        await self._dispatch_guild_event(guild.id, "GUILD_CREATE", guild.to_payload())
+        session = self._live_session_for(guild.id)
+        presences = session is not None and bool(session.intents & INTENT_GUILD_PRESENCES)
+        await self._dispatch_guild_event(guild.id, "GUILD_CREATE", guild.to_payload(all_members=presences))
 
     async def remove_guild(self, guild_id: int) -> None:
         """The bot is removed from a guild: GUILD_DELETE."""
-        guild = self.guilds.pop(guild_id)
+        self.guilds.pop(guild_id)
         await self._dispatch_guild_event(
             guild_id, "GUILD_DELETE", {"id": str(guild_id), "unavailable": False}, shard_guild=guild_id
         )
@@ -715,7 +739,8 @@ class FakeDiscord:
         if have & ADMINISTRATOR or (needed and have & needed == needed):
             return
         raise PermissionError(
-            f"{member.name} lacks default_member_permissions={needed} for {name!r}: Discord would not show the "
+            f"{member.name} lacks default_member_permissions={needed} for {name!r}: "
+            "Discord would not show the "
             "command to them (pass force=True to send it anyway)"
         )
 
@@ -793,11 +818,11 @@ class FakeDiscord:
         ready_timeout: float = 5.0,
         _autocomplete_focus: str | None = None,
     ) -> FakeInteraction:
-        """Invoke a slash command. ``command``: "name", "group sub" or ["group", "sub"]; ``options``: a dict of
-        leaf option values (typed by the registered definition: FakeAttachment, FakeMember, FakeRole, channel
-        id…), a nested dict ``{"sub": {"opt": 1}}``, or raw Discord option dicts. ``attachments`` fill the
-        command's attachment options in order. Refuses (``PermissionError``) when ``member`` lacks the
-        command's ``default_member_permissions``, unless ``force``."""
+        """Invoke a slash command. ``command``: "name", "group sub" or ["group", "sub"]; ``options``: a dict
+        of leaf option values (typed by the registered definition: FakeAttachment, FakeMember, FakeRole,
+        channel id…), a nested dict ``{"sub": {"opt": 1}}``, or raw Discord option dicts. ``attachments``
+        fill the command's attachment options in order. Refuses (``PermissionError``) when ``member`` lacks
+        the command's ``default_member_permissions``, unless ``force``."""
         guild = self.guild(guild_id)
         path = command.split() if isinstance(command, str) else list(command)
         values: Mapping[str, Any] | None = options if isinstance(options, Mapping) else None
@@ -856,10 +881,10 @@ class FakeDiscord:
         options: Mapping[str, Any],
         focused: str,
         *,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109
     ) -> list[dict[str, Any]]:
-        """Send an autocomplete interaction (``focused`` names the option being typed, its value in ``options``
-        is the partial text) and return the choices the bot answered with."""
+        """Send an autocomplete interaction (``focused`` names the option being typed, its value in
+        ``options`` is the partial text) and return the choices the bot answered with."""
         if focused not in options:
             raise ValueError(f"{focused!r} must be in options (its value is the text typed so far)")
         it = await self.slash(
@@ -977,11 +1002,11 @@ class FakeDiscord:
         guild_id: int | None = None,
         channel_id: int | None = None,
         components: list[dict[str, Any]] | None = None,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109
     ) -> FakeInteraction:
-        """Submit the modal the bot opened in answer to ``source`` (or a modal by custom id, with ``components``
-        or plain text inputs named by ``values``). ``values``: custom_id → text (text input), list of strings
-        (selects, checkbox group), list of FakeAttachment (file upload), bool (checkbox)."""
+        """Submit the modal the bot opened in answer to ``source`` (or a modal by custom id, with
+        ``components`` or plain text inputs named by ``values``). ``values``: custom_id → text (text input),
+        list of strings (selects, checkbox group), list of FakeAttachment (file upload), bool (checkbox)."""
         message: FakeMessage | None = None
         if isinstance(source, FakeInteraction):
             cb = await source.callback(timeout)
@@ -1020,8 +1045,8 @@ class FakeDiscord:
         embeds: Sequence[dict[str, Any]] = (),
         dispatch: bool = True,
     ) -> FakeMessage:
-        """A message written by a (human) member, stored in the channel (usable as a context-menu target or as a
-        reference); MESSAGE_CREATE is dispatched when ``dispatch`` and the bot's intents want it."""
+        """A message written by a (human) member, stored in the channel (usable as a context-menu target or as
+        a reference); MESSAGE_CREATE is dispatched when ``dispatch`` and the bot's intents want it."""
         for a in attachments:
             self.register_attachment(a)
         channel = self._channel_index[channel_id]
@@ -1213,9 +1238,9 @@ class FakeDiscord:
             m = pattern.match(rec.path)
             if m is None:
                 continue
-            if not (rec.path.startswith(("/webhooks/", "/interactions/")) or rec.path == "/gateway"):
-                if request.headers.get("Authorization") != f"Bot {self.token}":
-                    return _error_response(401, 0, "401: Unauthorized")
+            public = rec.path.startswith(("/webhooks/", "/interactions/")) or rec.path == "/gateway"
+            if not public and request.headers.get("Authorization") != f"Bot {self.token}":
+                return _error_response(401, 0, "401: Unauthorized")
             return await handler(rec, m)
         return self._unknown(rec)
 
@@ -1908,7 +1933,7 @@ class FakeDiscord:
                         "_errors": [
                             {
                                 "code": "BASE_TYPE_CHOICES",
-                                "message": f"Value must be one of (1, 4, 5, 6, 7, 8, 9, 10, 12).",
+                                "message": "Value must be one of (1, 4, 5, 6, 7, 8, 9, 10, 12).",
                             }
                         ]
                     }
@@ -2058,9 +2083,7 @@ class FakeDiscord:
                 }
             )
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    payload = json.loads(msg.data)
-                elif msg.type == WSMsgType.BINARY:
+                if msg.type == WSMsgType.TEXT or msg.type == WSMsgType.BINARY:
                     payload = json.loads(msg.data)
                 else:
                     break
@@ -2157,7 +2180,9 @@ class FakeDiscord:
             },
         )
         for g in guilds:
-            await session.dispatch("GUILD_CREATE", g.to_payload())
+            await session.dispatch(
+                "GUILD_CREATE", g.to_payload(all_members=bool(session.intents & INTENT_GUILD_PRESENCES))
+            )
         session.ready = True
         self._notify()
 

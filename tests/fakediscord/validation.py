@@ -1,7 +1,8 @@
 """The subset of Discord's payload validation that catches real bot bugs (lengths, counts, duplicates).
 
 Each ``check_*`` returns ``None`` when the payload is fine, else the JSON error body Discord would answer with
-HTTP 400 (``code`` 50035 "Invalid Form Body" with an ``errors`` tree, or 50006 "Cannot send an empty message").
+HTTP 400 (``code`` 50035 "Invalid Form Body" with an ``errors`` tree, or 50006 "Cannot send an empty
+message").
 """
 
 from __future__ import annotations
