@@ -90,7 +90,7 @@ class ProofBot(commands.AutoShardedBot):
         self.results.append(item)
         self.changed.set()
 
-    async def wait_result(self, n: int = 1, timeout: float = 5.0) -> list[Any]:  # noqa: ASYNC109
+    async def wait_result(self, n: int = 1, timeout: float = 5.0) -> list[Any]:
         async with asyncio.timeout(timeout):
             while len(self.results) < n:
                 self.changed.clear()
@@ -367,7 +367,7 @@ async def test_persistent_button_edits_message(fake_discord: FakeDiscord, bot: P
     press = await fake_discord.press_button(panel, "proof:toggle", setup.bob)
     cb = await press.callback()
     assert cb.type == 7
-    assert panel.content == "toggled" and panel.find_component("proof:toggle")["label"] == "Toggled"
+    assert panel.content == "toggled" and (panel.find_component("proof:toggle") or {})["label"] == "Toggled"
     assert [e.source for e in panel.edits] == ["callback"]
     with pytest.raises(LookupError):
         await fake_discord.press_button(panel, "nope", setup.bob)
@@ -476,6 +476,18 @@ async def test_first_callback_after_three_seconds_is_refused(
     assert isinstance(late, discord.NotFound) and late.code == 10062
     assert isinstance(followup, discord.NotFound) and followup.code == 10015
     assert fake_discord.messages(setup.general, include_ephemeral=True) == []
+
+
+async def test_first_followup_replaces_the_thinking_message(fake_discord: FakeDiscord, bot: ProofBot) -> None:
+    setup = fake_discord.default
+    assert setup is not None
+    it = await fake_discord.slash(setup.guild_id, setup.general, setup.alice, "wait")
+    assert (await it.callback()).type == 5
+    assert it.original_message is not None and it.original_message.loading
+    bot.gate.set()
+    original = await it.original()
+    assert original.content == "after the wait" and not original.loading
+    assert it.followups == [original] and it.edits == []
 
 
 async def test_expired_token_fails_followups(fake_discord: FakeDiscord, bot: ProofBot) -> None:

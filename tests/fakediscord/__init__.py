@@ -41,7 +41,8 @@ heartbeat_ack_delay=0.03, strict_commands=True, echo_message_events=True)``
   waits: ``wait_ready(shard_count=None, timeout=10, since=identify_count_before)``, ``wait_disconnected()``,
   ``wait_commands_synced(timeout, guild_id=None)``, ``wait_message(channel_id, predicate, timeout,
   source="channel", after=None)``, ``wait_request(method, path_contains, predicate)``,
-  ``wait_for(zero_arg_predicate, timeout)``.
+  ``wait_for(predicate, timeout)`` (predicate takes nothing or ``fake.requests``; re-evaluated on every
+  change, returns its first truthy value).
   interactions (return a :class:`FakeInteraction` once dispatched on the shard owning the guild):
   ``slash(guild_id, channel_id, member, "group sub" | [..], options={...} | nested dict | raw list,
   attachments=[FakeAttachment...], force=False)``, ``message_command(guild_id, channel_id, member, name,

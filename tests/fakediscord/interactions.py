@@ -116,7 +116,7 @@ class FakeInteraction:
     def data(self) -> dict[str, Any]:
         return self.payload.get("data") or {}
 
-    async def callback(self, timeout: float = 5.0) -> FakeCallback:  # noqa: ASYNC109
+    async def callback(self, timeout: float = 5.0) -> FakeCallback:
         """Wait for the bot's first callback attempt (accepted or not)."""
 
         def check() -> FakeCallback | None:
@@ -126,7 +126,7 @@ class FakeInteraction:
 
     async def original(
         self,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         predicate: Callable[[FakeMessage], bool] | None = None,
     ) -> FakeMessage:
         """The current original response. After a deferred callback (5/6), waits for the first edit (or the
@@ -147,7 +147,7 @@ class FakeInteraction:
 
         return await self.fake.wait_for(check, timeout, what=f"the original response of {self._describe()}")
 
-    async def followup(self, index: int = 0, timeout: float = 5.0) -> FakeMessage:  # noqa: ASYNC109
+    async def followup(self, index: int = 0, timeout: float = 5.0) -> FakeMessage:
         """Wait for followup number ``index`` (0-based)."""
 
         def check() -> FakeMessage | None:
@@ -155,7 +155,7 @@ class FakeInteraction:
 
         return await self.fake.wait_for(check, timeout, what=f"followup #{index} of {self._describe()}")
 
-    async def choices(self, timeout: float = 5.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+    async def choices(self, timeout: float = 5.0) -> list[dict[str, Any]]:
         cb = await self.callback(timeout)
         if cb.type != CB_AUTOCOMPLETE:
             raise AssertionError(f"expected an autocomplete result (8), got callback type {cb.type}")
@@ -298,9 +298,9 @@ class OptionBuilder:
             )
             return value.id
         self._add_resolved("users", value.id, value.to_payload())
-        guild = self.fake.guilds.get(self.guild_id)
-        if guild is not None and value.id in guild.members:
-            m = guild.members[value.id]
+        in_guild = self.fake.guilds.get(self.guild_id)
+        if in_guild is not None and value.id in in_guild.members:
+            m = in_guild.members[value.id]
             self._add_resolved("members", value.id, m.to_payload(with_user=False))
         return value.id
 

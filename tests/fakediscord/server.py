@@ -91,14 +91,14 @@ INTENT_DIRECT_MESSAGES = 1 << 12
 class RecordedFile:
     """A ``files[n]`` multipart part as received."""
 
-    field: str
+    name: str  # the multipart field name, "files[n]"
     filename: str | None
     content_type: str | None
     data: bytes = field(repr=False)
 
     @property
     def index(self) -> int:
-        m = re.fullmatch(r"files\[(\d+)\]|file(\d*)", self.field)
+        m = re.fullmatch(r"files\[(\d+)\]|file(\d*)", self.name)
         if not m:
             return -1
         return int(m.group(1) or m.group(2) or 0)
@@ -314,7 +314,7 @@ class FakeDiscord:
                 discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
                 discord.client.Client.__dict__.get("before_identify_hook"),
             )
-        discord.http.Route.BASE = self.api_base  # type: ignore[misc]
+        discord.http.Route.BASE = self.api_base
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
         if fast_identify:
 
@@ -331,7 +331,7 @@ class FakeDiscord:
         import discord.http
 
         base, gateway, hook = self._installed
-        discord.http.Route.BASE = base  # type: ignore[misc]
+        discord.http.Route.BASE = base
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
         if hook is not None:
             discord.client.Client.before_identify_hook = hook  # type: ignore[method-assign]
@@ -362,7 +362,7 @@ class FakeDiscord:
     async def wait_for(
         self,
         predicate: Callable[[], T | None] | Callable[[list[RecordedRequest]], T | None],
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         *,
         what: str | None = None,
     ) -> T:
@@ -397,7 +397,7 @@ class FakeDiscord:
         path_contains: str | None = None,
         predicate: Callable[[RecordedRequest], bool] | None = None,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         after: int = 0,
     ) -> RecordedRequest:
         """Wait for a recorded request (``after``: index into ``fake.requests`` to start from)."""
@@ -541,7 +541,7 @@ class FakeDiscord:
         self,
         channel_id: int,
         predicate: Callable[[FakeMessage], bool] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         *,
         source: str | Iterable[str] | None = "channel",
         after: int | FakeMessage | None = None,
@@ -572,7 +572,7 @@ class FakeDiscord:
 
     async def wait_commands_synced(
         self,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         *,
         guild_id: int | None = None,
         any_scope: bool = True,
@@ -599,7 +599,7 @@ class FakeDiscord:
     async def wait_ready(
         self,
         shard_count: int | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109
+        timeout: float = 10.0,
         *,
         since: int = 0,
     ) -> list[GatewaySession]:
@@ -621,7 +621,7 @@ class FakeDiscord:
 
         return await self.wait_for(check, timeout, what="the bot to identify and receive its guilds")
 
-    async def wait_disconnected(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def wait_disconnected(self, timeout: float = 10.0) -> None:
         """Wait until no gateway connection is open (e.g. after killing the bot process)."""
         await self.wait_for(
             lambda: not any(not c.closed and not c.ws.closed for c in self._connections) or None,
@@ -881,7 +881,7 @@ class FakeDiscord:
         options: Mapping[str, Any],
         focused: str,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> list[dict[str, Any]]:
         """Send an autocomplete interaction (``focused`` names the option being typed, its value in
         ``options`` is the partial text) and return the choices the bot answered with."""
@@ -1002,7 +1002,7 @@ class FakeDiscord:
         guild_id: int | None = None,
         channel_id: int | None = None,
         components: list[dict[str, Any]] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> FakeInteraction:
         """Submit the modal the bot opened in answer to ``source`` (or a modal by custom id, with
         ``components`` or plain text inputs named by ``values``). ``values``: custom_id → text (text input),
@@ -1205,11 +1205,11 @@ class FakeDiscord:
             None,
         )
         self.requests.append(rec)
+        response: web.StreamResponse
         try:
             await self._parse_body(request, rec)
-            response = self._fault_for(rec)
-            if response is None:
-                response = await self._route(request, rec, api)
+            fault = self._fault_for(rec)
+            response = fault if fault is not None else await self._route(request, rec, api)
         except HTTPError as exc:
             response = _json_response(exc.body, status=exc.status)
         except Exception as exc:  # a bug in the fake: make it loud
