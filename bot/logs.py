@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import IO, Any
 
 # Hub keys look like gih_live_<32 chars>; also catch Bearer headers and Discord bot tokens.
 _SECRET_PATTERNS = (
@@ -54,13 +54,18 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Log to stderr as `time level logger event key=value ...`, redacted."""
-    handler = logging.StreamHandler()
+def make_handler(stream: IO[str] | None = None) -> logging.Handler:
+    """The bot's log handler: one redacted line per record (stderr unless a stream is given)."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(RedactingFilter())
+    return handler
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr as `time level logger event key=value ...`, redacted."""
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [make_handler()]
     root.setLevel(level)
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(level)))
 

@@ -110,7 +110,7 @@ class Bed:
             return int(match.group(1)) if match else None
 
         found = await self.fake.wait_for(job_id, timeout, what="the job's status message")
-        job = await self.services.jobs.get(found, guild_id=self.guild_id)
+        job = await self.services.jobs.get(found, guild_id=it.guild_id)
         assert job is not None
         return job
 
