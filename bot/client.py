@@ -56,10 +56,13 @@ class ImageHubBot(commands.AutoShardedBot):
             retention=timedelta(days=services.settings.job_retention_days),
         )
         self._scheduler_task: asyncio.Task[None] | None = None
+        self._loop_lag_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         from cogs.views import JobButton
 
+        if self.services.settings.loop_lag_sampling:
+            self._loop_lag_task = asyncio.create_task(metrics.sample_loop_lag(), name="loop-lag")
         for name in COGS:
             await self.load_extension(name)
         self.add_dynamic_items(JobButton)
@@ -76,6 +79,8 @@ class ImageHubBot(commands.AutoShardedBot):
         await self.scheduler.stop()
         if self._scheduler_task is not None:
             self._scheduler_task.cancel()
+        if self._loop_lag_task is not None:
+            self._loop_lag_task.cancel()
         await super().close()
         await self.services.close()
 
