@@ -39,6 +39,10 @@ class ModelCatalog:
                 self._fetched_at = time.monotonic() - self._ttl + 30  # try again soon
         return self._models
 
+    def invalidate(self) -> None:
+        """Forget the cached list; the next call fetches it again."""
+        self._fetched_at = float("-inf")
+
     def cached(self) -> list[HubModel]:
         """What is known now, without I/O (for autocomplete)."""
         return self._models

@@ -149,8 +149,10 @@ class DiscordPublisher:
                         job.status_message_id, embed=embed, attachments=files, view=view
                     )
                     return [message.id]
-                except (discord.NotFound, discord.Forbidden) as exc:
-                    # The token died early (deleted message, expired): fall back to the channel.
+                except discord.HTTPException as exc:
+                    if exc.status not in (401, 403, 404):
+                        raise
+                    # The token died early (expired, message deleted): fall back to the channel.
                     log.info(kv("publish.webhook_failed", job=job.id, status=exc.status))
                     for file in files:
                         file.reset()

@@ -1,9 +1,9 @@
 """Turning a member's /imagine into a durable job — every check before any credit moves.
 
 Two phases, because Discord wants an answer within 3 s: `plan()` does the checks that need
-only the database (options, channel, key, budget, concurrency) so a refusal can be the first,
-ephemeral answer; `start()` runs after the bot has deferred: it downloads and checks the
-reference images, reserves the exact cost and stores the job, all or nothing.
+only the database (options, channel, key, budget, concurrency), so a refusal can be the first,
+ephemeral answer. Reference images are downloaded and checked by their bytes before `reserve()`
+takes the exact cost, so a bad attachment leaves no trace; `start()` stores the job.
 """
 
 from __future__ import annotations
@@ -61,13 +61,14 @@ class ImagineRequest:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A request that passed every cheap check; `cost` is exact."""
+    """A request that passed every cheap check; `cost` is exact. Reserved once `reservation_id` is set."""
 
     request: ImagineRequest
     params: JobParams
     model: HubModel
     cost: int
     config: GuildConfig
+    reservation_id: int | None = None
 
 
 Fetch = Callable[[Attachment], Awaitable[bytes]]
@@ -196,18 +197,8 @@ class ImagineService:
         if budget.remaining is not None and budget.remaining < cost:
             raise Refusal(_quota_text(cost, budget.remaining, budget.resets_at))
 
-    async def start(
-        self,
-        plan: Plan,
-        fetch: Fetch,
-        *,
-        application_id: int | None,
-        interaction_token: str | None,
-        status_message_id: int | None = None,
-        now: datetime | None = None,
-    ) -> Job:
-        """Fetch and check references, reserve, store the job. All or nothing."""
-        references = [await self._fetch_checked(a, fetch) for a in plan.request.attachments]
+    async def reserve(self, plan: Plan) -> Plan:
+        """Reserve the exact cost; atomic, so racing requests can never over-spend a budget."""
         request = plan.request
         try:
             reservation = await self.quotas.reserve(
@@ -215,6 +206,30 @@ class ImagineService:
             )
         except QuotaExceeded as exc:
             raise Refusal(_quota_text(plan.cost, exc.remaining, exc.resets_at)) from None
+        return replace(plan, reservation_id=reservation.id)
+
+    async def abandon(self, plan: Plan) -> None:
+        """Give a reserved plan's credits back (the request could not be started)."""
+        if plan.reservation_id is not None:
+            await self.quotas.release(plan.reservation_id)
+
+    async def fetch_references(self, plan: Plan, fetch: Fetch) -> list[Reference]:
+        """Download the attachments and check them by their bytes (before anything is reserved)."""
+        return [await self._fetch_checked(a, fetch) for a in plan.request.attachments]
+
+    async def start(
+        self,
+        plan: Plan,
+        references: Sequence[Reference],
+        *,
+        application_id: int | None,
+        interaction_token: str | None,
+        status_message_id: int | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Store the job for a reserved plan. All or nothing: any failure releases the credits."""
+        assert plan.reservation_id is not None, "reserve() first"
+        request = plan.request
         created = now or datetime.now(UTC)
         try:
             job = await self.jobs.create(
@@ -226,13 +241,13 @@ class ImagineService:
                 token_expires_at=created + INTERACTION_TOKEN_LIFETIME if interaction_token else None,
                 params=plan.params,
                 cost=plan.cost,
-                reservation_id=reservation.id,
+                reservation_id=plan.reservation_id,
                 status_message_id=status_message_id,
                 status=JobStatus.PENDING_SUBMIT,
             )
-            await self.quotas.attach(reservation.id, job.id)
+            await self.quotas.attach(plan.reservation_id, job.id)
         except BaseException:
-            await self.quotas.release(reservation.id)
+            await self.abandon(plan)
             raise
         self.reference_cache.put(job.id, references)
         return job

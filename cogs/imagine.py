@@ -40,28 +40,33 @@ def to_attachment(a: discord.Attachment) -> Attachment:
 async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest) -> None:
     """The one path every generation takes from an interaction: check, answer, reserve, queue.
 
-    Cheap checks come first so a refusal is the first (ephemeral) answer; the public status
-    message is sent within Discord's 3 s, then references are fetched and credits reserved.
+    Cheap checks (and, without references, the reservation) come first so a refusal is the
+    first, ephemeral answer; with references the public answer goes first, then their bytes are
+    checked before anything is reserved.
     """
     services = bot.services
     try:
         plan = await services.imagine.plan(request)
+        if not plan.request.attachments:
+            plan = await services.imagine.reserve(plan)
     except Refusal as refusal:
         metrics.COMMANDS.labels("imagine", "refused").inc()
         await interaction.response.send_message(embed=render.refusal(str(refusal)), ephemeral=True)
         return
-    callback = await interaction.response.send_message(
-        embed=render.starting_embed(plan.request.prompt, plan.cost)
-    )
-    status_message_id = callback.message_id
-
     try:
+        starting = render.starting_embed(plan.request.prompt, plan.cost)
+        callback = await interaction.response.send_message(embed=starting)
+        references = []
+        if plan.request.attachments:
+            # Downloads can take a while: the public answer went first, within Discord's 3 s.
+            references = await services.imagine.fetch_references(plan, services.fetch_attachment)
+            plan = await services.imagine.reserve(plan)
         job = await services.imagine.start(
             plan,
-            services.fetch_attachment,
+            references,
             application_id=interaction.application_id,
             interaction_token=interaction.token,
-            status_message_id=status_message_id,
+            status_message_id=callback.message_id,
         )
     except Refusal as refusal:
         metrics.COMMANDS.labels("imagine", "refused").inc()
@@ -69,11 +74,12 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
         await interaction.followup.send(embed=render.refusal(str(refusal)), ephemeral=True)
         return
     except Exception:
+        await services.imagine.abandon(plan)
         log.exception(kv("imagine.start_failed", guild=request.guild_id, user=request.user_id))
-        await interaction.delete_original_response()
-        await interaction.followup.send(
-            embed=render.refusal(render.hub_error_text(RuntimeError())), ephemeral=True
-        )
+        if interaction.response.is_done():
+            await interaction.delete_original_response()
+            failed = render.refusal(render.hub_error_text(RuntimeError()))
+            await interaction.followup.send(embed=failed, ephemeral=True)
         return
     metrics.COMMANDS.labels("imagine", "accepted").inc()
     log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
@@ -91,7 +97,7 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
         label="Prompt", style=discord.TextStyle.paragraph, max_length=4000
     )
     aspect: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
-        label="Aspect ratio (e.g. 1:1, 16:9; empty = default)", required=False, max_length=8
+        label="Aspect ratio, e.g. 16:9 (empty = default)", required=False, max_length=8
     )
     resolution: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
         label="Resolution: 1K, 2K or 4K (empty = default)", required=False, max_length=4
