@@ -19,12 +19,13 @@ from discord.ext import commands
 from bot import metrics
 from bot.jobs import Job
 from bot.logs import kv
+from bot.queue import Place, QueueRunner
 from bot.scheduler import Notice, NoticeKind, PublishError, Result, Scheduler
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.imagine", "cogs.info", "cogs.admin")
+COGS = ("cogs.imagine", "cogs.info", "cogs.admin", "cogs.history")
 PROGRESS_MIN_INTERVAL = 5.0
 # Stop using the interaction webhook a little before Discord's 15 minutes run out.
 TOKEN_MARGIN = timedelta(seconds=30)
@@ -54,7 +55,12 @@ class ImageHubBot(commands.AutoShardedBot):
             owner=services.owner,
             concurrency=services.settings.max_concurrent_polls,
             retention=timedelta(days=services.settings.job_retention_days),
+            lease_seconds=services.settings.job_lease_seconds,
         )
+        # The local queue: promoted before every claim, positions shown on status messages.
+        self.queue_runner = QueueRunner(services.queue, self.publisher)
+        self.scheduler.before_claim = self.queue_runner.tick
+        services.balance.notify = self.publisher.low_balance
         self._scheduler_task: asyncio.Task[None] | None = None
         self._loop_lag_task: asyncio.Task[None] | None = None
 
@@ -79,6 +85,7 @@ class ImageHubBot(commands.AutoShardedBot):
         await self.scheduler.stop()
         if self._scheduler_task is not None:
             self._scheduler_task.cancel()
+        await self.queue_runner.close()
         if self._loop_lag_task is not None:
             self._loop_lag_task.cancel()
         await super().close()
@@ -116,6 +123,27 @@ class DiscordPublisher:
         await self.bot.interaction_webhook(job).edit_message(
             job.status_message_id, embed=render.status_embed(job)
         )
+
+    async def queued(self, job: Job, place: Place) -> bool:
+        """Show a queued job's place (the `QueueNotifier`); False when throttled."""
+        from cogs import render
+
+        if job.status_message_id is None or not self.bot.token_usable(job):
+            return True
+        now = time.monotonic()
+        if now - self._last_edit.get(job.id, 0.0) < PROGRESS_MIN_INTERVAL:
+            return False
+        self._last_edit[job.id] = now
+        await self.bot.interaction_webhook(job).edit_message(
+            job.status_message_id, embed=render.status_embed(job, place)
+        )
+        return True
+
+    async def low_balance(self, guild_id: int, credits: int, threshold: int) -> None:
+        """The one low-balance alert, in the moderator log."""
+        from cogs import render
+
+        await self.mod_log(guild_id, render.low_balance_embed(credits, threshold))
 
     async def result(self, job: Job, result: Result) -> list[int]:
         from cogs import render

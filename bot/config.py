@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, alias="METRICS_PORT", ge=0, le=65535)
     job_retention_days: int = Field(default=30, alias="JOB_RETENTION_DAYS", ge=1)
     max_concurrent_polls: int = Field(default=32, alias="MAX_CONCURRENT_POLLS", ge=1)
+    job_lease_seconds: float = Field(default=120.0, alias="JOB_LEASE_SECONDS", gt=0)
     loop_lag_sampling: bool = Field(default=False, alias="LOOP_LAG_SAMPLING")
 
     @field_validator(
