@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 from cryptography.fernet import Fernet
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, Settings, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="start the bot (the default)")
     sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
     sub.add_parser("genkey", help="print a fresh ENCRYPTION_KEY line for .env")
+    sub.add_parser("rotate-keys", help="re-encrypt stored hub keys with the first ENCRYPTION_KEY")
     args = parser.parse_args(argv)
 
     if args.command == "genkey":
@@ -29,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
             migrate_sync(settings.database_url)
             print("database is at the newest revision")
             return 0
+        if args.command == "rotate-keys":
+            count = asyncio.run(_rotate_keys(settings))
+            print(f"re-encrypted {count} stored hub key(s) with the newest ENCRYPTION_KEY")
+            return 0
         settings.require_runnable()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -37,6 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     from bot.runner import run
 
     return run(settings)
+
+
+async def _rotate_keys(settings: Settings) -> int:
+    from bot.db import Database
+    from bot.keys import KeyVault
+
+    db = await Database.open(settings.database_url)
+    try:
+        return await KeyVault(db, settings.fernet).rotate()
+    finally:
+        await db.close()
 
 
 if __name__ == "__main__":
