@@ -72,7 +72,9 @@ class Info(commands.Cog):
         embed.add_field(name="Account", value=balance.account_type or "unknown")
         embed.add_field(name="Next expiry", value=balance.next_expiration or "none")
         embed.add_field(
-            name=f"Spent by members this {policy.period}", value=f"{spent:,} credits", inline=False
+            name=f"Spent by members {render.this_period(policy.period)}",
+            value=f"{spent:,} credits",
+            inline=False,
         )
         info = await services.keys.key_info(interaction.guild_id)
         embed.set_footer(text=f"key {info.masked}" if info else "using the operator's fallback key")
@@ -95,12 +97,14 @@ class Info(commands.Cog):
         budget = await quotas.budget(interaction.guild_id, target_id, roles)
         who = f"<@{target_id}>"
         if budget.limit is None:
-            text = f"{who} has no credit limit here. Used this {budget.period}: {budget.spent:,} credits."
+            period = render.this_period(budget.period)
+            text = f"{who} has no credit limit here. Used {period}: {budget.spent:,} credits."
             embed = discord.Embed(title="Image budget", description=text, colour=render.INFO)
         else:
             used = budget.spent + budget.reserved
             text = (
-                f"{who}: **{budget.remaining:,}** of {budget.limit:,} credits left this {budget.period}\n"
+                f"{who}: **{budget.remaining:,}** of {budget.limit:,} credits left "
+                f"{render.this_period(budget.period)}\n"
                 f"`{render.bar(used, budget.limit)}` {used:,} used"
                 + (f" ({budget.reserved:,} reserved for running jobs)" if budget.reserved else "")
                 + f"\nResets {render.ts(budget.resets_at)}"
@@ -110,7 +114,7 @@ class Info(commands.Cog):
         if recent:
             embed.add_field(
                 name="Recent",
-                value="\n".join(f"{render.ts(e.at)} · {e.kind} · {e.credits:+,} credits" for e in recent),
+                value="\n".join(render.ledger_line(e.at, e.kind, e.credits) for e in recent if e.credits),
                 inline=False,
             )
         await interaction.response.send_message(embed=embed, ephemeral=True)
