@@ -134,6 +134,7 @@ class Job:
     interaction_token: str | None = field(repr=False)
     token_expires_at: datetime | None
     status_message_id: int | None
+    upload_limit: int | None
     reply_to_message_id: int | None
     params: JobParams
     cost: int
@@ -217,6 +218,7 @@ def _snapshot(row: Row[Any]) -> Job:
         interaction_token=m["interaction_token"],
         token_expires_at=m["token_expires_at"],
         status_message_id=m["status_message_id"],
+        upload_limit=m["upload_limit"],
         reply_to_message_id=m["reply_to_message_id"],
         params=JobParams.from_json(m["params"]),
         cost=m["cost"],
@@ -278,6 +280,7 @@ class JobStore:
         interaction_token: str | None = None,
         token_expires_at: datetime | None = None,
         status_message_id: int | None = None,
+        upload_limit: int | None = None,
         reply_to_message_id: int | None = None,
         reservation_id: int | None = None,
         status: JobStatus = JobStatus.PENDING_SUBMIT,
@@ -298,6 +301,7 @@ class JobStore:
             "interaction_token": interaction_token,
             "token_expires_at": token_expires_at,
             "status_message_id": status_message_id,
+            "upload_limit": upload_limit,
             "reply_to_message_id": reply_to_message_id,
             "params": params.to_json(),
             "cost": cost,

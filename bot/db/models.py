@@ -161,6 +161,7 @@ class JobRow(Base):
     interaction_token: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    upload_limit: Mapped[int | None] = mapped_column(Integer)
     reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
     params: Mapped[dict[str, Any]] = mapped_column(json_type())
     cost: Mapped[int] = mapped_column(Integer)

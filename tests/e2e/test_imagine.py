@@ -246,3 +246,15 @@ async def test_expired_interaction_token_posts_through_the_channel(bed: Bed) -> 
     (posted,) = [m for m in bed.fake.messages(job.channel_id, source="channel") if m.attachments]
     assert posted.message_reference and int(posted.message_reference["message_id"]) == job.status_message_id
     assert [a.data for a in posted.attachments] == [bed.hub.image_bytes(i.id) for i in generation.images]
+
+
+async def test_images_over_the_upload_limit_are_posted_as_links(bed: Bed) -> None:
+    bed.d.guild.upload_limit_override = 100  # Discord tells the bot this limit with each interaction
+    job = await bed.job_of(await bed.imagine(count=2))
+    job = await bed.wait_job(job.id, JobStatus.POSTED)
+    message = bed.fake.message(job.posted_message_ids[0])
+    assert message.attachments == []
+    text = embed_text(message)
+    assert "Too large to upload here" in text
+    for url in job.result_urls:
+        assert url in text
