@@ -258,3 +258,25 @@ async def test_images_over_the_upload_limit_are_posted_as_links(bed: Bed) -> Non
     assert "Too large to upload here" in text
     for url in job.result_urls:
         assert url in text
+
+
+async def test_model_and_aspect_autocomplete_from_the_hubs_list(bed: Bed) -> None:
+    bed.hub.add_model({"id": "wide-model", "aspect_ratios": ["21:9", "16:9"]})
+    bed.services.catalog.invalidate()
+    fake, d = bed.fake, bed.d
+    models = await fake.autocomplete(
+        d.guild, d.images, d.alice, "imagine", {"prompt": "x", "model": ""}, "model"
+    )
+    assert [c["value"] for c in models] == ["gpt-image-2", "wide-model"]
+    narrowed = await fake.autocomplete(
+        d.guild, d.images, d.alice, "imagine", {"prompt": "x", "model": "wi"}, "model"
+    )
+    assert [c["value"] for c in narrowed] == ["wide-model"]
+    ratios = await fake.autocomplete(
+        d.guild, d.images, d.alice, "imagine", {"prompt": "x", "model": "wide-model", "aspect": ""}, "aspect"
+    )
+    assert [c["value"] for c in ratios] == ["21:9", "16:9"]
+    default = await fake.autocomplete(
+        d.guild, d.images, d.alice, "imagine", {"prompt": "x", "aspect": "9"}, "aspect"
+    )
+    assert [c["value"] for c in default] == ["16:9", "9:16", "21:9", "9:21"]
