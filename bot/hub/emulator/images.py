@@ -8,18 +8,11 @@ import io
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
+from bot.references import sniff_image_type
+
+__all__ = ["dimensions", "render_png", "sniff_image_type"]
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def sniff_image_type(data: bytes) -> str | None:
-    """`image/png`, `image/jpeg` or `image/webp` from the magic bytes, else None."""
-    if data.startswith(PNG_MAGIC):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 def dimensions(aspect: str, long_side: int) -> tuple[int, int]:
