@@ -253,3 +253,15 @@ async def _ok(bed: Bed, command: list[str], options: dict[str, Any]) -> str:
     assert cb.ephemeral, command
     assert "⚠️" not in text, text
     return text
+
+
+async def test_a_key_the_bot_can_no_longer_decrypt_is_refused_clearly(bed: Bed) -> None:
+    from cryptography.fernet import Fernet, MultiFernet
+
+    from bot.keys import KeyVault
+
+    other = KeyVault(bed.services.db, MultiFernet([Fernet(Fernet.generate_key())]))
+    await other.set_key(bed.guild_id, bed.key, bed.d.admin.id)  # as if ENCRYPTION_KEY had changed since
+    cb = await (await bed.imagine()).callback()
+    assert cb.ephemeral and "can't be read" in _text(cb) and "/config key set" in _text(cb)
+    assert bed.hub.requests_to("/api/v1/images/generations", "POST") == []
