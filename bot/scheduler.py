@@ -456,7 +456,11 @@ class Scheduler:
             elapsed=elapsed,
         )
         if not any(image.data for image in images):
+            # Nothing to post. The hub made (and charged) the images, so the quota stays settled.
             log.warning(kv("job.download_failed", job=job.id, guild=job.guild_id))
+            await self._finish(job, JobStatus.FAILED, last_error="download failed: no image could be fetched")
+            await self._notify(job, Notice(NoticeKind.DOWNLOAD_FAILED, charged=charged))
+            return
         try:
             message_ids = await self.publisher.result(job, result)
         except PublishError as exc:

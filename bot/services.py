@@ -28,22 +28,47 @@ ATTACHMENT_TIMEOUT = 30.0
 
 
 class HubClients:
-    """Hub clients per server key over one shared aiohttp session (cheap to create)."""
+    """Hub clients per server key over one shared aiohttp session (cheap to create).
 
-    def __init__(self, base_url: str, keys: KeyVault, session: aiohttp.ClientSession) -> None:
+    `timeout`, `retries` and `backoff` are passed to every `HubClient` (tests shorten them).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        keys: KeyVault,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
         self.base_url = base_url
         self.keys = keys
         self.session = session
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    def _client(self, key: str | None) -> HubClient:
+        return HubClient(
+            self.base_url,
+            key,
+            session=self.session,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+        )
 
     async def for_guild(self, guild_id: int) -> HubClient | None:
         key = await self.keys.get_key(guild_id)
-        return None if key is None else HubClient(self.base_url, key, session=self.session)
+        return None if key is None else self._client(key)
 
     def with_key(self, key: str) -> HubClient:
-        return HubClient(self.base_url, key, session=self.session)
+        return self._client(key)
 
     def anonymous(self) -> HubClient:
-        return HubClient(self.base_url, None, session=self.session)
+        return self._client(None)
 
     async def list_models(self) -> list[HubModel]:
         return await self.anonymous().list_models()

@@ -1,0 +1,127 @@
+"""Reliability fixtures: the e2e bed with fast timings, and assertions over what everyone saw.
+
+`rbed` is the bed (see tests/bed.py) with the waits that make faults slow in production shrunk:
+the scheduler's error backoff, the hub client's per-attempt timeout and retry backoff, and the
+image download timeout. The behaviour is the same; only the clocks are shorter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+import bot.scheduler as scheduler_module
+from bot.db.models import QuotaLedger, QuotaReservation
+from bot.jobs import Job
+from bot.scheduler import PollPolicy
+from tests.bed import Bed
+from tests.fakediscord import FakeMessage, RecordedRequest
+
+GENERATIONS = "/api/v1/images/generations"
+POLLS = "/api/v1/generations"
+
+
+@dataclass
+class FastPolicy(PollPolicy):
+    """The production poll policy with short waits; records every error backoff it computed."""
+
+    error_delays: list[int] = field(default_factory=list)
+
+    def error_delay(self, errors: int) -> float:
+        self.error_delays.append(errors)
+        return 0.02 * float(2 ** min(errors, 4))
+
+
+@pytest.fixture
+def rbed(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
+    bed.bot.scheduler.policy = FastPolicy(first=0.05, step=0.1, slow_after=60.0, slow_step=0.5)
+    hubs = bed.services.hubs
+    hubs.timeout, hubs.backoff = 0.5, 0.01
+    monkeypatch.setattr(scheduler_module, "DOWNLOAD_TIMEOUT", 0.5)
+    yield bed
+
+
+# -- what the database holds ---------------------------------------------------------------------
+
+
+async def reservations(bed: Bed) -> list[QuotaReservation]:
+    async with bed.services.db.session() as s:
+        return list((await s.execute(select(QuotaReservation).order_by(QuotaReservation.id))).scalars())
+
+
+async def ledger(bed: Bed) -> list[tuple[str, int]]:
+    """(kind, credits) of every ledger row, oldest first."""
+    async with bed.services.db.session() as s:
+        rows = (await s.execute(select(QuotaLedger).order_by(QuotaLedger.id))).scalars()
+        return [(r.kind, r.credits) for r in rows]
+
+
+async def assert_nothing_held(bed: Bed) -> None:
+    held = [r.id for r in await reservations(bed) if r.state == "held"]
+    assert not held, f"reservations still held: {held}"
+
+
+async def spent(bed: Bed, member: Any = None) -> int:
+    """What the member's budget counts as used this period (settled + held)."""
+    member = member or bed.d.alice
+    budget = await bed.services.quotas.budget(bed.guild_id, member.id, ())
+    return budget.spent + budget.reserved
+
+
+async def all_jobs(bed: Bed) -> list[Job]:
+    jobs = await bed.services.jobs.list_for_member(bed.guild_id, bed.d.alice.id, limit=500)
+    return sorted(jobs, key=lambda j: j.id)
+
+
+# -- what the hub saw ------------------------------------------------------------------------------
+
+
+def hub_posts(bed: Bed) -> int:
+    return len(bed.hub.requests_to(GENERATIONS, "POST"))
+
+
+def hub_polls(bed: Bed) -> int:
+    return sum(1 for r in bed.hub.requests if r.path.startswith(POLLS + "/"))
+
+
+def hub_downloads(bed: Bed) -> int:
+    return sum(1 for r in bed.hub.requests if r.path.startswith("/files/"))
+
+
+# -- what Discord holds ----------------------------------------------------------------------------
+
+
+def result_messages(bed: Bed, job: Job) -> list[FakeMessage]:
+    """Every live message carrying this job's images, anywhere."""
+    found = []
+    for channel in bed.d.guild.channels:
+        for m in bed.fake.messages(channel):
+            if m.attachments and any(f"job #{job.id}" in str(e) for e in m.embeds):
+                found.append(m)
+    return found
+
+
+def text_of(message: FakeMessage | Any) -> str:
+    """Content and embeds of a message or callback, as one searchable string."""
+    return f"{getattr(message, 'content', '')} {getattr(message, 'embeds', '')}"
+
+
+def bot_writes(bed: Bed) -> list[RecordedRequest]:
+    """Every request with which the bot created or edited a message (channel posts, interaction
+    callbacks, webhook followups and edits)."""
+    out = []
+    for r in bed.fake.requests:
+        post = r.method == "POST" and r.path.startswith("/channels/") and r.path.endswith("/messages")
+        callback = r.path.startswith("/interactions/") and r.path.endswith("/callback")
+        webhook = r.path.startswith("/webhooks/") and r.method in ("POST", "PATCH")
+        if post or callback or webhook:
+            out.append(r)
+    return out
+
+
+def channel_requests(bed: Bed, channel_id: int) -> list[RecordedRequest]:
+    return [r for r in bed.fake.requests if r.path.startswith(f"/channels/{channel_id}/")]
