@@ -6,21 +6,20 @@ commands can show the `ValueError` message to the admin as it is.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, utcnow
 from bot.db import Database
 from bot.db.models import GuildSettings
 from bot.db.sql import upsert
+from bot.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, FilterError, check_pattern
 
 MAX_BLOCKED_ENTRIES = 500
-MAX_PATTERN_LENGTH = 300
 
 
 @dataclass(frozen=True)
@@ -115,12 +114,14 @@ def validate(name: str, value: Any) -> Any:
         return _strings(name, value)
     if name == "blocked_patterns":
         patterns = _strings(name, value)
+        if len(patterns) > MAX_PATTERNS:
+            raise ValueError(f"{name} may hold at most {MAX_PATTERNS} patterns")
         for pattern in patterns:
             if len(pattern) > MAX_PATTERN_LENGTH:
                 raise ValueError(f"pattern is longer than {MAX_PATTERN_LENGTH} characters")
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                check_pattern(pattern)
+            except FilterError as exc:
                 raise ValueError(f"invalid pattern {pattern!r}: {exc}") from None
         return patterns
     raise AssertionError(name)  # pragma: no cover
@@ -173,6 +174,20 @@ class GuildSettingsStore:
                 )
             ).scalar_one_or_none()
             return GuildConfig.defaults(guild_id) if row is None else _snapshot(row)
+
+        return await self._db.run(work)
+
+    async def mark_low_balance_alerted(self, guild_id: int, alerted: bool) -> bool:
+        """Set `low_balance_alerted` only if it is not already `alerted`: True for exactly one
+        caller (across processes), so a low balance is announced once. False without a row."""
+
+        async def work(s: AsyncSession) -> bool:
+            result = await s.execute(
+                update(GuildSettings)
+                .where(GuildSettings.guild_id == guild_id, GuildSettings.low_balance_alerted.is_not(alerted))
+                .values(low_balance_alerted=alerted, updated_at=self._clock())
+            )
+            return bool(getattr(result, "rowcount", 0))
 
         return await self._db.run(work)
 

@@ -8,20 +8,29 @@ takes the exact cost, so a bad attachment leaves no trace; `start()` stores the 
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
+from bot import filters
 from bot.catalog import ModelCatalog
 from bot.guild_settings import GuildConfig, GuildSettingsStore
 from bot.hub import HubError, HubModel, Reference
 from bot.hub.sizes import QUALITIES, size_for
 from bot.jobs import Job, JobParams, JobStatus, JobStore, ReferenceSpec
 from bot.keys import KeyVault
+from bot.logs import kv
 from bot.quotas import QuotaExceeded, QuotaService
 from bot.references import BadReference, check_declared_size, check_reference
+
+if TYPE_CHECKING:
+    from bot.queue import JobQueue
+
+log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 4000
 MAX_COUNT = 4
@@ -31,6 +40,14 @@ _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
 
 class Refusal(Exception):
     """The request cannot go ahead; `str()` is the member-facing reason. Nothing was spent."""
+
+
+class Blocked(Refusal):
+    """The server's prompt filters matched (moderators are told; the member is not told which rule)."""
+
+    def __init__(self, prompt: str) -> None:
+        super().__init__("This prompt was blocked by this server's filters.")
+        self.prompt = prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +86,7 @@ class Plan:
     cost: int
     config: GuildConfig
     reservation_id: int | None = None
+    queued: bool = False  # at a concurrency limit when planned: the job will wait in the queue
 
 
 Fetch = Callable[[Attachment], Awaitable[bytes]]
@@ -80,18 +98,8 @@ def clean_prompt(text: str) -> str:
 
 
 def prompt_blocked(config: GuildConfig, prompt: str) -> bool:
-    """The server's word and pattern filters; a match blocks without saying which rule."""
-    lowered = prompt.casefold()
-    for word in config.blocked_words:
-        if re.search(rf"(?<!\w){re.escape(word.casefold())}(?!\w)", lowered):
-            return True
-    for pattern in config.blocked_patterns:
-        try:
-            if re.search(pattern, prompt, re.IGNORECASE):
-                return True
-        except re.error:
-            continue
-    return False
+    """The server's word and pattern filters (`bot.filters`); a match blocks without saying which rule."""
+    return filters.blocked(config.blocked_words, config.blocked_patterns, prompt)
 
 
 class ImagineService:
@@ -106,6 +114,7 @@ class ImagineService:
         quotas: QuotaService,
         jobs: JobStore,
         reference_cache: ReferenceCache,
+        queue: JobQueue | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -113,6 +122,7 @@ class ImagineService:
         self.quotas = quotas
         self.jobs = jobs
         self.reference_cache = reference_cache
+        self.queue = queue
 
     async def plan(self, request: ImagineRequest) -> Plan:
         config = await self.settings.get(request.guild_id)
@@ -125,7 +135,7 @@ class ImagineService:
         if len(prompt) > MAX_PROMPT_CHARS:
             raise Refusal(f"Your prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
         if prompt_blocked(config, prompt):
-            raise Refusal("This prompt was blocked by this server's filters.")
+            raise Blocked(prompt)
 
         try:
             models = await self.catalog.models()
@@ -165,7 +175,7 @@ class ImagineService:
             )
 
         cost = model.cost(tier, count)
-        await self._check_capacity(request, config, cost)
+        queued = await self._check_capacity(request, config, cost)
         params = JobParams(
             model=model.id,
             prompt=prompt,
@@ -180,22 +190,41 @@ class ImagineService:
             ),
         )
         return Plan(
-            request=replace(request, prompt=prompt), params=params, model=model, cost=cost, config=config
+            request=replace(request, prompt=prompt),
+            params=params,
+            model=model,
+            cost=cost,
+            config=config,
+            queued=queued,
         )
 
-    async def _check_capacity(self, request: ImagineRequest, config: GuildConfig, cost: int) -> None:
-        mine = await self.jobs.count_active(request.guild_id, request.user_id)
-        if mine >= config.max_concurrent_per_member:
-            raise Refusal(
-                f"You already have {mine} generation{'s' if mine != 1 else ''} running. "
-                "Wait for one to finish, then try again."
-            )
-        everyone = await self.jobs.count_active(request.guild_id)
-        if everyone >= config.max_concurrent_per_guild:
+    async def _check_capacity(self, request: ImagineRequest, config: GuildConfig, cost: int) -> bool:
+        """Whether the job will wait in the queue (at a concurrency limit, or behind the member's
+        own waiting jobs); a full queue refuses. Without a queue, a limit refuses as before."""
+        guild_id, user_id = request.guild_id, request.user_id
+        mine = await self.jobs.count_active(guild_id, user_id)
+        everyone = await self.jobs.count_active(guild_id)
+        waiting_mine = await self.jobs.count_queued(guild_id, user_id) if self.queue else 0
+        queued = (
+            mine >= config.max_concurrent_per_member
+            or everyone >= config.max_concurrent_per_guild
+            or waiting_mine > 0
+        )
+        if queued and self.queue is None:
             raise Refusal("This server has as many generations running as it allows. Try again in a minute.")
+        if queued:
+            if waiting_mine >= config.max_queued_per_member:
+                raise Refusal(
+                    f"You already have {waiting_mine} generation{'s' if waiting_mine != 1 else ''} "
+                    "waiting in the queue, the most this server allows. Wait for one to start, "
+                    "then try again."
+                )
+            if await self.jobs.count_queued(guild_id) >= config.max_queued_per_guild:
+                raise Refusal("This server's queue is full. Please try again in a few minutes.")
         budget = await self.quotas.budget(request.guild_id, request.user_id, request.role_ids)
         if budget.remaining is not None and budget.remaining < cost:
             raise Refusal(_quota_text(cost, budget.remaining, budget.resets_at))
+        return queued
 
     async def reserve(self, plan: Plan) -> Plan:
         """Reserve the exact cost; atomic, so racing requests can never over-spend a budget."""
@@ -243,13 +272,21 @@ class ImagineService:
                 cost=plan.cost,
                 reservation_id=plan.reservation_id,
                 status_message_id=status_message_id,
-                status=JobStatus.PENDING_SUBMIT,
+                # With a queue every job starts `queued`: only the queue's locked promotion
+                # makes jobs active, which keeps the concurrency limits exact.
+                status=JobStatus.QUEUED if self.queue is not None else JobStatus.PENDING_SUBMIT,
             )
             await self.quotas.attach(plan.reservation_id, job.id)
         except BaseException:
             await self.abandon(plan)
             raise
         self.reference_cache.put(job.id, references)
+        if self.queue is not None:
+            try:
+                if job.id in await self.queue.promote(job.guild_id, plan.config):
+                    job = await self.jobs.get(job.id) or job
+            except Exception:
+                log.exception(kv("imagine.promote_failed", job=job.id))  # the scheduler promotes it later
         return job
 
     async def _fetch_checked(self, attachment: Attachment, fetch: Fetch) -> Reference:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -204,6 +204,8 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.polls = 0
+        # Run before each claim, e.g. the local queue's promotion (`bot.queue.QueueRunner.tick`).
+        self.before_claim: Callable[[], Awaitable[object]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -238,6 +240,11 @@ class Scheduler:
             if time.monotonic() >= next_maintenance:
                 await self.maintain()
                 next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
+            if self.before_claim is not None:
+                try:
+                    await self.before_claim()
+                except Exception:
+                    log.exception(kv("scheduler.before_claim_failed"))
             free = self._concurrency - len(self._tasks)
             claimed: list[Job] = []
             if free > 0:

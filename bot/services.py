@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bot.alerts import BalanceWatcher, WatchedHubClient
 from bot.catalog import ModelCatalog
 from bot.config import Settings
 from bot.db import Database
@@ -21,6 +22,7 @@ from bot.hub import HubClient, HubModel
 from bot.imagine import Attachment, ImagineService, ReferenceCache
 from bot.jobs import JobStore
 from bot.keys import KeyVault
+from bot.queue import JobQueue
 from bot.quotas import QuotaService
 from bot.references import MAX_REFERENCE_BYTES
 
@@ -32,6 +34,8 @@ class HubClients:
 
     `timeout`, `retries` and `backoff` are passed to every `HubClient` (tests shorten them).
     """
+
+    watcher: BalanceWatcher | None = None
 
     def __init__(
         self,
@@ -62,7 +66,12 @@ class HubClients:
 
     async def for_guild(self, guild_id: int) -> HubClient | None:
         key = await self.keys.get_key(guild_id)
-        return None if key is None else self._client(key)
+        if key is None:
+            return None
+        client = self._client(key)
+        if self.watcher is not None:  # balances that come back feed the low-balance alert
+            client = WatchedHubClient.wrap(client, guild_id=guild_id, watcher=self.watcher)
+        return client
 
     def with_key(self, key: str) -> HubClient:
         return self._client(key)
@@ -88,6 +97,8 @@ class Services:
     references: ReferenceCache
     imagine: ImagineService
     owner: str
+    queue: JobQueue
+    balance: BalanceWatcher
 
     async def fetch_attachment(self, attachment: Attachment) -> bytes:
         """Download a Discord attachment (the only member-supplied URL the bot fetches)."""
@@ -103,6 +114,9 @@ class Services:
         quotas = QuotaService(db)
         jobs = JobStore(db)
         hubs = HubClients(settings.hub_base_url, keys, session)
+        balance = BalanceWatcher(guilds)
+        hubs.watcher = balance
+        queue = JobQueue(db, jobs, guilds)
         catalog = ModelCatalog(hubs.list_models)
 
         async def fetch_attachment(attachment: Attachment) -> bytes:
@@ -110,7 +124,13 @@ class Services:
 
         references = ReferenceCache(fetch_attachment)
         imagine = ImagineService(
-            settings=guilds, catalog=catalog, keys=keys, quotas=quotas, jobs=jobs, reference_cache=references
+            settings=guilds,
+            catalog=catalog,
+            keys=keys,
+            quotas=quotas,
+            jobs=jobs,
+            reference_cache=references,
+            queue=queue,
         )
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         return cls(
@@ -126,6 +146,8 @@ class Services:
             references=references,
             imagine=imagine,
             owner=owner,
+            queue=queue,
+            balance=balance,
         )
 
     async def close(self) -> None:

@@ -6,6 +6,9 @@ command log), verified against the hub, stored encrypted, and only ever shown ma
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import logging
 from typing import TYPE_CHECKING
 
@@ -13,6 +16,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.charts import usage_chart
+from bot.filters import MAX_PATTERNS, FilterError, check_pattern, check_word
 from bot.hub import HubError, InvalidApiKey, MissingApiKey
 from bot.hub.sizes import QUALITIES, TIERS
 from bot.logs import kv
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PERIODS = [app_commands.Choice(name=p.value, value=p.value) for p in Period]
+FILTER_KINDS = [app_commands.Choice(name=k, value=k) for k in ("word", "regex")]
 
 
 async def _reply(interaction: discord.Interaction, text: str, *, ok: bool = True) -> None:
@@ -74,6 +80,7 @@ class Config(
 ):
     key = app_commands.Group(name="key", description="The server's image hub key")
     quota = app_commands.Group(name="quota", description="Members' credit budgets")
+    filter = app_commands.Group(name="filter", description="Prompt filters: blocked words and patterns")
 
     def __init__(self, bot: ImageHubBot) -> None:
         self.bot = bot
@@ -238,12 +245,22 @@ class Config(
             f"quality {config.default_quality}.",
         )
 
-    @app_commands.command(name="limits", description="Generations running at once, per member and per server")
+    @app_commands.command(
+        name="limits", description="Generations running at once, and waiting in the queue, per member/server"
+    )
+    @app_commands.describe(
+        per_member="Generations one member may have running at once",
+        per_server="Generations the server may have running at once",
+        queue_per_member="Generations one member may have waiting in the queue",
+        queue_per_server="Generations the server may have waiting in the queue",
+    )
     async def limits(
         self,
         interaction: discord.Interaction,
         per_member: app_commands.Range[int, 1, 50] | None = None,
         per_server: app_commands.Range[int, 1, 500] | None = None,
+        queue_per_member: app_commands.Range[int, 1, 100] | None = None,
+        queue_per_server: app_commands.Range[int, 1, 1000] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         changes: dict[str, int] = {}
@@ -251,6 +268,10 @@ class Config(
             changes["max_concurrent_per_member"] = per_member
         if per_server is not None:
             changes["max_concurrent_per_guild"] = per_server
+        if queue_per_member is not None:
+            changes["max_queued_per_member"] = queue_per_member
+        if queue_per_server is not None:
+            changes["max_queued_per_guild"] = queue_per_server
         store = self.bot.services.guilds
         config = (
             await store.update(interaction.guild_id, **changes)
@@ -260,8 +281,12 @@ class Config(
         await _reply(
             interaction,
             f"At most {config.max_concurrent_per_member} running per member, "
-            f"{config.max_concurrent_per_guild} per server.",
+            f"{config.max_concurrent_per_guild} per server. "
+            f"Past that, requests wait in a queue: at most {config.max_queued_per_member} per member, "
+            f"{config.max_queued_per_guild} per server.",
         )
+        if changes:
+            self.bot.scheduler.wake()  # higher limits may let queued jobs start
 
     @app_commands.command(name="modlog", description="Where moderators are told about problems (empty = off)")
     async def modlog(
@@ -273,19 +298,132 @@ class Config(
         )
         await _reply(interaction, f"Moderator log: {channel.mention if channel else 'off'}.")
 
-    @app_commands.command(name="usage", description="Top members by credits this period")
-    async def usage(self, interaction: discord.Interaction) -> None:
+    @app_commands.command(name="usage", description="Credits spent per day and the top members, with a chart")
+    @app_commands.describe(days="How many days the chart covers (default 30)")
+    async def usage(
+        self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 90] = 30
+    ) -> None:
         assert interaction.guild_id is not None
+        guild_id = interaction.guild_id
+        await interaction.response.defer(ephemeral=True, thinking=True)
         quotas = self.bot.services.quotas
-        policy = await quotas.policy(interaction.guild_id)
-        top = await quotas.top_members(interaction.guild_id, 10)
+        policy = await quotas.policy(guild_id)
+        top = await quotas.top_members(guild_id, 10)
         start, _ = policy.bounds()
-        spent = await quotas.guild_spend(interaction.guild_id, since=start)
-        lines = [f"**{spent:,}** credits spent this {policy.period}."]
-        lines += [f"{i}. <@{user}> — {credits:,}" for i, (user, credits) in enumerate(top, start=1)]
-        if not top:
-            lines.append("Nobody has generated anything yet this period.")
-        await _reply(interaction, "\n".join(lines))
+        spent = await quotas.guild_spend(guild_id, since=start)
+        daily = await quotas.daily_spend(guild_id, days)
+        names = [(await self._member_name(interaction, user), credits) for user, credits in top]
+        filename = "usage.png"
+        try:
+            png = await asyncio.to_thread(
+                usage_chart, daily, names, top_title=f"Top members this {policy.period}"
+            )
+        except Exception:
+            log.exception(kv("config.usage_chart_failed", guild=guild_id))
+            png = None
+        embed = render.usage_embed(
+            period=policy.period,
+            period_spent=spent,
+            days=days,
+            days_spent=sum(credits for _, credits in daily),
+            top=top,
+            chart_filename=filename if png else None,
+        )
+        if png is None:
+            await interaction.followup.send(embed=embed, ephemeral=True)
+        else:
+            chart = discord.File(io.BytesIO(png), filename=filename)
+            await interaction.followup.send(embed=embed, file=chart, ephemeral=True)
+
+    async def _member_name(self, interaction: discord.Interaction, user_id: int) -> str:
+        guild = interaction.guild
+        member = guild.get_member(user_id) if guild is not None else None
+        if member is None and guild is not None:
+            with contextlib.suppress(discord.HTTPException):
+                member = await guild.fetch_member(user_id)
+        return member.display_name if member is not None else str(user_id)
+
+    @app_commands.command(name="alerts", description="Warn the moderator log when the hub balance runs low")
+    @app_commands.describe(low_balance="Alert below this many credits (0 turns the alert off)")
+    async def alerts(
+        self,
+        interaction: discord.Interaction,
+        low_balance: app_commands.Range[int, 0, 1_000_000_000] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        store = self.bot.services.guilds
+        if low_balance is not None:
+            threshold = low_balance or None
+            config = await store.update(
+                interaction.guild_id, low_balance_threshold=threshold, low_balance_alerted=False
+            )
+        else:
+            config = await store.get(interaction.guild_id)
+        if config.low_balance_threshold is None:
+            text = "Low balance alert: off."
+        else:
+            text = f"Low balance alert below {config.low_balance_threshold:,} credits."
+            if config.mod_log_channel_id is None:
+                text += " Set a moderator log channel with `/config modlog` to receive it."
+            else:
+                text += f" It goes to <#{config.mod_log_channel_id}>."
+        await _reply(interaction, text)
+
+    # -- prompt filters ------------------------------------------------------------------------
+
+    @filter.command(name="add", description="Block prompts with a word or matching a regular expression")
+    @app_commands.describe(kind="A whole word, or an RE2 regular expression", value="The word or the pattern")
+    @app_commands.choices(kind=FILTER_KINDS)
+    async def filter_add(
+        self, interaction: discord.Interaction, kind: str, value: app_commands.Range[str, 1, 300]
+    ) -> None:
+        assert interaction.guild_id is not None
+        store = self.bot.services.guilds
+        config = await store.get(interaction.guild_id)
+        try:
+            if kind == "word":
+                word = check_word(value)
+                if word not in config.blocked_words:
+                    await store.update(interaction.guild_id, blocked_words=[*config.blocked_words, word])
+            else:
+                pattern = check_pattern(value)
+                if pattern not in config.blocked_patterns:
+                    if len(config.blocked_patterns) >= MAX_PATTERNS:
+                        raise FilterError(f"A server may have at most {MAX_PATTERNS} patterns.")
+                    patterns = [*config.blocked_patterns, pattern]
+                    await store.update(interaction.guild_id, blocked_patterns=patterns)
+        except ValueError as exc:  # FilterError, or the settings' own caps
+            await _reply(interaction, str(exc), ok=False)
+            return
+        log.info(kv("config.filter_added", guild=interaction.guild_id, user=interaction.user.id, kind=kind))
+        await _reply(interaction, f"Prompts matching that {kind} are now blocked.")
+
+    @filter.command(name="remove", description="Stop blocking a word or a regular expression")
+    @app_commands.choices(kind=FILTER_KINDS)
+    async def filter_remove(
+        self, interaction: discord.Interaction, kind: str, value: app_commands.Range[str, 1, 300]
+    ) -> None:
+        assert interaction.guild_id is not None
+        store = self.bot.services.guilds
+        config = await store.get(interaction.guild_id)
+        value = value.strip()
+        current = config.blocked_words if kind == "word" else config.blocked_patterns
+        if value not in current:
+            await _reply(interaction, f"That {kind} isn't in this server's filters.", ok=False)
+            return
+        remaining = [item for item in current if item != value]
+        if kind == "word":
+            await store.update(interaction.guild_id, blocked_words=remaining)
+        else:
+            await store.update(interaction.guild_id, blocked_patterns=remaining)
+        await _reply(interaction, f"That {kind} is no longer blocked.")
+
+    @filter.command(name="list", description="The server's blocked words and regular expressions")
+    async def filter_list(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        config = await self.bot.services.guilds.get(interaction.guild_id)
+        embed = render.filters_embed(config.blocked_words, config.blocked_patterns)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
 async def setup(bot: ImageHubBot) -> None:

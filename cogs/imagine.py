@@ -11,7 +11,8 @@ from discord.ext import commands
 
 from bot import metrics
 from bot.hub.sizes import QUALITIES, TIERS
-from bot.imagine import Attachment, ImagineRequest, Refusal
+from bot.imagine import Attachment, Blocked, ImagineRequest, Refusal
+from bot.jobs import JobStatus
 from bot.logs import kv
 from cogs import render
 
@@ -52,9 +53,15 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     except Refusal as refusal:
         metrics.COMMANDS.labels("imagine", "refused").inc()
         await interaction.response.send_message(embed=render.refusal(str(refusal)), ephemeral=True)
+        if isinstance(refusal, Blocked):
+            await report_blocked(bot, request, refusal)
         return
     try:
-        starting = render.starting_embed(plan.request.prompt, plan.cost)
+        starting = (
+            render.queued_embed(plan.request.prompt, plan.cost)
+            if plan.queued
+            else render.starting_embed(plan.request.prompt, plan.cost)
+        )
         callback = await interaction.response.send_message(embed=starting)
         references = []
         if plan.request.attachments:
@@ -84,10 +91,30 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     metrics.COMMANDS.labels("imagine", "accepted").inc()
     log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
     bot.scheduler.wake()
+    from cogs.views import status_view
+
+    place = None
+    if job.status is JobStatus.QUEUED:
+        bot.queue_runner.changed(job.guild_id)  # a newcomer may go ahead of others' backlog
+        place = await services.queue.place(job)
+        if place is not None:
+            bot.queue_runner.shown(job, place)
     try:
-        await interaction.edit_original_response(embed=render.status_embed(job))
+        await interaction.edit_original_response(
+            embed=render.status_embed(job, place), view=status_view(job)
+        )
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
+
+
+async def report_blocked(bot: ImageHubBot, request: ImagineRequest, blocked: Blocked) -> None:
+    """Tell the moderator log who tried a blocked prompt where (the prompt in an embed, no mentions)."""
+    log.info(kv("imagine.blocked", guild=request.guild_id, user=request.user_id, channel=request.channel_id))
+    embed = render.blocked_log_embed(request.user_id, request.channel_id, blocked.prompt)
+    try:
+        await bot.publisher.mod_log(request.guild_id, embed)
+    except Exception as exc:
+        log.warning(kv("imagine.blocked_log_failed", guild=request.guild_id, error=type(exc).__name__))
 
 
 class ImagineModal(discord.ui.Modal, title="Imagine with these images"):

@@ -22,6 +22,7 @@ from bot.hub import (
     OutcomeUnknown,
 )
 from bot.jobs import Job, JobStatus
+from bot.queue import Place
 from bot.scheduler import Notice, NoticeKind, Result
 
 NO_MENTIONS = discord.AllowedMentions.none()
@@ -81,8 +82,9 @@ _STATUS_TEXT = {
 }
 
 
-def status_embed(job: Job) -> discord.Embed:
-    """The status message that moves with the job; Discord renders the elapsed time live."""
+def status_embed(job: Job, place: Place | None = None) -> discord.Embed:
+    """The status message that moves with the job; Discord renders the elapsed time live.
+    A queued job shows its `place` in the server's queue and when it should start."""
     text = _STATUS_TEXT.get(job.status, "⏳ Working")
     started = job.submitted_at or job.created_at
     embed = discord.Embed(
@@ -91,7 +93,11 @@ def status_embed(job: Job) -> discord.Embed:
         colour=INFO,
     )
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
-    embed.add_field(name="Started", value=ts(started))
+    if job.status is JobStatus.QUEUED and place is not None:
+        embed.add_field(name="Position", value=f"#{place.position} in this server's queue")
+        embed.add_field(name="Should start", value=ts(place.starts_at))
+    else:
+        embed.add_field(name="Started", value=ts(started))
     embed.add_field(name="Cost", value=f"{job.cost} credits reserved")
     embed.set_footer(text=f"{job.params.model} · {job.params.aspect} · {job.params.tier} · job #{job.id}")
     return embed
@@ -188,3 +194,210 @@ def bar(used: int, limit: int, width: int = 12) -> str:
     """A small text progress bar of what is used."""
     filled = 0 if limit <= 0 else min(width, round(width * used / limit))
     return "█" * filled + "░" * (width - filled)
+
+
+# -- queue and cancel ------------------------------------------------------------------------------
+
+
+def queued_embed(prompt: str, cost: int) -> discord.Embed:
+    """The first answer when the job will wait for a slot."""
+    embed = discord.Embed(title="⏳ Queued…", description=_short_prompt(prompt, 300), colour=INFO)
+    embed.add_field(name="Cost", value=f"{cost} credits")
+    return embed
+
+
+def cancelled_embed(job: Job, returned: int, by_user_id: int) -> discord.Embed:
+    """The status message of a job cancelled before it reached the hub."""
+    who = "by its author" if by_user_id == job.user_id else f"by <@{by_user_id}>"
+    credits = f"{returned} credits were returned to <@{job.user_id}>'s budget." if returned else ""
+    embed = discord.Embed(
+        title="Generation cancelled",
+        description=f"Cancelled {who} before it was sent to the image hub. {credits}".strip(),
+        colour=WARN,
+    )
+    embed.add_field(name="Prompt", value=_short_prompt(job.params.prompt, 300), inline=False)
+    embed.set_footer(text=f"job #{job.id}")
+    return embed
+
+
+CANCEL_NOT_ALLOWED = "Only the member who asked for this, or a moderator, can cancel it."
+CANCEL_TOO_LATE = (
+    "This was already sent to the image hub, so its credits are spent and it can't be cancelled. "
+    "The result will be posted here."
+)
+CANCEL_ALREADY_CANCELLED = "This generation was already cancelled."
+CANCEL_FINISHED = "This generation has already finished."
+
+
+# -- filters ---------------------------------------------------------------------------------------
+
+PROMPT_BLOCKED = "This prompt was blocked by this server's filters."
+
+
+def blocked_log_embed(user_id: int, channel_id: int, prompt: str) -> discord.Embed:
+    """For the moderator log: who tried which prompt where (sent with mentions disabled)."""
+    embed = discord.Embed(title="🚫 Prompt blocked", description=_short_prompt(prompt, 4000), colour=WARN)
+    embed.add_field(name="Member", value=f"<@{user_id}> (`{user_id}`)")
+    embed.add_field(name="Channel", value=f"<#{channel_id}>")
+    return embed
+
+
+def filters_embed(words: Sequence[str], patterns: Sequence[str]) -> discord.Embed:
+    def listing(items: Sequence[str]) -> str:
+        if not items:
+            return "none"
+        text = "\n".join(f"`{item.replace('`', 'ˋ')}`" for item in items)
+        return text if len(text) <= 1000 else text[:999] + "…"
+
+    embed = discord.Embed(title="Prompt filters", colour=INFO)
+    embed.add_field(name=f"Blocked words ({len(words)})", value=listing(words), inline=False)
+    embed.add_field(name=f"Blocked patterns ({len(patterns)})", value=listing(patterns), inline=False)
+    embed.set_footer(text="Words match whole words, ignoring case; patterns are RE2 regular expressions.")
+    return embed
+
+
+# -- history, show, info ---------------------------------------------------------------------------
+
+_HISTORY_STATUS = {
+    JobStatus.QUEUED: "⏳ queued",
+    JobStatus.PENDING_SUBMIT: "📨 starting",
+    JobStatus.SUBMITTING: "📨 starting",
+    JobStatus.SUBMITTED: "🕒 at the hub",
+    JobStatus.RUNNING: "🎨 generating",
+    JobStatus.SUCCEEDED: "📥 posting",
+    JobStatus.POSTED: "✅ posted",
+    JobStatus.FAILED: "❌ failed",
+    JobStatus.CANCELLED: "🚫 cancelled",
+    JobStatus.UNKNOWN: "❔ unknown",
+}
+
+
+def jump_link(guild_id: int, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+def _history_cost(job: Job) -> str:
+    if job.charged_credits is not None:
+        return f"{job.charged_credits} credits"
+    if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+        return "nothing charged"
+    if job.status is JobStatus.UNKNOWN:
+        return f"{job.cost} credits counted"
+    return f"{job.cost} credits reserved"
+
+
+def history_embed(user_id: int, jobs: Sequence[Job]) -> discord.Embed:
+    """A member's recent generations, newest first."""
+    embed = discord.Embed(title="Recent generations", colour=INFO)
+    if not jobs:
+        embed.description = f"<@{user_id}> hasn't generated anything here yet."
+        return embed
+    lines = [f"<@{user_id}>"]
+    for job in jobs:
+        parts = [f"**#{job.id}**", ts(job.created_at), _HISTORY_STATUS.get(job.status, job.status.value)]
+        parts.append(_history_cost(job))
+        if job.posted_message_ids:
+            parts.append(f"[result]({jump_link(job.guild_id, job.channel_id, job.posted_message_ids[0])})")
+        prompt = " ".join(job.params.prompt.split())
+        lines.append(" · ".join(parts) + f"\n> {_short_prompt(prompt, 80)}")
+    embed.description = "\n".join(lines)
+    embed.set_footer(text="/show job_id posts a result again · the Info button shows its full settings")
+    return embed
+
+
+SHOW_NOT_FOUND = "I can't find that generation on this server."
+SHOW_NO_IMAGES = "That generation has no images to show (it didn't finish with a result)."
+SHOW_GONE = "The image hub no longer has this generation's images."
+
+
+def reshown_note(job: Job) -> str:
+    return f"Posted again from job #{job.id}."
+
+
+def imagine_line(job: Job) -> str:
+    """The /imagine command that asks for the same thing (references can't be typed)."""
+    p = job.params
+    prompt = " ".join(p.prompt.split())
+    return (
+        f"/imagine prompt:{prompt} model:{p.model} aspect:{p.aspect} resolution:{p.tier} "
+        f"quality:{p.quality} count:{p.n}"
+    )
+
+
+def info_embed(job: Job) -> tuple[discord.Embed, str | None]:
+    """The full prompt and parameters; the `/imagine` line sits in a code block when it fits,
+    else it is returned to be attached as a text file."""
+    p = job.params
+    embed = discord.Embed(title=f"Generation #{job.id}", description=p.prompt, colour=INFO)
+    embed.add_field(name="Model", value=f"`{p.model}`")
+    embed.add_field(name="Aspect", value=p.aspect)
+    embed.add_field(name="Resolution", value=p.tier)
+    embed.add_field(name="Quality", value=p.quality)
+    embed.add_field(name="Images", value=str(p.n))
+    if p.size:
+        embed.add_field(name="Size", value=p.size)
+    if p.references:
+        names = ", ".join(f"`{r.filename[:60]}`" for r in p.references)
+        embed.add_field(name="References", value=names[:1000], inline=False)
+    embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
+    embed.add_field(name="Cost", value=_history_cost(job))
+    embed.add_field(name="Created", value=ts(job.created_at))
+    line = imagine_line(job)
+    block = f"```\n{line}\n```"
+    if "```" not in line and len(block) <= 1024:
+        embed.add_field(name="Ask again", value=block, inline=False)
+        return embed, None
+    embed.add_field(name="Ask again", value="The `/imagine` line is attached.", inline=False)
+    return embed, line
+
+
+# -- usage and alerts ------------------------------------------------------------------------------
+
+
+def usage_embed(
+    *,
+    period: str,
+    period_spent: int,
+    days: int,
+    days_spent: int,
+    top: Sequence[tuple[int, int]],
+    chart_filename: str | None,
+) -> discord.Embed:
+    lines = [
+        f"**{period_spent:,}** credits spent this {period}.",
+        f"**{days_spent:,}** credits over the last {days} day{'s' if days != 1 else ''}.",
+    ]
+    if top:
+        lines.append(f"\n**Top members this {period}**")
+        lines += [f"{i}. <@{user}> — {credits:,}" for i, (user, credits) in enumerate(top, start=1)]
+    else:
+        lines.append("Nobody has generated anything yet this period.")
+    embed = discord.Embed(title="Image generation usage", description="\n".join(lines), colour=INFO)
+    if chart_filename:
+        embed.set_image(url=f"attachment://{chart_filename}")
+    return embed
+
+
+def low_balance_embed(credits: int, threshold: int) -> discord.Embed:
+    return discord.Embed(
+        title="⚠️ Image hub balance is low",
+        description=(
+            f"The server's hub balance is **{credits:,}** credits, below the alert threshold of "
+            f"{threshold:,}. Top it up on the hub before generations start failing. "
+            "This alert is sent once; it re-arms when the balance is back above the threshold."
+        ),
+        colour=WARN,
+    )
+
+
+def this_period(period: str) -> str:
+    """"today", "this week", "this month"."""
+    return "today" if period == "day" else f"this {period}"
+
+
+_LEDGER_WORDS = {"reserve": "reserved", "settle_refund": "returned", "release": "returned"}
+
+
+def ledger_line(at: datetime, kind: str, credits: int) -> str:
+    """One budget movement as a member reads it: what was taken or given back, and when."""
+    return f"{ts(at)} · {_LEDGER_WORDS.get(kind, kind)} {abs(credits):,} credits"

@@ -6,6 +6,7 @@ Every press looks the job up scoped to the pressing server: a forged or foreign 
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import discord
 
 from bot.imagine import ImagineRequest
-from bot.jobs import Job
+from bot.jobs import Job, JobStatus
+from bot.logs import kv
 from cogs import render
 from cogs.imagine import ImagineModal, image_attachments, is_moderator, launch, member_roles
 
@@ -44,6 +46,8 @@ class JobButton(
         "reroll": ("Reroll", "🎲", discord.ButtonStyle.primary),
         "reference": ("Use as reference", "🖼️", discord.ButtonStyle.secondary),
         "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
+        "info": ("Info", "ℹ️", discord.ButtonStyle.secondary),
+        "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
     }
 
     def __init__(self, action: str, job_id: int) -> None:
@@ -64,9 +68,13 @@ class JobButton(
         job = await _job_for(interaction, self.job_id)
         if job is None:
             return
-        handler = {"reroll": self._reroll, "reference": self._reference, "delete": self._delete}.get(
-            self.action
-        )
+        handler = {
+            "reroll": self._reroll,
+            "reference": self._reference,
+            "delete": self._delete,
+            "info": self._info,
+            "cancel": self._cancel,
+        }.get(self.action)
         if handler is None:
             await interaction.response.send_message(
                 embed=render.refusal("This button is no longer supported."), ephemeral=True
@@ -123,8 +131,71 @@ class JobButton(
             await interaction.message.delete()
 
 
+    async def _info(self, interaction: discord.Interaction, job: Job) -> None:
+        """The full prompt and settings, with a copyable /imagine line; only for the presser."""
+        embed, line = render.info_embed(job)
+        if line is None:
+            await interaction.response.send_message(embed=embed, ephemeral=True)
+            return
+        file = discord.File(io.BytesIO(line.encode()), filename=f"imagine-{job.id}.txt")
+        await interaction.response.send_message(embed=embed, file=file, ephemeral=True)
+
+    async def _cancel(self, interaction: discord.Interaction, job: Job) -> None:
+        """Cancel a job that hasn't reached the hub: its reservation goes back in full.
+
+        A compare-and-set on the status (`update_if`), so a press racing the scheduler either
+        cancels before the submission starts (the scheduler then loses its lease and stops) or
+        finds the job already sent, whose credits are spent.
+        """
+        bot: ImageHubBot = interaction.client  # type: ignore[assignment]
+        services = bot.services
+        if interaction.user.id != job.user_id and not is_moderator(interaction):
+            await interaction.response.send_message(
+                embed=render.refusal(render.CANCEL_NOT_ALLOWED), ephemeral=True
+            )
+            return
+        cancelled = await services.jobs.update_if(
+            job.id,
+            {JobStatus.QUEUED, JobStatus.PENDING_SUBMIT},
+            status=JobStatus.CANCELLED,
+            last_error=f"cancelled by {interaction.user.id}",
+        )
+        if cancelled is None:
+            current = await services.jobs.get(job.id) or job
+            if current.status in (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.RUNNING):
+                # Sent: the credits are spent. The button goes; the job's own updates keep the embed.
+                await interaction.response.edit_message(view=None)
+                await interaction.followup.send(embed=render.refusal(render.CANCEL_TOO_LATE), ephemeral=True)
+                return
+            text = (
+                render.CANCEL_ALREADY_CANCELLED
+                if current.status is JobStatus.CANCELLED
+                else render.CANCEL_FINISHED
+            )
+            await interaction.response.send_message(embed=render.refusal(text), ephemeral=True)
+            return
+        returned = 0
+        if cancelled.reservation_id is not None:
+            returned = await services.quotas.release(cancelled.reservation_id)
+        log.info(
+            kv("job.cancelled", job=job.id, guild=job.guild_id, by=interaction.user.id, returned=returned)
+        )
+        bot.queue_runner.changed(job.guild_id)
+        bot.scheduler.wake()
+        await interaction.response.edit_message(
+            embed=render.cancelled_embed(cancelled, returned, interaction.user.id), view=None
+        )
+
+
 def result_view(job: Job) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for action in ("reroll", "reference", "delete"):
+    for action in ("reroll", "reference", "info", "delete"):
         view.add_item(JobButton(action, job.id))
+    return view
+
+
+def status_view(job: Job) -> discord.ui.View:
+    """The status message's button while the job has not reached the hub."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton("cancel", job.id))
     return view

@@ -1,0 +1,392 @@
+"""The local queue: jobs that wait (`queued`) for a concurrency slot, promoted fairly.
+
+Every new job is stored `queued` and becomes `pending_submit` only through `JobQueue.promote`,
+which decides for one server inside one transaction holding the server's queue lock (a
+PostgreSQL advisory lock; SQLite's `BEGIN IMMEDIATE`), with the queued rows locked. So the
+concurrency limits (`max_concurrent_per_member` / `per_guild`) hold exactly however many bot
+processes share the database.
+
+Fairness is round robin by member, not first come first served by volume: members take turns,
+the one served longest ago first (never served: before everyone), ties going to the oldest
+waiting job; a member's own jobs keep their order. `queue_order` is that order, and a queued
+job's position is its place in it. The ETA uses the server's recent generation times.
+
+`QueueRunner.tick` is the scheduler's hook: it promotes what fits in every server that has
+waiting jobs and refreshes the positions shown on status messages (through a `QueueNotifier`,
+implemented by the Discord publisher, which throttles its edits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import Clock, as_utc, utcnow
+from bot.db import Database
+from bot.db.models import JobRow
+from bot.db.sql import advisory_lock
+from bot.guild_settings import GuildConfig, GuildSettingsStore
+from bot.jobs import ACTIVE, Job, JobStatus, JobStore
+from bot.logs import kv
+
+log = logging.getLogger(__name__)
+
+# How far back a member's last turn counts when ordering turns.
+SERVED_WINDOW = timedelta(days=1)
+# Generation time assumed for the ETA when a server has no recent finished generation.
+DEFAULT_GENERATION_SECONDS = 30.0
+RECENT_GENERATIONS = 20
+# Positions are refreshed on every change seen by this process, and at least this often.
+REFRESH_INTERVAL = 30.0
+# A throttled edit is tried again after this long (the publisher allows one edit per 5 s).
+RETRY_DELAY = 5.5
+REFRESH_ATTEMPTS = 4
+
+_ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
+_QUEUED = JobStatus.QUEUED.value
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A queued job as the selection sees it."""
+
+    job_id: int
+    user_id: int
+    created_at: datetime
+
+
+def queue_order(waiting: Sequence[Waiting], last_served: Mapping[int, datetime]) -> list[Waiting]:
+    """The order the waiting jobs start in if slots free one at a time: round robin by member.
+
+    `waiting` in any order; a member's own jobs go oldest first. Members take turns: never
+    served (not in `last_served`) first, then the one served longest ago; ties by the member's
+    oldest waiting job. After a turn a member goes to the back.
+    """
+    mine: dict[int, deque[Waiting]] = {}
+    for w in sorted(waiting, key=lambda w: (as_utc(w.created_at), w.job_id)):
+        mine.setdefault(w.user_id, deque()).append(w)
+    heap: list[tuple[int, float, float, int, int]] = []
+    for user_id, jobs in mine.items():
+        first = jobs[0]
+        served = last_served.get(user_id)
+        rank, at = (0, 0.0) if served is None else (1, as_utc(served).timestamp())
+        heap.append((rank, at, as_utc(first.created_at).timestamp(), first.job_id, user_id))
+    heapq.heapify(heap)
+    order: list[Waiting] = []
+    turn = 0
+    while heap:
+        *_, user_id = heapq.heappop(heap)
+        jobs = mine[user_id]
+        order.append(jobs.popleft())
+        if jobs:
+            turn += 1
+            heapq.heappush(heap, (2, float(turn), 0.0, 0, user_id))
+    return order
+
+
+def select_promotions(
+    waiting: Sequence[Waiting],
+    last_served: Mapping[int, datetime],
+    active: Mapping[int, int],
+    *,
+    per_member: int,
+    per_guild: int,
+) -> list[Waiting]:
+    """The waiting jobs to start now: `queue_order`, skipping members at their own limit,
+    until the server's free slots are used. `active`: running jobs per member."""
+    free = per_guild - sum(active.values())
+    chosen: list[Waiting] = []
+    if free <= 0:
+        return chosen
+    counts = dict(active)
+    for w in queue_order(waiting, last_served):
+        if counts.get(w.user_id, 0) >= per_member:
+            continue
+        chosen.append(w)
+        counts[w.user_id] = counts.get(w.user_id, 0) + 1
+        if len(chosen) >= free:
+            break
+    return chosen
+
+
+def estimate_start(position: int, per_guild: int, average_seconds: float, now: datetime) -> datetime:
+    """When a job at `position` (1-based) may start: one generation time per round of slots."""
+    rounds = math.ceil(position / max(1, per_guild))
+    return now + timedelta(seconds=rounds * average_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a queued job stands: its 1-based position in the server's queue and an ETA."""
+
+    position: int
+    waiting: int
+    starts_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """A server's queue as it stands: jobs in start order, with their places."""
+
+    guild_id: int
+    jobs: list[Job]
+    places: dict[int, Place]
+
+
+class JobQueue:
+    """Promotion and positions; see the module docstring."""
+
+    def __init__(
+        self, db: Database, jobs: JobStore, settings: GuildSettingsStore, *, clock: Clock = utcnow
+    ) -> None:
+        self._db = db
+        self._jobs = jobs
+        self._settings = settings
+        self._clock = clock
+
+    async def guilds_waiting(self) -> list[int]:
+        """Servers with at least one queued job."""
+        async with self._db.session() as s:
+            rows = await s.execute(select(JobRow.guild_id).where(JobRow.status == _QUEUED).distinct())
+            return sorted(int(g) for g in rows.scalars())
+
+    async def _last_served(self, s: AsyncSession, guild_id: int, users: Sequence[int]) -> dict[int, datetime]:
+        """When each member's latest job left the queue (submitted; still to be sent: now).
+        Jobs cancelled before they were sent are not turns."""
+        now = self._clock()
+        rows = (
+            await s.execute(
+                select(
+                    JobRow.user_id, JobRow.status, JobRow.submitted_at, JobRow.finished_at, JobRow.created_at
+                ).where(
+                    JobRow.guild_id == guild_id,
+                    JobRow.user_id.in_(list(users)),
+                    JobRow.status != _QUEUED,
+                    JobRow.created_at >= now - SERVED_WINDOW,
+                )
+            )
+        ).all()
+        served: dict[int, datetime] = {}
+        for user_id, status, submitted_at, finished_at, created_at in rows:
+            if submitted_at is not None:
+                at = submitted_at
+            elif status in _ACTIVE_VALUES:
+                at = now
+            elif status == JobStatus.CANCELLED.value:
+                continue
+            else:
+                at = finished_at or created_at
+            at = as_utc(at)
+            if user_id not in served or at > served[user_id]:
+                served[user_id] = at
+        return served
+
+    async def _waiting(self, s: AsyncSession, guild_id: int, *, lock: bool) -> list[Waiting]:
+        query = (
+            select(JobRow.id, JobRow.user_id, JobRow.created_at)
+            .where(JobRow.guild_id == guild_id, JobRow.status == _QUEUED)
+            .order_by(JobRow.created_at, JobRow.id)
+        )
+        if lock:
+            query = query.with_for_update()
+        return [Waiting(int(i), int(u), as_utc(c)) for i, u, c in (await s.execute(query)).all()]
+
+    async def promote(self, guild_id: int, config: GuildConfig | None = None) -> list[int]:
+        """Start (`queued` → `pending_submit`, due now) what fits in the server's limits.
+
+        One transaction under the server's queue lock; returns the promoted job ids.
+        """
+        config = config or await self._settings.get(guild_id)
+
+        async def work(s: AsyncSession) -> list[int]:
+            await advisory_lock(s, "queue", guild_id)
+            waiting = await self._waiting(s, guild_id, lock=True)
+            if not waiting:
+                return []
+            rows = (
+                await s.execute(
+                    select(JobRow.user_id, func.count())
+                    .where(JobRow.guild_id == guild_id, JobRow.status.in_(_ACTIVE_VALUES))
+                    .group_by(JobRow.user_id)
+                )
+            ).all()
+            active = {int(u): int(n) for u, n in rows}
+            served = await self._last_served(s, guild_id, sorted({w.user_id for w in waiting}))
+            chosen = select_promotions(
+                waiting,
+                served,
+                active,
+                per_member=config.max_concurrent_per_member,
+                per_guild=config.max_concurrent_per_guild,
+            )
+            if not chosen:
+                return []
+            result = await s.execute(
+                update(JobRow)
+                .where(JobRow.id.in_([w.job_id for w in chosen]), JobRow.status == _QUEUED)
+                .values(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=self._clock())
+                .returning(JobRow.id)
+            )
+            return sorted(int(i) for i in result.scalars())
+
+        promoted = await self._db.run(work)
+        if promoted:
+            log.info(kv("queue.promoted", guild=guild_id, jobs=",".join(map(str, promoted))))
+        return promoted
+
+    async def average_seconds(self, guild_id: int) -> float:
+        """The server's recent generation time (submitted → finished), or a default."""
+        async with self._db.session() as s:
+            rows = (
+                await s.execute(
+                    select(JobRow.submitted_at, JobRow.finished_at)
+                    .where(
+                        JobRow.guild_id == guild_id,
+                        JobRow.status == JobStatus.POSTED.value,
+                        JobRow.submitted_at.is_not(None),
+                        JobRow.finished_at.is_not(None),
+                    )
+                    .order_by(JobRow.finished_at.desc())
+                    .limit(RECENT_GENERATIONS)
+                )
+            ).all()
+        times = [(as_utc(f) - as_utc(st)).total_seconds() for st, f in rows if st and f]
+        times = [t for t in times if t >= 0]
+        return sum(times) / len(times) if times else DEFAULT_GENERATION_SECONDS
+
+    async def view(self, guild_id: int, config: GuildConfig | None = None) -> QueueView:
+        """The server's queued jobs in start order, with positions and ETAs."""
+        config = config or await self._settings.get(guild_id)
+        async with self._db.session() as s:
+            waiting = await self._waiting(s, guild_id, lock=False)
+            served = await self._last_served(s, guild_id, sorted({w.user_id for w in waiting}))
+        if not waiting:
+            return QueueView(guild_id, [], {})
+        order = queue_order(waiting, served)
+        by_id = {job.id: job for job in await self._jobs.queued_jobs(guild_id)}
+        average = await self.average_seconds(guild_id)
+        now = self._clock()
+        jobs = [by_id[w.job_id] for w in order if w.job_id in by_id]
+        places = {
+            job.id: Place(
+                position=i,
+                waiting=len(jobs),
+                starts_at=estimate_start(i, config.max_concurrent_per_guild, average, now),
+            )
+            for i, job in enumerate(jobs, start=1)
+        }
+        return QueueView(guild_id, jobs, places)
+
+    async def place(self, job: Job) -> Place | None:
+        """Where a queued job stands (None when it is not queued)."""
+        if job.status is not JobStatus.QUEUED:
+            return None
+        return (await self.view(job.guild_id)).places.get(job.id)
+
+
+class QueueNotifier(Protocol):
+    async def queued(self, job: Job, place: Place) -> bool:
+        """Show the job's place on its status message. False only when the edit was throttled
+        (try again later); True when it was made or there is nothing to edit."""
+
+
+class QueueRunner:
+    """The scheduler's hook: promote, then refresh the places shown (in the background)."""
+
+    def __init__(self, queue: JobQueue, notifier: QueueNotifier | None = None) -> None:
+        self.queue = queue
+        self.notifier = notifier
+        self._shown: dict[int, dict[int, int]] = {}  # guild -> job id -> position last shown
+        self._dirty: set[int] = set()
+        self._refreshing: dict[int, asyncio.Task[None]] = {}
+        self._last_full = 0.0
+
+    def changed(self, guild_id: int) -> None:
+        """The server's queue changed here (a new, cancelled or promoted job): refresh its places."""
+        self._dirty.add(guild_id)
+
+    def shown(self, job: Job, place: Place) -> None:
+        """Record a place shown by someone else (the command's first answer)."""
+        self._shown.setdefault(job.guild_id, {})[job.id] = place.position
+
+    async def tick(self) -> list[int]:
+        """Promote what fits in every server with waiting jobs; returns the promoted job ids."""
+        promoted: list[int] = []
+        full = time.monotonic() - self._last_full >= REFRESH_INTERVAL
+        if full:
+            self._last_full = time.monotonic()
+        for guild_id in await self.queue.guilds_waiting():
+            ids = await self.queue.promote(guild_id)
+            promoted += ids
+            if ids or full:
+                self._dirty.add(guild_id)
+        dirty, self._dirty = self._dirty, set()
+        for guild_id in sorted(dirty):
+            self._refresh_later(guild_id)
+        return promoted
+
+    def _refresh_later(self, guild_id: int) -> None:
+        if self.notifier is None:
+            return
+        running = self._refreshing.get(guild_id)
+        if running is not None and not running.done():
+            self._dirty.add(guild_id)  # again on a later tick
+            return
+        task = asyncio.create_task(self.refresh(guild_id), name=f"queue-refresh-{guild_id}")
+        self._refreshing[guild_id] = task
+
+    async def refresh(self, guild_id: int) -> None:
+        """Edit the status message of every queued job whose position changed since it was last
+        shown; edits the publisher skipped (throttled) are tried again a little later."""
+        for attempt in range(REFRESH_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(RETRY_DELAY)
+            if not await self._refresh_once(guild_id):
+                return
+
+    async def _refresh_once(self, guild_id: int) -> bool:
+        """One pass; True when some edit was skipped."""
+        assert self.notifier is not None
+        try:
+            view = await self.queue.view(guild_id)
+        except Exception:
+            log.exception(kv("queue.view_failed", guild=guild_id))
+            return False
+        shown = self._shown.setdefault(guild_id, {})
+        for job_id in [j for j in shown if j not in view.places]:
+            del shown[job_id]
+        skipped = False
+        for job in view.jobs:
+            place = view.places[job.id]
+            if shown.get(job.id) == place.position:
+                continue
+            try:
+                edited = await self.notifier.queued(job, place)
+            except Exception as exc:
+                log.info(kv("queue.progress_failed", job=job.id, error=type(exc).__name__))
+                continue
+            if edited:
+                shown[job.id] = place.position
+            else:
+                skipped = True
+        if not shown:
+            self._shown.pop(guild_id, None)
+        return skipped
+
+    async def close(self) -> None:
+        tasks = [t for t in self._refreshing.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,104 @@
+"""/history and /show: a member's recent generations, and a past result posted again."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.history import fetch_result
+from bot.logs import kv
+from cogs import render
+from cogs.info import require_manage_guild
+from cogs.views import result_view
+
+if TYPE_CHECKING:
+    from bot.client import ImageHubBot
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 10
+
+
+class History(commands.Cog):
+    def __init__(self, bot: ImageHubBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="history", description="Your recent generations (others: Manage Server)")
+    @app_commands.guild_only()
+    @app_commands.describe(member="Another member (needs Manage Server)")
+    async def history(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
+        assert interaction.guild_id is not None
+        if (
+            member is not None
+            and member.id != interaction.user.id
+            and not await require_manage_guild(interaction)
+        ):
+            return
+        target = member.id if member is not None else interaction.user.id
+        jobs = await self.bot.services.jobs.list_for_member(interaction.guild_id, target, HISTORY_LIMIT)
+        await interaction.response.send_message(embed=render.history_embed(target, jobs), ephemeral=True)
+
+    @app_commands.command(name="show", description="Post a past result of this server again, with buttons")
+    @app_commands.guild_only()
+    @app_commands.describe(job_id="The job number (in a result's footer, or from /history)")
+    async def show(
+        self, interaction: discord.Interaction, job_id: app_commands.Range[int, 1, 2**53]
+    ) -> None:
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        services = self.bot.services
+        job = await services.jobs.get(job_id, guild_id=interaction.guild_id)
+        if job is None:
+            await interaction.response.send_message(
+                embed=render.refusal(render.SHOW_NOT_FOUND), ephemeral=True
+            )
+            return
+        if not job.result_urls:
+            await interaction.response.send_message(
+                embed=render.refusal(render.SHOW_NO_IMAGES), ephemeral=True
+            )
+            return
+        config = await services.guilds.get(interaction.guild_id)
+        if not config.channel_allowed(interaction.channel_id):
+            channels = ", ".join(f"<#{c}>" for c in config.allowed_channel_ids)
+            await interaction.response.send_message(
+                embed=render.refusal(f"Results can be posted in {channels}."), ephemeral=True
+            )
+            return
+        await interaction.response.defer(thinking=True)
+        result = await fetch_result(services.hubs.anonymous(), job)
+        limit = interaction.guild.filesize_limit if interaction.guild is not None else 10 * 1024 * 1024
+        files: list[discord.File] = []
+        links: list[str] = []
+        total = 0
+        for image in result.images:
+            if image.data is None:
+                continue
+            if total + len(image.data) > limit:
+                links.append(image.url)
+                continue
+            total += len(image.data)
+            ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(image.content_type, "png")
+            files.append(
+                discord.File(io.BytesIO(image.data), filename=f"image-{job.id}-{image.index + 1}.{ext}")
+            )
+        if not files and not links:
+            await interaction.followup.send(embed=render.refusal(render.SHOW_GONE))
+            return
+        embed = render.result_embed(job, result, links)
+        log.info(kv("history.show", guild=job.guild_id, job=job.id, user=interaction.user.id))
+        await interaction.followup.send(
+            content=render.reshown_note(job),
+            embed=embed,
+            files=files,
+            view=result_view(job),
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+
+async def setup(bot: ImageHubBot) -> None:
+    await bot.add_cog(History(bot))
