@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.history import fetch_result
+from bot.jobs import JobStatus
 from bot.logs import kv
 from cogs import render
 from cogs.info import require_manage_guild
@@ -57,7 +58,7 @@ class History(commands.Cog):
                 embed=render.refusal(render.SHOW_NOT_FOUND), ephemeral=True
             )
             return
-        if not job.result_urls:
+        if job.status is not JobStatus.POSTED or not job.result_urls:
             await interaction.response.send_message(
                 embed=render.refusal(render.SHOW_NO_IMAGES), ephemeral=True
             )

@@ -306,7 +306,7 @@ def history_embed(user_id: int, jobs: Sequence[Job]) -> discord.Embed:
 
 
 SHOW_NOT_FOUND = "I can't find that generation on this server."
-SHOW_NO_IMAGES = "That generation has no images to show (it didn't finish with a result)."
+SHOW_NO_IMAGES = "That generation has no posted result to show (yet)."
 SHOW_GONE = "The image hub no longer has this generation's images."
 
 
