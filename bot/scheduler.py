@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -133,35 +134,97 @@ class HubPool(Protocol):
 
 @dataclass(slots=True)
 class PollPolicy:
-    """When to poll next. Quick at first, aligned to the expected finish, then backing off.
+    """When to poll a generation next: few polls, each as close after the finish as they can be.
 
-    `expected` tracks recent generation durations, so most jobs get one poll just after they
-    finish instead of a fixed cadence: fewer polls and less lag at the same time.
+    The hub budget is at most one poll per `step` seconds of generation, plus one: the k-th poll
+    of a job is never sent before `step * (k - 1) + margin` seconds, so a generation of T seconds
+    gets at most 1 + ceil(T / step) polls, whatever happens.
+
+    Within that budget the policy learns recent generation times per model, tier and count
+    (the hub's own timestamps, so the estimate is not biased by when we looked). With history it
+    skips the start (the polls saved there are spent later), polls first just before the
+    `low_quantile` of recent durations, then at an even gap chosen so that the budget lasts until
+    the `high_quantile`; past that, as often as the budget allows. Without history: after
+    `first` seconds, then every `step` seconds.
     """
 
     first: float = 1.0
     step: float = 3.0
+    margin: float = 0.2
+    min_gap: float = 0.5
+    low_quantile: float = 0.02
+    high_quantile: float = 0.99
+    window: int = 64
+    min_samples: int = 5
     slow_after: float = 120.0
     slow_step: float = 10.0
-    expected: dict[str, float] = field(default_factory=dict)
+    durations: dict[str, deque[float]] = field(default_factory=dict)
+    _bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def observe(self, key: str, seconds: float) -> None:
-        old = self.expected.get(key)
-        self.expected[key] = seconds if old is None else 0.7 * old + 0.3 * seconds
+        """A generation of this kind took `seconds` from submission to its images."""
+        if seconds > 0:
+            self.durations.setdefault(key, deque(maxlen=self.window)).append(seconds)
+            self._bounds.pop(key, None)
+
+    def _range(self, key: str) -> tuple[float, float] | None:
+        """(low, high) quantiles of recent durations, or None without enough history."""
+        bounds = self._bounds.get(key)
+        if bounds is None:
+            recent = self.durations.get(key)
+            if recent is None or len(recent) < self.min_samples:
+                return None
+            ordered = sorted(recent)
+            bounds = self._bounds[key] = (
+                _quantile(ordered, self.low_quantile),
+                _quantile(ordered, self.high_quantile),
+            )
+        return bounds
 
     def next_delay(self, key: str, elapsed: float, attempts: int) -> float:
+        """Seconds until the next poll of a job `elapsed` seconds old that was polled `attempts` times."""
+        earliest = self.step * attempts + self.margin  # the poll budget
         if elapsed >= self.slow_after:
-            return self.slow_step
-        expected = self.expected.get(key)
-        if expected is not None and elapsed < expected:
-            # Aim a little past the expected finish, but never wait longer than one step.
-            return max(0.25, min(expected - elapsed + 0.15, self.step))
-        if attempts == 0:
-            return self.first
-        return self.step
+            return max(self.slow_step, earliest - elapsed)
+        bounds = self._range(key)
+        if bounds is None:
+            target = max(self.first, earliest)
+        else:
+            low, high = bounds
+            if elapsed < low:
+                target = low
+            else:
+                # Spend the polls saved before `low` evenly between `low` and `high`.
+                gap = self.step * (high - low) / high if high > 0 else self.step
+                target = elapsed + min(self.step, max(self.min_gap, gap))
+            target = max(target, earliest)
+        return max(0.05, target - elapsed)
 
     def error_delay(self, errors: int) -> float:
         return float(min(60.0, 2.0 ** min(errors, 6)))
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    rank = (len(ordered) - 1) * q
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def generation_seconds(gen: Generation) -> float | None:
+    """How long the hub took, by its own clock: first image's time minus the generation's."""
+    times = [image.created_at for image in gen.images if image.created_at]
+    if not gen.created_at or not times:
+        return None
+    try:
+        started = datetime.fromisoformat(gen.created_at)
+        finished = min(datetime.fromisoformat(t) for t in times)
+    except ValueError:
+        return None
+    if started.tzinfo is None or finished.tzinfo is None:
+        return None
+    seconds = (finished - started).total_seconds()
+    return seconds if seconds > 0 else None
 
 
 def utcnow() -> datetime:
@@ -405,7 +468,7 @@ class Scheduler:
             await self._release(job, self.policy.error_delay(errors))
             return
         if gen.is_finished:
-            self.policy.observe(_policy_key(job), elapsed)
+            self.policy.observe(_policy_key(job), generation_seconds(gen) or elapsed)
             await self._on_finished(job, gen)
             return
         if elapsed > MAX_GENERATION_AGE.total_seconds():
