@@ -17,7 +17,7 @@ import discord
 from discord.ext import commands
 
 from bot import metrics
-from bot.jobs import Job
+from bot.jobs import Job, JobStatus
 from bot.logs import kv
 from bot.queue import Place, QueueRunner
 from bot.scheduler import Notice, NoticeKind, PublishError, Result, Scheduler
@@ -110,6 +110,7 @@ class DiscordPublisher:
     def __init__(self, bot: ImageHubBot) -> None:
         self.bot = bot
         self._last_edit: dict[int, float] = {}
+        self._last_queue_edit: dict[int, float] = {}  # queue positions: throttled on their own
 
     async def progress(self, job: Job) -> None:
         from cogs import render
@@ -125,17 +126,27 @@ class DiscordPublisher:
         )
 
     async def queued(self, job: Job, place: Place) -> bool:
-        """Show a queued job's place (the `QueueNotifier`); False when throttled."""
+        """Show a queued job's place (the `QueueNotifier`); False when throttled.
+
+        At most one such edit per message per PROGRESS_MIN_INTERVAL, and none within it after a
+        progress edit. Position edits don't hold back `progress` (a job just promoted must not
+        keep saying "waiting"), and one that is no longer queued is left alone.
+        """
         from cogs import render
 
         if job.status_message_id is None or not self.bot.token_usable(job):
             return True
         now = time.monotonic()
-        if now - self._last_edit.get(job.id, 0.0) < PROGRESS_MIN_INTERVAL:
+        last = max(self._last_edit.get(job.id, 0.0), self._last_queue_edit.get(job.id, 0.0))
+        if now - last < PROGRESS_MIN_INTERVAL:
             return False
-        self._last_edit[job.id] = now
+        current = await self.bot.services.jobs.get(job.id)
+        if current is None or current.status is not JobStatus.QUEUED:
+            self._last_queue_edit.pop(job.id, None)
+            return True
+        self._last_queue_edit[job.id] = now
         await self.bot.interaction_webhook(job).edit_message(
-            job.status_message_id, embed=render.status_embed(job, place)
+            job.status_message_id, embed=render.status_embed(current, place)
         )
         return True
 

@@ -48,6 +48,13 @@ async def test_members_take_turns_and_positions_move(bed: Bed) -> None:
     bed.hub.complete(g1.id)
     g2 = await bed.hub.wait_generation_created(2)
     assert g2.prompt == "bob one"
+    bob_status = status_message(bed, b1)
+    await bed.fake.wait_for(
+        lambda: (
+            "Waiting in this server's queue" not in text(bob_status) and "Position" not in text(bob_status)
+        ),
+        what="Bob's status message no longer saying it waits",
+    )
     await wait_position(bed, a2, 1)
     await wait_position(bed, a3, 2)
 
@@ -163,6 +170,4 @@ async def test_a_queued_backlog_survives_a_restart_and_drains(bed: Bed) -> None:
 
 
 def _posted(bed: Bed, job_id: int) -> bool:
-    return any(
-        m.attachments and f"job #{job_id}" in str(m.embeds) for m in bed.fake.messages(bed.d.images)
-    )
+    return any(m.attachments and f"job #{job_id}" in str(m.embeds) for m in bed.fake.messages(bed.d.images))
