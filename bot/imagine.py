@@ -22,7 +22,7 @@ from bot.guild_settings import GuildConfig, GuildSettingsStore
 from bot.hub import HubError, HubModel, Reference
 from bot.hub.sizes import QUALITIES, size_for
 from bot.jobs import Job, JobParams, JobStatus, JobStore, ReferenceSpec
-from bot.keys import KeyVault
+from bot.keys import KeyUnreadable, KeyVault
 from bot.logs import kv
 from bot.quotas import QuotaExceeded, QuotaService
 from bot.references import BadReference, check_declared_size, check_reference
@@ -169,7 +169,14 @@ class ImagineService:
             except BadReference as exc:
                 raise Refusal(str(exc)) from None
 
-        if await self.keys.get_key(request.guild_id) is None:
+        try:
+            key = await self.keys.get_key(request.guild_id)
+        except KeyUnreadable:
+            raise Refusal(
+                "This server's stored hub key can't be read (the bot's encryption key changed). "
+                "A moderator needs to set it again with `/config key set`."
+            ) from None
+        if key is None:
             raise Refusal(
                 "This server has no image hub key yet. A moderator can set one with `/config key set`."
             )
@@ -254,6 +261,7 @@ class ImagineService:
         application_id: int | None,
         interaction_token: str | None,
         status_message_id: int | None = None,
+        upload_limit: int | None = None,
         now: datetime | None = None,
     ) -> Job:
         """Store the job for a reserved plan. All or nothing: any failure releases the credits."""
@@ -272,6 +280,7 @@ class ImagineService:
                 cost=plan.cost,
                 reservation_id=plan.reservation_id,
                 status_message_id=status_message_id,
+                upload_limit=upload_limit,
                 # With a queue every job starts `queued`: only the queue's locked promotion
                 # makes jobs active, which keeps the concurrency limits exact.
                 status=JobStatus.QUEUED if self.queue is not None else JobStatus.PENDING_SUBMIT,

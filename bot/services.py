@@ -6,6 +6,7 @@ which is what lets tests and benchmarks run the real bot against other databases
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -21,10 +22,13 @@ from bot.guild_settings import GuildSettingsStore
 from bot.hub import HubClient, HubModel
 from bot.imagine import Attachment, ImagineService, ReferenceCache
 from bot.jobs import JobStore
-from bot.keys import KeyVault
+from bot.keys import KeyUnreadable, KeyVault
+from bot.logs import kv
 from bot.queue import JobQueue
 from bot.quotas import QuotaService
 from bot.references import MAX_REFERENCE_BYTES
+
+log = logging.getLogger(__name__)
 
 ATTACHMENT_TIMEOUT = 30.0
 
@@ -65,7 +69,11 @@ class HubClients:
         )
 
     async def for_guild(self, guild_id: int) -> HubClient | None:
-        key = await self.keys.get_key(guild_id)
+        try:
+            key = await self.keys.get_key(guild_id)
+        except KeyUnreadable:
+            log.error(kv("keys.unreadable", guild=guild_id))
+            return None
         if key is None:
             return None
         client = self._client(key)

@@ -74,6 +74,7 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
             application_id=interaction.application_id,
             interaction_token=interaction.token,
             status_message_id=callback.message_id,
+            upload_limit=interaction.filesize_limit,
         )
     except Refusal as refusal:
         metrics.COMMANDS.labels("imagine", "refused").inc()
