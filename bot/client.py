@@ -8,8 +8,10 @@ decided in discord-free modules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -85,6 +87,9 @@ class ImageHubBot(commands.AutoShardedBot):
         await self.scheduler.stop()
         if self._scheduler_task is not None:
             self._scheduler_task.cancel()
+            # Let its last database call finish before the engine is disposed below.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler_task
         await self.queue_runner.close()
         if self._loop_lag_task is not None:
             self._loop_lag_task.cancel()
@@ -196,6 +201,10 @@ class DiscordPublisher:
                     for file in files:
                         file.reset()
             channel = self._channel(job)
+            earlier = await self._posted_earlier(channel, job)
+            if earlier is not None:
+                log.info(kv("publish.already_posted", job=job.id, message=earlier.id))
+                return [earlier.id]
             reference = (
                 discord.MessageReference(
                     message_id=job.status_message_id, channel_id=job.channel_id, fail_if_not_exists=False
@@ -222,6 +231,24 @@ class DiscordPublisher:
             ) from None
         except (TimeoutError, OSError) as exc:
             raise PublishError(repr(exc), permanent=False) from None
+
+    async def _posted_earlier(self, channel: discord.PartialMessageable, job: Job) -> discord.Message | None:
+        """This job's result if an earlier attempt already posted it to the channel: the bot can die
+        after Discord stored the post and before the job was marked posted (a nonce doesn't dedupe)."""
+        me = self.bot.user
+        marker = re.compile(rf"\bjob #{job.id}\b")
+        try:
+            async for message in channel.history(limit=50):
+                if (
+                    me is not None
+                    and message.author.id == me.id
+                    and message.attachments
+                    and any(marker.search(embed.footer.text or "") for embed in message.embeds)
+                ):
+                    return message
+        except discord.HTTPException as exc:
+            log.info(kv("publish.history_failed", job=job.id, status=exc.status))
+        return None
 
     async def notice(self, job: Job, notice: Notice) -> None:
         from cogs import render

@@ -27,9 +27,10 @@ async def serve(settings: Settings) -> None:
         options["shard_ids"] = settings.shard_id_list
     bot = ImageHubBot(services, **options)
     loop = asyncio.get_running_loop()
+    stopping: set[asyncio.Task[None]] = set()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, _stop, bot, sig)
+            loop.add_signal_handler(sig, _stop, bot, sig, stopping)
     health = None
     if settings.metrics_port is not None:
         from bot.health import HealthServer
@@ -44,15 +45,20 @@ async def serve(settings: Settings) -> None:
     try:
         await bot.start(settings.discord_token.get_secret_value())
     finally:
+        # `start` returns as soon as the gateway is closed, while the signal's clean close may still
+        # be closing the database: let it finish (asyncio.run would cancel it halfway, which can
+        # hang on a half-closed connection until the process is killed).
+        if stopping:
+            await asyncio.gather(*stopping, return_exceptions=True)
         if not bot.is_closed():
             await bot.close()
         if health is not None:
             await health.stop()
 
 
-def _stop(bot: discord.Client, sig: signal.Signals) -> None:
+def _stop(bot: discord.Client, sig: signal.Signals, stopping: set[asyncio.Task[None]]) -> None:
     log.info(kv("bot.stopping", signal=sig.name))
-    asyncio.get_running_loop().create_task(bot.close())
+    stopping.add(asyncio.get_running_loop().create_task(bot.close()))
 
 
 def run(settings: Settings) -> int:
