@@ -202,26 +202,48 @@ class JobQueue:
             query = query.with_for_update()
         return [Waiting(int(i), int(u), as_utc(c)) for i, u, c in (await s.execute(query)).all()]
 
+    async def _active(self, s: AsyncSession, guild_id: int) -> dict[int, int]:
+        rows = (
+            await s.execute(
+                select(JobRow.user_id, func.count())
+                .where(JobRow.guild_id == guild_id, JobRow.status.in_(_ACTIVE_VALUES))
+                .group_by(JobRow.user_id)
+            )
+        ).all()
+        return {int(u): int(n) for u, n in rows}
+
+    async def _room(self, guild_id: int, config: GuildConfig) -> bool:
+        """A cheap read: could anything start now? (The locked transaction decides.)"""
+        async with self._db.session() as s:
+            active = await self._active(s, guild_id)
+            if sum(active.values()) >= config.max_concurrent_per_guild:
+                return False
+            users = (
+                await s.execute(
+                    select(JobRow.user_id)
+                    .where(JobRow.guild_id == guild_id, JobRow.status == _QUEUED)
+                    .distinct()
+                )
+            ).scalars()
+            return any(active.get(int(u), 0) < config.max_concurrent_per_member for u in users)
+
     async def promote(self, guild_id: int, config: GuildConfig | None = None) -> list[int]:
         """Start (`queued` → `pending_submit`, due now) what fits in the server's limits.
 
-        One transaction under the server's queue lock; returns the promoted job ids.
+        One transaction under the server's queue lock; returns the promoted job ids. A read
+        first skips the write transaction when every slot is taken (the usual case while a
+        queue exists): slots only free when a job ends, and its step wakes the scheduler.
         """
         config = config or await self._settings.get(guild_id)
+        if not await self._room(guild_id, config):
+            return []
 
         async def work(s: AsyncSession) -> list[int]:
             await advisory_lock(s, "queue", guild_id)
             waiting = await self._waiting(s, guild_id, lock=True)
             if not waiting:
                 return []
-            rows = (
-                await s.execute(
-                    select(JobRow.user_id, func.count())
-                    .where(JobRow.guild_id == guild_id, JobRow.status.in_(_ACTIVE_VALUES))
-                    .group_by(JobRow.user_id)
-                )
-            ).all()
-            active = {int(u): int(n) for u, n in rows}
+            active = await self._active(s, guild_id)
             served = await self._last_served(s, guild_id, sorted({w.user_id for w in waiting}))
             chosen = select_promotions(
                 waiting,
