@@ -331,9 +331,10 @@ class Scheduler:
         self._stepped.set()
         self._stepped = asyncio.Event()
 
-    async def wait_step(self) -> None:
-        """Return after the next job step finishes (lets tests await progress, not sleep)."""
-        await self._stepped.wait()
+    def wait_step(self) -> Awaitable[bool]:
+        """Wait for the next job step to finish (lets tests await progress, not sleep). The step is
+        the next one after this call, even when the awaiting starts later (no lost wake-up)."""
+        return self._stepped.wait()
 
     async def _sleep_for(self) -> float:
         try:

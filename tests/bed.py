@@ -92,15 +92,21 @@ class Bed:
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (job := await reached()) is None:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                current = await self.services.jobs.get(job_id)
-                raise AssertionError(f"job {job_id} never reached {statuses}: {current}")
-            # Every change to a job is made by a scheduler step: wait for the next one.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.bot.scheduler.wait_step(), remaining)
-        return job
+        while True:
+            # Every change to a job is made by a scheduler step: wait for the next one. Armed before
+            # the check, so a step that finishes during the check still wakes this wait.
+            step = asyncio.ensure_future(self.bot.scheduler.wait_step())
+            try:
+                if (job := await reached()) is not None:
+                    return job
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    current = await self.services.jobs.get(job_id)
+                    raise AssertionError(f"job {job_id} never reached {statuses}: {current}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(step, remaining)
+            finally:
+                step.cancel()
 
     async def job_of(self, it: FakeInteraction, timeout: float = 10.0) -> Job:
         """The job an /imagine interaction created (its id is in the status message's footer)."""

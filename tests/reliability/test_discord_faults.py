@@ -130,5 +130,5 @@ async def test_unpostable_result_finishes_the_job_with_a_logged_reason_and_no_re
     other = await rbed.job_of(await rbed.imagine(channel_id=rbed.d.general, member=rbed.d.bob))
     await rbed.wait_job(other.id, JobStatus.POSTED)
     tries = len(channel_requests(rbed, job.channel_id)) - before
-    assert 1 <= tries <= 2, f"{tries} requests to the channel after the fault"  # result + notice
+    assert 1 <= tries <= 2, f"{tries} requests to the channel after the fault"  # history + post
     assert (await rbed.services.jobs.get(job.id)).status == JobStatus.FAILED  # type: ignore[union-attr]
