@@ -7,7 +7,7 @@ image download timeout. The behaviour is the same; only the clocks are shorter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,3 +125,33 @@ def bot_writes(bed: Bed) -> list[RecordedRequest]:
 
 def channel_requests(bed: Bed, channel_id: int) -> list[RecordedRequest]:
     return [r for r in bed.fake.requests if r.path.startswith(f"/channels/{channel_id}/")]
+
+
+def message_payload(r: RecordedRequest) -> dict[str, Any] | None:
+    """The message part of a bot write (a callback's `data`, else the body), if it has content."""
+    body = r.json if isinstance(r.json, dict) else None
+    if body is None:
+        return None
+    if r.path.endswith("/callback"):
+        body = body.get("data") if isinstance(body.get("data"), dict) else None
+    if body is None or not ({"content", "embeds"} & body.keys()):
+        return None
+    return body
+
+
+def assert_mentions_disabled(bed: Bed, may_ping: Collection[int] = ()) -> int:
+    """Every message the bot sent or edited disables @everyone/@here and role pings, and pings no
+    member except `may_ping` (a job's owner, told in the channel when the interaction is gone).
+    Returns how many writes were checked."""
+    checked = 0
+    for r in bot_writes(bed):
+        body = message_payload(r)
+        if body is None:
+            continue
+        allowed = body.get("allowed_mentions")
+        assert isinstance(allowed, dict), f"{r.route} sent no allowed_mentions: {body}"
+        assert allowed.get("parse") == [], f"{r.route}: {allowed}"
+        assert not allowed.get("roles"), f"{r.route}: {allowed}"
+        assert {int(u) for u in allowed.get("users", [])} <= set(may_ping), f"{r.route}: {allowed}"
+        checked += 1
+    return checked
