@@ -166,7 +166,7 @@ class DiscordPublisher:
         from cogs.views import result_view
 
         self._last_edit.pop(job.id, None)
-        limit = self._upload_limit(job)
+        limit = job.upload_limit or self._upload_limit(job)
         files: list[discord.File] = []
         links: list[str] = []
         total = 0
