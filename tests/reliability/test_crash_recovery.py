@@ -151,6 +151,11 @@ async def crash(
     bot = BotProcess(fake_discord, settings, tmp_path / "bot.log")
     try:
         yield Crash(fake_discord, d, state, key, db, bot)
+        await bot.stop()
+        # Whatever happened, the real process's log never shows a secret.
+        log = bot.log_path.read_text(errors="replace")
+        for secret in (key, key[9:], fernet_key, fake_discord.token):
+            assert secret not in log
     finally:
         await bot.stop()
         await db.close()

@@ -1,0 +1,218 @@
+"""Security promises: secrets stay out of logs and channels, permissions are the bot's own, and
+servers can't reach each other's jobs, keys or budgets."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from bot.hub.emulator.state import new_key
+from bot.jobs import JobStatus
+from bot.logs import setup_logging
+from tests.bed import Bed
+from tests.fakediscord import MANAGE_GUILD, FakeAttachment, FakeInteraction
+from tests.reliability.conftest import hub_posts, result_messages, text_of
+
+PNG_3K = b"\x89PNG\r\n\x1a\n" + bytes(3000) + b"IEND\xaeB`\x82"
+
+# -- logs ------------------------------------------------------------------------------------------
+
+
+def test_logging_redacts_hub_keys_and_tokens_in_messages_args_and_tracebacks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = new_key()
+    # A bot token's shape: base64 of a 19-digit bot id, a timestamp, an HMAC.
+    discord_token = "MTE3NTA2ODIxMzQ0NTY4OTM1NA.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("INFO")
+        log = logging.getLogger("bot.security_test")
+        log.info(f"key in the message {key}")
+        log.info("key in the args %s and %r", key, {"api_key": key})
+        log.warning("header Authorization: Bearer %s", key)
+        try:
+            raise RuntimeError(f"the hub refused {key}")
+        except RuntimeError:
+            log.exception("a failure with the key in the traceback")
+        logging.getLogger("discord.http").error("a third-party line with %s", discord_token)
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    out = capsys.readouterr().err
+    assert out.count("gih_live_***" + key[-4:]) >= 4  # masked, last four kept for support
+    assert "Traceback" in out and "RuntimeError: the hub refused gih_live_***" in out
+    assert "Bearer gih_live_***" in out
+    assert key not in out and key[9:] not in out  # not even the secret part
+    assert discord_token not in out and discord_token.split(".")[2] not in out
+
+
+# -- keys never echoed ---------------------------------------------------------------------------------
+
+
+def everything_sent(bed: Bed) -> str:
+    """Every byte the bot sent to Discord (bodies, files, answers) and every message Discord holds."""
+    parts: list[str] = []
+    for r in bed.fake.requests:
+        parts += [r.path, repr(r.query), repr(r.json), repr(r.response)]
+        parts += [f.data.decode(errors="replace") for f in r.files]
+    for it in bed.fake.interactions:
+        for cb in it.callback_attempts:
+            parts.append(repr(cb.data))
+        parts += [text_of(m) for m in [it.original_message, *it.followups] if m is not None]
+    for channel in bed.d.guild.channels:
+        parts += [
+            text_of(m) for m in bed.fake.messages(channel, include_ephemeral=True, include_deleted=True)
+        ]
+    return "\n".join(parts)
+
+
+async def test_a_key_set_through_the_modal_is_never_echoed_logged_or_stored_in_clear(
+    bed: Bed, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = bed.hub.add_key(credits=4321)
+    with caplog.at_level(logging.DEBUG):
+        it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.admin, ["config", "key", "set"])
+        cb = await it.callback()
+        assert cb.type == 9  # a private form, never a slash option
+        field = cb.data["components"][0]["components"][0]["custom_id"]
+        reply = await (await bed.fake.submit_modal(it, {field: key})).original()
+        assert "4,321 credits" in text_of(reply) and reply.ephemeral
+        for command in (["config", "key", "show"], "credits"):
+            shown = await (await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.admin, command)).original()
+            assert key[-4:] in text_of(shown)  # masked form only
+        job = await bed.job_of(await bed.imagine())
+        await bed.wait_job(job.id, JobStatus.POSTED)
+    assert await bed.services.keys.get_key(bed.guild_id) == key
+    assert hub_posts(bed) == 1 and bed.hub.balance(key) == 4321 - 8  # the new key is the one in use
+
+    sent = everything_sent(bed)
+    assert key not in sent and key[9:] not in sent
+    logged = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
+    assert key not in logged and key[9:] not in logged  # not logged at all, redaction aside
+    database = Path(make_url(bed.database_url).database or "")
+    for path in database.parent.glob(database.name + "*"):
+        assert key[9:].encode() not in path.read_bytes(), path
+
+
+# -- permissions are checked by the bot, not only by Discord's defaults -------------------------------
+
+
+def subcommands(command: dict[str, Any]) -> list[list[str]]:
+    paths = []
+    for option in command.get("options", []):
+        if option["type"] == 1:
+            paths.append([command["name"], option["name"]])
+        elif option["type"] == 2:
+            paths += [[command["name"], option["name"], sub["name"]] for sub in option.get("options", [])]
+    return paths
+
+
+async def test_config_and_credits_refuse_members_without_manage_server(bed: Bed) -> None:
+    paths = [*subcommands(bed.fake.command("config")), ["credits"]]
+    assert len(paths) >= 10
+    settings, key, policy = (
+        await bed.services.guilds.get(bed.guild_id),
+        await bed.services.keys.get_key(bed.guild_id),
+        await bed.services.quotas.policy(bed.guild_id),
+    )
+    for path in paths:
+        with pytest.raises(PermissionError):  # Discord's default would hide the command...
+            await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.alice, path)
+        # ...but a server's admins can change that default: the bot checks for itself.
+        it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.alice, path, force=True)
+        cb = await it.callback()
+        assert cb.ephemeral and "Manage Server" in text_of(cb), path
+    assert await bed.services.guilds.get(bed.guild_id) == settings
+    assert await bed.services.keys.get_key(bed.guild_id) == key
+    assert await bed.services.quotas.policy(bed.guild_id) == policy
+
+
+async def test_only_the_author_or_a_moderator_can_delete_a_result(bed: Bed) -> None:
+    job = await bed.wait_job((await bed.job_of(await bed.imagine())).id, JobStatus.POSTED)
+    (message,) = result_messages(bed, job)
+    refused = await (await bed.fake.press_button(message, f"imagine:delete:{job.id}", bed.d.bob)).callback()
+    assert refused.ephemeral and "Only the member who made this" in text_of(refused)
+    assert not message.deleted
+    await (await bed.fake.press_button(message, f"imagine:delete:{job.id}", bed.d.moderator)).callback()
+    await bed.fake.wait_for(lambda: message.deleted, what="the result deleted by a moderator")
+
+
+# -- servers are isolated from each other ----------------------------------------------------------------
+
+
+async def test_another_server_cannot_act_on_see_or_spend_this_servers_jobs_key_or_budget(bed: Bed) -> None:
+    fake = bed.fake
+    other = fake.add_guild("Other Server")
+    channel = other.add_channel("art")
+    admin_role = other.add_role("Admin", MANAGE_GUILD)
+    carol = other.add_member("carol", roles=[admin_role])
+    dave = other.add_member("dave")
+    await fake.join_guild(other)
+
+    posted = await bed.wait_job((await bed.job_of(await bed.imagine())).id, JobStatus.POSTED)
+    (result,) = result_messages(bed, posted)
+    bed.hub.set_hold(True)
+    running = await bed.wait_job((await bed.job_of(await bed.imagine())).id, JobStatus.RUNNING)
+    posts, balance = hub_posts(bed), bed.hub.balance(bed.key)
+
+    # Without a key of its own, the other server can't generate (and never spends this server's key).
+    cb = await (await fake.slash(other, channel, dave, "imagine", {"prompt": "free images?"})).callback()
+    assert cb.ephemeral and "no image hub key" in text_of(cb)
+
+    other_key = bed.hub.add_key(credits=500)
+    await bed.services.keys.set_key(other.id, other_key, carol.id)
+    # Forged buttons naming this server's jobs, on a message in the other server. (Discord only
+    # routes buttons of the bot's own messages; this models a client that forges the payload.)
+    bait = await fake.user_message(channel, dave, "look")
+    for action in ("delete", "reroll", "reference", "info", "cancel"):
+        for job in (posted, running):
+            custom_id = f"imagine:{action}:{job.id}"
+            bait.components = [{"type": 1, "components": [{"type": 2, "style": 1, "custom_id": custom_id}]}]
+            for member in (dave, carol):
+                it: FakeInteraction = await fake.press_button(bait, custom_id, member)
+                cb = await it.callback()
+                assert cb.ephemeral and "can't find that generation" in text_of(cb), (action, job.id)
+    assert not result.deleted
+    assert (await bed.services.jobs.get(running.id)).status == JobStatus.RUNNING  # type: ignore[union-attr]
+    assert hub_posts(bed) == posts and bed.hub.balance(bed.key) == balance
+
+    # Its moderators see their own key, balance and spend; nothing of this server's.
+    shown = text_of(await (await fake.slash(other, channel, carol, ["config", "key", "show"])).callback())
+    assert other_key[-4:] in shown and bed.key[-4:] not in shown
+    credits = text_of(await (await fake.slash(other, channel, carol, "credits")).original())
+    assert "500" in credits and f"{balance:,}" not in credits
+    usage = text_of(await (await fake.slash(other, channel, carol, ["config", "usage"])).original())
+    assert str(bed.d.alice.id) not in usage
+    quota = text_of(await (await fake.slash(other, channel, dave, "quota")).callback())
+    assert "Used this" not in quota or " 0 credits" in quota
+    assert await bed.services.quotas.top_members(other.id) == []
+    jobs_there = await bed.services.jobs.list_for_member(other.id, dave.id) + (
+        await bed.services.jobs.list_for_member(other.id, carol.id)
+    )
+    assert jobs_there == []
+
+
+# -- downloads are capped ----------------------------------------------------------------------------------
+
+
+async def test_attachment_downloads_are_capped_whatever_size_discord_declared(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The declared size is checked first, but the download itself stops at the cap too. (Hub image
+    downloads: see test_hub_faults' oversize and hang cases.)"""
+    import bot.services
+
+    monkeypatch.setattr(bot.services, "MAX_REFERENCE_BYTES", 1000)
+    data = PNG_3K
+    attachment = FakeAttachment("liar.png", data, content_type="image/png", size=100)
+    it = await bed.imagine(attachments=(attachment,))
+    cb = await it.callback()
+    followup = cb if cb.ephemeral else await it.followup()
+    assert followup.ephemeral and "couldn't download" in text_of(followup)
+    assert hub_posts(bed) == 0 and await bed.services.quotas.recent(bed.guild_id) == []
