@@ -37,7 +37,7 @@ async def test_poll_server_errors_are_retried_and_the_job_completes(rbed: Bed, s
     job = await rbed.job_of(it)
     job = await rbed.wait_job(job.id, JobStatus.POSTED)
 
-    assert job.error_attempts == 1 and str(status) in (job.last_error or "")
+    assert str(status) in (job.last_error or "")
     policy = rbed.bot.scheduler.policy
     assert isinstance(policy, FastPolicy) and policy.error_delays == [1]  # backed off once
     assert hub_polls(rbed) >= 7
@@ -61,7 +61,8 @@ async def test_poll_timeouts_and_resets_are_retried_and_the_job_completes(rbed: 
     job = await rbed.job_of(it)
     job = await rbed.wait_job(job.id, JobStatus.POSTED, timeout=20)
 
-    assert job.error_attempts >= 1
+    policy = rbed.bot.scheduler.policy
+    assert isinstance(policy, FastPolicy) and policy.error_delays  # the scheduler backed off
     assert hub_polls(rbed) >= 6
     assert hub_posts(rbed) == 1
     assert len(result_messages(rbed, job)) == 1
