@@ -9,8 +9,9 @@ Retry rules (the point of this module):
   The only POST retry is a connection refused before anything was sent (`ClientConnectorError`);
   when those retries run out → `HubUnavailable` (nothing was sent, nothing charged).
 
-Every attempt has a total timeout. The API key is sent only to the hub (never with `download`) and
-never appears in logs, errors or `repr`.
+Every attempt has a total timeout; a submission's grows with the size of its body (references), at
+`UPLOAD_RATE`, so a large upload over a slow link is not cut off into `OutcomeUnknown`. The API key
+is sent only to the hub (never with `download`) and never appears in logs, errors or `repr`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from bot.hub.types import Credits, Generation, HubModel, Reference
 log = logging.getLogger(__name__)
 
 _MAX_BODY = 8 * 1024 * 1024
+#: Bytes per second a submission's body is allowed to take on top of `timeout` (a slow uplink).
+UPLOAD_RATE = 256 * 1024
 _CHUNK = 64 * 1024
 _STATUS_FALLBACK: dict[int, type[HubError]] = {400: InvalidRequest, 402: InsufficientCredits, 404: NotFound}
 
@@ -243,7 +246,8 @@ class HubClient:
                 )
             return {"data": form}
 
-        answer = await self._post("/api/v1/images/generations", build_body)
+        upload = sum(len(ref.data) for ref in refs)
+        answer = await self._post("/api/v1/images/generations", build_body, body_bytes=upload)
         return self._submission_result(answer)
 
     async def download(
@@ -299,13 +303,17 @@ class HubClient:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    def _client_timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=self._timeout, connect=min(self._timeout, 10.0))
+    def _client_timeout(self, total: float | None = None) -> aiohttp.ClientTimeout:
+        total = self._timeout if total is None else total
+        return aiohttp.ClientTimeout(total=total, connect=min(self._timeout, 10.0))
 
-    async def _attempt(self, method: str, path: str, *, auth: bool, body: dict[str, Any]) -> _Answer:
+    async def _attempt(
+        self, method: str, path: str, *, auth: bool, body: dict[str, Any], total: float | None = None
+    ) -> _Answer:
         session = self._get_session()
+        timeout = self._client_timeout(total)
         async with session.request(
-            method, self._base_url + path, headers=self._headers(auth), timeout=self._client_timeout(), **body
+            method, self._base_url + path, headers=self._headers(auth), timeout=timeout, **body
         ) as resp:
             if resp.content_length is not None and resp.content_length > _MAX_BODY:
                 raise _BodyTooLarge
@@ -372,12 +380,17 @@ class HubClient:
             code=last_code or ("rate_limited" if last_status == 429 else None),
         )
 
-    async def _post(self, path: str, build_body: Callable[[], dict[str, Any]]) -> _Answer:
-        """POST retried only while the connection is refused before anything was sent."""
+    async def _post(
+        self, path: str, build_body: Callable[[], dict[str, Any]], *, body_bytes: int = 0
+    ) -> _Answer:
+        """POST retried only while the connection is refused before anything was sent.
+
+        The total timeout allows `body_bytes` to be sent at `UPLOAD_RATE` on top of `timeout`."""
         reason = ""
+        total = self._timeout + body_bytes / UPLOAD_RATE
         for attempt in range(self._retries + 1):
             try:
-                return await self._attempt("POST", path, auth=True, body=build_body())
+                return await self._attempt("POST", path, auth=True, body=build_body(), total=total)
             except aiohttp.ClientConnectorError as exc:
                 reason = _describe(exc)
             except aiohttp.ConnectionTimeoutError as exc:
@@ -392,7 +405,7 @@ class HubClient:
                 ) from None
             except TimeoutError:
                 raise OutcomeUnknown(
-                    f"POST {path}: no answer within {self._timeout:g}s; the request may have been taken"
+                    f"POST {path}: no answer within {total:.4g}s; the request may have been taken"
                 ) from None
             except aiohttp.ClientError as exc:
                 raise OutcomeUnknown(
@@ -463,13 +476,17 @@ class HubClient:
         if 200 <= answer.status < 300:
             payload = _unwrap(self._json_or_none(answer.body), "id")
             try:
-                return Generation.model_validate(payload)
+                generation = Generation.model_validate(payload)
             except ValidationError:
+                generation = None
+            # Without an id a taken generation can never be polled: as unreadable as no answer.
+            if generation is None or (not generation.id.strip() and not generation.failed):
                 raise OutcomeUnknown(
                     f"{what}: the hub answered HTTP {answer.status} but the generation could not be read; "
                     "it may have been taken",
                     status=answer.status,
-                ) from None
+                )
+            return generation
         if 400 <= answer.status < 500:
             raise self._error_for(answer, what)
         code = _error_details(self._json_or_none(answer.body))[0]

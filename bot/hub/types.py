@@ -87,6 +87,11 @@ class Usage(_Tolerant):
     credits: int | None = None
     credits_requested: int | None = None
 
+    @field_validator("credits", "credits_requested", mode="after")
+    @classmethod
+    def _not_negative(cls, value: int | None) -> int | None:
+        return None if value is not None and value < 0 else value  # a negative charge is not a charge
+
 
 def _error_text(value: Any) -> Any:
     """A failure reason as text, from a string or an {"message": ..., "code": ...} object."""
