@@ -11,9 +11,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.history import fetch_result
-from bot.jobs import JobStatus
+from bot.jobs import Job, JobStatus
 from bot.logs import kv
 from cogs import render
+from cogs.imagine import is_moderator
 from cogs.info import require_manage_guild
 from cogs.views import result_view
 
@@ -23,6 +24,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 10
+
+
+def may_see_job(interaction: discord.Interaction, job: Job) -> bool:
+    """Job ids are sequential: only the author, a moderator, or a member who can view the job's
+    channel (from the guild cache; an unknown channel counts as not viewable) may see its result."""
+    if job.user_id == interaction.user.id or is_moderator(interaction):
+        return True
+    guild = interaction.guild
+    member = interaction.user
+    if guild is None or not isinstance(member, discord.Member):
+        return False
+    channel = guild.get_channel_or_thread(job.channel_id)
+    return channel is not None and channel.permissions_for(member).view_channel
 
 
 class History(commands.Cog):
@@ -57,6 +71,9 @@ class History(commands.Cog):
             await interaction.response.send_message(
                 embed=render.refusal(render.SHOW_NOT_FOUND), ephemeral=True
             )
+            return
+        if not may_see_job(interaction, job):
+            await interaction.response.send_message(embed=render.refusal(render.SHOW_PRIVATE), ephemeral=True)
             return
         if job.status is not JobStatus.POSTED or not job.result_urls:
             await interaction.response.send_message(

@@ -308,6 +308,7 @@ def history_embed(user_id: int, jobs: Sequence[Job]) -> discord.Embed:
 SHOW_NOT_FOUND = "I can't find that generation on this server."
 SHOW_NO_IMAGES = "That generation has no posted result to show (yet)."
 SHOW_GONE = "The image hub no longer has this generation's images."
+SHOW_PRIVATE = "That generation was made in a channel you can't see, so I can't show it to you."
 
 
 def reshown_note(job: Job) -> str:
