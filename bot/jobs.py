@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, as_utc, utcnow
 from bot.db import Database
-from bot.db.models import JobRow
+from bot.db.models import JobRow, QuotaReservation
 
 log = logging.getLogger(__name__)
 
@@ -394,10 +394,16 @@ class JobStore:
 
     # -- leases ------------------------------------------------------------------------------
 
-    async def claim_due(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
-        """Lease up to `limit` due ACTIVE jobs to `owner` for `lease_seconds`, oldest due first."""
+    async def claim_due(
+        self, owner: str, limit: int, lease_seconds: float, *, exclude: Collection[int] = ()
+    ) -> list[Job]:
+        """Lease up to `limit` due ACTIVE jobs to `owner` for `lease_seconds`, oldest due first.
+
+        `exclude`: jobs the caller is still working on (never claim a job twice in one process,
+        even if its lease ran out under a slow step)."""
         if limit <= 0:
             return []
+        skip = sorted(exclude)
 
         async def work(s: AsyncSession) -> list[Job]:
             now = self._clock()
@@ -409,6 +415,7 @@ class JobStore:
                             JobRow.status.in_(_ACTIVE_VALUES),
                             JobRow.next_poll_at <= now,
                             or_(JobRow.lease_until.is_(None), JobRow.lease_until <= now),
+                            JobRow.id.not_in(skip) if skip else JobRow.id.is_not(None),
                         )
                         .order_by(JobRow.next_poll_at, JobRow.id)
                         .limit(limit)
@@ -433,6 +440,40 @@ class JobStore:
             return jobs
 
         return await self._db.run(work)
+
+    async def renew(self, owner: str, job_ids: Collection[int], lease_seconds: float) -> int:
+        """Extend `owner`'s leases on jobs it is still working on; returns how many it still holds."""
+        if not job_ids:
+            return 0
+
+        async def work(s: AsyncSession) -> int:
+            result = await s.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(sorted(job_ids)), JobRow.lease_owner == owner)
+                .values(lease_until=self._clock() + timedelta(seconds=lease_seconds))
+            )
+            return int(getattr(result, "rowcount", 0))
+
+        return await self._db.run(work)
+
+    async def with_held_reservation(self, limit: int = 500) -> list[Job]:
+        """Finished (or succeeded) jobs whose reservation is still held: a crash came between
+        the job's last write and settling its credits. Maintenance settles them from the job."""
+        settled_states = [s.value for s in TERMINAL] + [JobStatus.SUCCEEDED.value]
+
+        async def work(s: AsyncSession) -> list[Job]:
+            rows = (
+                await s.execute(
+                    select(*_COLUMNS)
+                    .join(QuotaReservation, QuotaReservation.id == JobRow.reservation_id)
+                    .where(QuotaReservation.state == "held", JobRow.status.in_(settled_states))
+                    .order_by(JobRow.id)
+                    .limit(limit)
+                )
+            ).all()
+            return [_snapshot(r) for r in rows]
+
+        return await self._db.run(work, write=False)
 
     async def _explain_miss(
         self, s: AsyncSession, job_id: int, owner: str | None, expect: Collection[JobStatus] | None

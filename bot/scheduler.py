@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -48,6 +49,10 @@ MAX_GENERATION_AGE = timedelta(minutes=30)
 MAX_PUBLISH_ATTEMPTS = 6
 MAINTENANCE_INTERVAL = 3600.0
 ORPHAN_AGE = timedelta(minutes=10)
+# A step that keeps crashing for an unexpected reason is given up after this many tries.
+MAX_STEP_ERRORS = 10
+# How long a clean stop waits for steps under way (a submission in flight must get its answer).
+STOP_GRACE = 30.0
 
 
 class NoticeKind(StrEnum):
@@ -63,6 +68,7 @@ class NoticeKind(StrEnum):
     DOWNLOAD_FAILED = "download_failed"
     TIMED_OUT = "timed_out"
     REFERENCES_GONE = "references_gone"
+    PUBLISH_FAILED = "publish_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +270,8 @@ class Scheduler:
         self._concurrency = concurrency
         self._wake = asyncio.Event()
         self._stepped = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._renewer: asyncio.Task[None] | None = None
         self._stopping = False
         self.polls = 0
         # Run before each claim, e.g. the local queue's promotion (`bot.queue.QueueRunner.tick`).
@@ -278,28 +285,56 @@ class Scheduler:
 
     async def recover(self) -> None:
         """At start-up: a job caught mid-submission is `unknown`, never submitted twice."""
-        for job in await self.jobs.recover(self.owner):
+        try:
+            recovered = await self.jobs.recover(self.owner)
+        except Exception:
+            log.exception(kv("scheduler.recover_failed"))
+            return
+        for job in recovered:
             log.warning(kv("job.outcome_unknown_after_restart", job=job.id, guild=job.guild_id))
-            await self._settle_full(job)
+            with contextlib.suppress(Exception):
+                await self._settle_full(job)
             await self._notify(job, Notice(NoticeKind.OUTCOME_UNKNOWN, charged=job.cost))
 
     async def maintain(self) -> None:
-        """Housekeeping, hourly: return credits held by reservations that never got a job
-        (a crash between reserving and storing the job) and prune old finished jobs."""
+        """Housekeeping, at start and hourly: settle reservations a crash left held (from their
+        job's final state, or released when no job was stored) and prune old finished jobs."""
         try:
+            settled = await self.reconcile()
             released = await self.quotas.release_orphans(ORPHAN_AGE)
             pruned = await self.jobs.prune(self.retention)
         except Exception:
             log.exception(kv("scheduler.maintenance_failed"))
             return
-        if released or pruned:
-            log.info(kv("scheduler.maintenance", orphans_released=released, jobs_pruned=pruned))
+        if settled or released or pruned:
+            log.info(
+                kv("scheduler.maintenance", settled=settled, orphans_released=released, jobs_pruned=pruned)
+            )
+
+    async def reconcile(self) -> int:
+        """Settle held reservations of jobs that already reached a settled state."""
+        count = 0
+        for job in await self.jobs.with_held_reservation():
+            assert job.reservation_id is not None
+            if job.status == JobStatus.CANCELLED or (
+                job.status == JobStatus.FAILED and job.charged_credits is None
+            ):
+                await self.quotas.release(job.reservation_id)
+            elif job.status == JobStatus.UNKNOWN:
+                await self.quotas.settle(job.reservation_id, job.cost)
+            else:  # succeeded, posted, or failed after the hub charged (e.g. posting failed)
+                await self.quotas.settle(job.reservation_id, job.charged_credits or 0)
+            count += 1
+        return count
 
     async def run(self) -> None:
         """Loop until `stop()`: claim what is due, sleep until the next due time or a wake-up."""
         await self.recover()
+        self._renewer = asyncio.create_task(self._renew_leases(), name="lease-renewer")
         next_maintenance = 0.0
         while not self._stopping:
+            # Cleared before looking, so a wake-up that comes while we look is not lost.
+            self._wake.clear()
             if time.monotonic() >= next_maintenance:
                 await self.maintain()
                 next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
@@ -308,25 +343,38 @@ class Scheduler:
                     await self.before_claim()
                 except Exception:
                     log.exception(kv("scheduler.before_claim_failed"))
-            free = self._concurrency - len(self._tasks)
+            free = self._concurrency - len(self._in_flight)
+            if free <= 0:
+                await self._wait(self.idle_wait)  # a finishing step wakes us
+                continue
             claimed: list[Job] = []
-            if free > 0:
-                try:
-                    claimed = await self.jobs.claim_due(self.owner, free, self.lease_seconds)
-                except Exception:
-                    log.exception(kv("scheduler.claim_failed"))
-            metrics.QUEUE_DEPTH.set(len(self._tasks) + len(claimed))
+            try:
+                claimed = await self.jobs.claim_due(
+                    self.owner, free, self.lease_seconds, exclude=self._in_flight.keys()
+                )
+            except Exception:
+                log.exception(kv("scheduler.claim_failed"))
+            metrics.QUEUE_DEPTH.set(len(self._in_flight) + len(claimed))
             for job in claimed:
                 task = asyncio.create_task(self._run_step(job), name=f"job-{job.id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._step_done)
+                self._in_flight[job.id] = task
+                task.add_done_callback(functools.partial(self._step_done, job.id))
             if claimed and len(claimed) == free:
-                await self._wait(0)  # there may be more due; let steps run first
+                await asyncio.sleep(0)  # there may be more due; let steps run first
                 continue
             await self._wait(await self._sleep_for())
 
-    def _step_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+    async def _renew_leases(self) -> None:
+        """Keep the leases of steps still under way, so a slow step is never taken over."""
+        while not self._stopping:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.jobs.renew(self.owner, list(self._in_flight), self.lease_seconds)
+            except Exception:
+                log.exception(kv("scheduler.renew_failed"))
+
+    def _step_done(self, job_id: int, _task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(job_id, None)
         self._wake.set()
         self._stepped.set()
         self._stepped = asyncio.Event()
@@ -348,19 +396,23 @@ class Scheduler:
         return min(self.idle_wait, max(0.05, (due - self.clock()).total_seconds()))
 
     async def _wait(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        self._wake.clear()
+        """Sleep until a wake-up (set since the loop last cleared it) or `seconds`."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
 
     async def stop(self) -> None:
-        """Stop claiming, let in-flight steps finish their writes."""
+        """Stop claiming; let steps under way finish their writes, then cancel what is left."""
         self._stopping = True
         self._wake.set()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=10)
+        if self._renewer is not None:
+            self._renewer.cancel()
+        tasks = set(self._in_flight.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
 
     async def _run_step(self, job: Job) -> None:
         try:
@@ -371,8 +423,27 @@ class Scheduler:
             log.exception(kv("job.step_crashed", job=job.id, error=type(exc).__name__))
             errors = job.error_attempts + 1
             with contextlib.suppress(Exception):
+                if errors >= MAX_STEP_ERRORS or self._too_old(job):
+                    await self._give_up(job, f"{type(exc).__name__}: {exc}"[:500])
+                    return
                 await self.jobs.update(job.id, self.owner, error_attempts=errors, last_error=repr(exc)[:500])
                 await self._release(job, self.policy.error_delay(errors))
+
+    def _too_old(self, job: Job) -> bool:
+        return self.clock() - job.created_at > MAX_GENERATION_AGE
+
+    async def _give_up(self, job: Job, reason: str) -> None:
+        """End a job that keeps failing for an unexpected reason, with its credits accounted for."""
+        log.error(kv("job.given_up", job=job.id, guild=job.guild_id, status=job.status, reason=reason))
+        if job.status == JobStatus.PENDING_SUBMIT:  # never sent: nothing was charged
+            await self._fail(job, Notice(NoticeKind.HUB_FAILED), last_error=reason)
+        elif job.status == JobStatus.SUCCEEDED:  # charged and settled; the images could not be posted
+            await self._finish(job, JobStatus.FAILED, last_error=reason)
+            await self._notify(job, Notice(NoticeKind.PUBLISH_FAILED, charged=job.charged_credits or 0))
+        else:  # the hub may have it: count it, as for an unknown outcome
+            await self._finish(job, JobStatus.UNKNOWN, last_error=reason)
+            await self._settle_full(job)
+            await self._notify(job, Notice(NoticeKind.TIMED_OUT, charged=job.cost))
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -499,11 +570,12 @@ class Scheduler:
             return
         delivered = len(gen.images)
         charged = gen.usage.credits if gen.usage.credits is not None else job.cost * delivered // job.params.n
-        charged = min(charged, job.cost)
+        charged = max(0, min(charged, job.cost))
         job = await self.jobs.update(
             job.id,
             self.owner,
             status=JobStatus.SUCCEEDED,
+            error_attempts=0,  # from here on it counts posting attempts only
             hub_status=gen.status,
             result_urls=[image.url for image in gen.images],
             delivered_images=delivered,
@@ -541,6 +613,9 @@ class Scheduler:
                 await self._finish(
                     job, JobStatus.FAILED, last_error=f"publish: {exc}"[:500], error_attempts=attempts
                 )
+                # The member paid for these: say so (where Discord still lets us say anything).
+                notice = Notice(NoticeKind.PUBLISH_FAILED, detail=str(exc)[:200], charged=charged)
+                await self._notify(job, notice)
                 return
             job = await self.jobs.update(
                 job.id, self.owner, error_attempts=attempts, last_error=str(exc)[:500]

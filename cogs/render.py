@@ -155,6 +155,10 @@ def notice_embed(job: Job, notice: Notice) -> discord.Embed:
         NoticeKind.DOWNLOAD_FAILED: "The images were made but could not be downloaded from the hub.",
         NoticeKind.TIMED_OUT: "The image hub took too long; I stopped waiting.",
         NoticeKind.REFERENCES_GONE: "The reference images could no longer be downloaded from Discord.",
+        NoticeKind.PUBLISH_FAILED: (
+            "The images were made but could not be posted here. "
+            "A moderator can check the bot's permissions in this channel."
+        ),
     }
     lines = [texts.get(notice.kind, "This generation did not complete.")]
     if notice.detail:
