@@ -92,6 +92,12 @@ class Plan:
 Fetch = Callable[[Attachment], Awaitable[bytes]]
 
 
+def _echo(value: str, limit: int = 40) -> str:
+    """A member's option value, shortened for quoting back (options are free text)."""
+    value = value.replace("`", "'")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def clean_prompt(text: str) -> str:
     """Normalise the prompt: NFC, no invisible characters, trimmed."""
     return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
@@ -144,14 +150,14 @@ class ImagineService:
         model_id = request.model or config.default_model
         model = next((m for m in models if m.id == model_id), None)
         if model is None:
-            known = ", ".join(f"`{m.id}`" for m in models) or "none"
-            raise Refusal(f"There is no model called `{model_id}`. Available: {known}.")
+            known = ", ".join(f"`{m.id}`" for m in models[:20]) or "none"
+            raise Refusal(f"There is no model called `{_echo(model_id)}`. Available: {known}.")
         aspect = request.aspect or config.default_aspect
         if aspect not in model.aspect_ratios:
-            raise Refusal(f"`{model.id}` doesn't support the aspect `{aspect}`. See /models.")
+            raise Refusal(f"`{model.id}` doesn't support the aspect `{_echo(aspect)}`. See /models.")
         tier = (request.resolution or config.default_resolution).upper()
         if tier not in model.credits:
-            raise Refusal(f"`{model.id}` doesn't offer the resolution `{tier}`. See /models.")
+            raise Refusal(f"`{model.id}` doesn't offer the resolution `{_echo(tier)}`. See /models.")
         quality = request.quality or config.default_quality
         if quality not in QUALITIES:
             raise Refusal(f"Quality must be one of {', '.join(QUALITIES)}.")
@@ -181,6 +187,10 @@ class ImagineService:
                 "This server has no image hub key yet. A moderator can set one with `/config key set`."
             )
 
+        try:
+            size = size_for(aspect, tier)
+        except ValueError:  # the hub lists a ratio or tier this bot cannot turn into a size
+            raise Refusal(f"`{model.id}` at {_echo(aspect)} and {_echo(tier)} isn't supported yet.") from None
         cost = model.cost(tier, count)
         queued = await self._check_capacity(request, config, cost)
         params = JobParams(
@@ -190,7 +200,7 @@ class ImagineService:
             tier=tier,
             quality=quality,
             n=count,
-            size=size_for(aspect, tier),
+            size=size,
             references=tuple(
                 ReferenceSpec(url=a.url, filename=a.filename, content_type=a.content_type or "", size=a.size)
                 for a in request.attachments
@@ -268,6 +278,7 @@ class ImagineService:
         assert plan.reservation_id is not None, "reserve() first"
         request = plan.request
         created = now or datetime.now(UTC)
+        job: Job | None = None
         try:
             job = await self.jobs.create(
                 guild_id=request.guild_id,
@@ -287,6 +298,10 @@ class ImagineService:
             )
             await self.quotas.attach(plan.reservation_id, job.id)
         except BaseException:
+            if job is not None:  # stored but not tied to its credits: it must never run
+                await self.jobs.update_if(
+                    job.id, (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT), status=JobStatus.CANCELLED
+                )
             await self.abandon(plan)
             raise
         self.reference_cache.put(job.id, references)

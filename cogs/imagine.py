@@ -101,9 +101,7 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
         if place is not None:
             bot.queue_runner.shown(job, place)
     try:
-        await interaction.edit_original_response(
-            embed=render.status_embed(job, place), view=status_view(job)
-        )
+        await interaction.edit_original_response(embed=render.status_embed(job, place), view=status_view(job))
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
 
@@ -272,6 +270,14 @@ class Imagine(commands.Cog):
         config = await self.bot.services.guilds.get(interaction.guild_id or 0)
         model = await self.bot.services.catalog.find(config.default_model)
         limit = model.reference_image_limit if model else len(refs)
+        if limit < 1:
+            await interaction.response.send_message(
+                embed=render.refusal(
+                    f"The server's default model `{config.default_model}` takes no reference images."
+                ),
+                ephemeral=True,
+            )
+            return
         await interaction.response.send_modal(ImagineModal(self.bot, refs[:limit]))
 
 

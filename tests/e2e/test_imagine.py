@@ -280,3 +280,15 @@ async def test_model_and_aspect_autocomplete_from_the_hubs_list(bed: Bed) -> Non
         d.guild, d.images, d.alice, "imagine", {"prompt": "x", "aspect": "9"}, "aspect"
     )
     assert [c["value"] for c in default] == ["16:9", "9:16", "21:9", "9:21"]
+
+
+async def test_unusual_option_values_get_a_short_clear_refusal(bed: Bed) -> None:
+    cb = await (await bed.imagine(model="m" * 3000)).callback()
+    assert cb.ephemeral and "There is no model called" in str(cb.embeds) and len(str(cb.embeds)) < 1000
+    cb = await (await bed.imagine(aspect="`7:5`" * 500)).callback()
+    assert cb.ephemeral and "doesn't support the aspect" in str(cb.embeds) and len(str(cb.embeds)) < 1000
+    bed.hub.add_model({"id": "odd-model", "aspect_ratios": ["square"], "credits": {"4K": 20}})
+    bed.services.catalog.invalidate()
+    cb = await (await bed.imagine(model="odd-model", aspect="square", resolution="4K")).callback()
+    assert cb.ephemeral and "isn't supported yet" in str(cb.embeds)
+    assert bed.hub.requests_to("/api/v1/images/generations", "POST") == []
