@@ -338,21 +338,32 @@ def _quota_text(cost: int, remaining: int | None, resets_at: datetime | None) ->
 class ReferenceCache:
     """Reference bytes kept in memory from the check to the submission.
 
-    After a restart the cache is empty and the scheduler downloads the attachments again
-    from Discord (their URLs are in the job row) and re-checks them.
+    Bounded: past `max_bytes` nothing more is kept, and after a restart the cache is empty;
+    either way the scheduler downloads the attachments again from Discord (their URLs are in
+    the job row) and re-checks them. Entries go when the job is submitted or ends.
     """
 
-    def __init__(self, fetch: Fetch) -> None:
+    def __init__(self, fetch: Fetch, max_bytes: int = 256 * 1024 * 1024) -> None:
         self._fetch = fetch
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._by_job: dict[int, list[Reference]] = {}
 
     def put(self, job_id: int, references: Sequence[Reference]) -> None:
-        if references:
+        size = sum(len(r.data) for r in references)
+        if references and self._bytes + size <= self._max_bytes:
             self._by_job[job_id] = list(references)
+            self._bytes += size
+
+    def discard(self, job_id: int) -> None:
+        references = self._by_job.pop(job_id, None)
+        if references:
+            self._bytes -= sum(len(r.data) for r in references)
 
     async def load(self, job: Job) -> list[Reference]:
-        cached = self._by_job.pop(job.id, None)
+        cached = self._by_job.get(job.id)
         if cached is not None:
+            self.discard(job.id)
             return cached
         refs = []
         for spec in job.params.references:

@@ -127,6 +127,9 @@ class ReferenceSource(Protocol):
     async def load(self, job: Job) -> list[Reference]:
         """The job's reference images as bytes (from memory, or downloaded again)."""
 
+    def discard(self, job_id: int) -> None:
+        """Forget what is held for a job that ended."""
+
 
 class HubPool(Protocol):
     """Hub clients by server: the server's own key, or the operator's fallback key."""
@@ -466,6 +469,7 @@ class Scheduler:
 
     async def _finish(self, job: Job, status: JobStatus, **fields: object) -> Job:
         metrics.GENERATIONS.labels(status.value).inc()
+        self.references.discard(job.id)
         return await self.jobs.update(
             job.id, self.owner, status=status, finished_at=self.clock(), interaction_token=None, **fields
         )

@@ -174,6 +174,7 @@ class JobButton(
             )
             await interaction.response.send_message(embed=render.refusal(text), ephemeral=True)
             return
+        services.references.discard(job.id)
         returned = 0
         if cancelled.reservation_id is not None:
             returned = await services.quotas.release(cancelled.reservation_id)
