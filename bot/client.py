@@ -82,6 +82,7 @@ class ImageHubBot(commands.AutoShardedBot):
         else:
             await self.tree.sync()
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="scheduler")
+        self._scheduler_task.add_done_callback(self._scheduler_ended)
 
     async def close(self) -> None:
         await self.scheduler.stop()
@@ -95,6 +96,14 @@ class ImageHubBot(commands.AutoShardedBot):
             self._loop_lag_task.cancel()
         await super().close()
         await self.services.close()
+
+    def _scheduler_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical(kv("scheduler.died", error=repr(task.exception())), exc_info=task.exception())
+
+    def scheduler_alive(self) -> bool:
+        """For /healthz: the scheduler loop is running (or the bot has not started it yet)."""
+        return self._scheduler_task is None or not self._scheduler_task.done()
 
     def token_usable(self, job: Job) -> bool:
         return (

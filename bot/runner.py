@@ -36,9 +36,13 @@ async def serve(settings: Settings) -> None:
         from bot.health import HealthServer
 
         async def gateway() -> bool:
-            return bot.is_ready() and not bot.is_closed()
+            shards = bot.shards.values()
+            return bool(shards) and not bot.is_closed() and all(not shard.is_closed() for shard in shards)
 
-        checks = {"gateway": gateway, "database": services.db.ping}
+        async def scheduler() -> bool:
+            return bot.scheduler_alive()
+
+        checks = {"gateway": gateway, "database": services.db.ping, "scheduler": scheduler}
         health = HealthServer(settings.metrics_port, checks=checks)
         await health.start()
     assert settings.discord_token is not None
