@@ -172,9 +172,10 @@ class Config(
         ]
         lines += [f"<@&{role}>: {credits:,}" for role, credits in sorted(policy.roles.items())]
         lines += [f"<@{user}>: {credits:,}" for user, credits in sorted(policy.members.items())]
-        if policy.exempt_roles:
-            lines.append("**Exempt**: " + ", ".join(f"<@&{r}>" for r in sorted(policy.exempt_roles)))
-        await _reply(interaction, "\n".join(lines))
+        if policy.exempt_roles:  # kept above the overrides, which may be cut short
+            exempt = ", ".join(f"<@&{r}>" for r in sorted(policy.exempt_roles))
+            lines.insert(1, render.clip(f"**Exempt**: {exempt}", 1000))
+        await _reply(interaction, render.capped_lines(lines, render.DESCRIPTION_MAX))
 
     # -- channels, defaults, limits, usage -----------------------------------------------------
 

@@ -78,7 +78,7 @@ class Info(commands.Cog):
         )
         info = await services.keys.key_info(interaction.guild_id)
         embed.set_footer(text=f"key {info.masked}" if info else "using the operator's fallback key")
-        await interaction.followup.send(embed=embed, ephemeral=True)
+        await interaction.followup.send(embed=render.fit(embed), ephemeral=True)  # hub text: clamped
 
     @app_commands.command(name="quota", description="What is left of your image budget")
     @app_commands.guild_only()

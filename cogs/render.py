@@ -31,6 +31,73 @@ INFO = discord.Colour.blurple()
 WARN = discord.Colour.orange()
 BAD = discord.Colour.red()
 
+# Discord's embed limits (characters; a message's embeds share the total).
+TITLE_MAX = 256
+DESCRIPTION_MAX = 4096
+FIELD_NAME_MAX = 256
+FIELD_VALUE_MAX = 1024
+FOOTER_MAX = 2048
+FIELDS_MAX = 25
+EMBED_TOTAL_MAX = 6000
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, ending with "…" when cut; an inline code span the cut
+    left open is closed, so an echoed option still reads as one."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 0)] + "…"
+    if "```" not in cut and cut.count("`") % 2:
+        cut = text[: max(limit - 2, 0)] + "…`"
+    return cut[:limit]
+
+
+def capped_lines(lines: Sequence[str], limit: int = DESCRIPTION_MAX, sep: str = "\n") -> str:
+    """`lines` joined in at most `limit` characters; the ones left out are counted ("…and 3 more")."""
+    for shown in range(len(lines), -1, -1):
+        rest = len(lines) - shown
+        text = sep.join([*lines[:shown], f"…and {rest:,} more"] if rest else lines)
+        if len(text) <= limit:
+            return text
+    return clip(f"…and {len(lines):,} more", limit)
+
+
+def fit(embed: discord.Embed) -> discord.Embed:
+    """Clamp `embed` to Discord's limits (each part, then the total: the description gives way
+    first, then the last fields), so text from members or the hub can never make Discord refuse it."""
+    if embed.title:
+        embed.title = clip(embed.title, TITLE_MAX)
+    if embed.description:
+        embed.description = clip(embed.description, DESCRIPTION_MAX)
+    while len(embed.fields) > FIELDS_MAX:
+        embed.remove_field(FIELDS_MAX)
+    for i, f in enumerate(embed.fields):
+        name = clip(f.name or "\u200b", FIELD_NAME_MAX)
+        value = clip(f.value or "\u200b", FIELD_VALUE_MAX)
+        embed.set_field_at(i, name=name, value=value, inline=bool(f.inline))
+    if embed.footer.text:
+        embed.set_footer(text=clip(embed.footer.text, FOOTER_MAX), icon_url=embed.footer.icon_url)
+    if embed.author.name:
+        embed.set_author(
+            name=clip(embed.author.name, TITLE_MAX), url=embed.author.url, icon_url=embed.author.icon_url
+        )
+    excess = len(embed) - EMBED_TOTAL_MAX
+    if excess > 0 and embed.description:
+        embed.description = clip(embed.description, max(len(embed.description) - excess, 1))
+        excess = len(embed) - EMBED_TOTAL_MAX
+    while excess > 0 and embed.fields:
+        last = len(embed.fields) - 1
+        f = embed.fields[last]
+        value = f.value or ""
+        if len(value) - excess >= 20:
+            embed.set_field_at(
+                last, name=f.name, value=clip(value, len(value) - excess), inline=bool(f.inline)
+            )
+        else:
+            embed.remove_field(last)
+        excess = len(embed) - EMBED_TOTAL_MAX
+    return embed
+
 
 def ts(when: datetime, style: str = "R") -> str:
     """A Discord timestamp: every member sees it in their own time zone, updating live."""
@@ -38,11 +105,12 @@ def ts(when: datetime, style: str = "R") -> str:
 
 
 def plain(text: str, *, colour: discord.Colour = INFO, title: str | None = None) -> discord.Embed:
-    return discord.Embed(title=title, description=text, colour=colour)
+    return fit(discord.Embed(title=title, description=text, colour=colour))
 
 
 def refusal(text: str) -> discord.Embed:
-    return discord.Embed(description=f"⚠️ {text}", colour=WARN)
+    """A refusal; `text` may echo a member's options, so it is clamped to fit."""
+    return discord.Embed(description=clip(f"⚠️ {text}", DESCRIPTION_MAX), colour=WARN)
 
 
 def hub_error_text(exc: BaseException) -> str:
@@ -99,14 +167,28 @@ def status_embed(job: Job, place: Place | None = None) -> discord.Embed:
     else:
         embed.add_field(name="Started", value=ts(started))
     embed.add_field(name="Cost", value=f"{job.cost} credits reserved")
-    embed.set_footer(text=f"{job.params.model} · {job.params.aspect} · {job.params.tier} · job #{job.id}")
-    return embed
+    model = clip(job.params.model, 100)  # the hub's model id: the footer must keep the job number
+    embed.set_footer(text=f"{model} · {clip(job.params.aspect, 50)} · {job.params.tier} · job #{job.id}")
+    return fit(embed)
 
 
 def starting_embed(prompt: str, cost: int) -> discord.Embed:
     embed = discord.Embed(title="📨 Starting…", description=_short_prompt(prompt, 300), colour=INFO)
     embed.add_field(name="Cost", value=f"{cost} credits")
-    return embed
+    return fit(embed)
+
+
+def _too_large_note(links: Sequence[str], room: int) -> str:
+    """Numbered links to the images too large to upload, in at most `room` characters: a link that
+    doesn't fit is left out (the image is still named)."""
+    text = "Too large to upload here:"
+    for i, url in enumerate(links, start=1):
+        link = f" [image {i}]({url})"
+        unlinked = f" image {i} (link too long to show)"
+        # Keep room to name the images still to come.
+        later = sum(len(f" image {j} (link too long to show)") for j in range(i + 1, len(links) + 1))
+        text += link if len(text) + len(link) + later <= room else unlinked
+    return clip(text, room)
 
 
 def result_embed(job: Job, result: Result, links: Sequence[str] = ()) -> discord.Embed:
@@ -130,13 +212,12 @@ def result_embed(job: Job, result: Result, links: Sequence[str] = ()) -> discord
     if missing and not links:
         notes.append(f"{len(missing)} image(s) could not be downloaded from the hub.")
     if links:
-        notes.append(
-            "Too large to upload here: " + " ".join(f"[image {i + 1}]({u})" for i, u in enumerate(links))
-        )
+        room = FIELD_VALUE_MAX - sum(len(n) + 1 for n in notes)
+        notes.append(_too_large_note(links, room))
     if notes:
         embed.add_field(name="Note", value="\n".join(notes), inline=False)
     embed.set_footer(text=f"job #{job.id}")
-    return embed
+    return fit(embed)
 
 
 def notice_embed(job: Job, notice: Notice) -> discord.Embed:
@@ -173,25 +254,29 @@ def notice_embed(job: Job, notice: Notice) -> discord.Embed:
     embed.add_field(name="Prompt", value=_short_prompt(job.params.prompt, 300), inline=False)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
     embed.set_footer(text=f"job #{job.id}")
-    return embed
+    return fit(embed)
 
 
 def models_embed(models: Sequence[HubModel]) -> discord.Embed:
     embed = discord.Embed(title="Image models", colour=INFO)
     if not models:
         embed.description = "The hub lists no models right now."
-    for model in models[:25]:
-        costs = " · ".join(f"{tier}: {credits}" for tier, credits in model.credits.items())
-        embed.add_field(
-            name=f"{model.id} ({model.provider})",
-            value=(
-                f"**Credits per image** {costs}\n"
-                f"**Aspect ratios** {', '.join(model.aspect_ratios)}\n"
-                f"**Reference images** up to {model.reference_image_limit}"
-            ),
-            inline=False,
+    room = EMBED_TOTAL_MAX - len(embed) - 100  # kept for the "…and N more" footer
+    for shown, model in enumerate(models):
+        costs = clip(" · ".join(f"{tier}: {credits}" for tier, credits in model.credits.items()), 400)
+        name = clip(f"{model.id} ({model.provider})" if model.provider else model.id, FIELD_NAME_MAX)
+        value = clip(
+            f"**Credits per image** {costs}\n"
+            f"**Aspect ratios** {clip(', '.join(model.aspect_ratios), 400)}\n"
+            f"**Reference images** up to {model.reference_image_limit}",
+            FIELD_VALUE_MAX,
         )
-    return embed
+        if shown == FIELDS_MAX or len(name) + len(value) > room:
+            embed.set_footer(text=f"…and {len(models) - shown} more (see /imagine's model list)")
+            break
+        room -= len(name) + len(value)
+        embed.add_field(name=name, value=value, inline=False)
+    return fit(embed)
 
 
 def bar(used: int, limit: int, width: int = 12) -> str:
@@ -207,7 +292,7 @@ def queued_embed(prompt: str, cost: int) -> discord.Embed:
     """The first answer when the job will wait for a slot."""
     embed = discord.Embed(title="⏳ Queued…", description=_short_prompt(prompt, 300), colour=INFO)
     embed.add_field(name="Cost", value=f"{cost} credits")
-    return embed
+    return fit(embed)
 
 
 def cancelled_embed(job: Job, returned: int, by_user_id: int) -> discord.Embed:
@@ -221,7 +306,7 @@ def cancelled_embed(job: Job, returned: int, by_user_id: int) -> discord.Embed:
     )
     embed.add_field(name="Prompt", value=_short_prompt(job.params.prompt, 300), inline=False)
     embed.set_footer(text=f"job #{job.id}")
-    return embed
+    return fit(embed)
 
 
 CANCEL_NOT_ALLOWED = "Only the member who asked for this, or a moderator, can cancel it."
@@ -243,7 +328,7 @@ def blocked_log_embed(user_id: int, channel_id: int, prompt: str) -> discord.Emb
     embed = discord.Embed(title="🚫 Prompt blocked", description=_short_prompt(prompt, 4000), colour=WARN)
     embed.add_field(name="Member", value=f"<@{user_id}> (`{user_id}`)")
     embed.add_field(name="Channel", value=f"<#{channel_id}>")
-    return embed
+    return fit(embed)
 
 
 def filters_embed(words: Sequence[str], patterns: Sequence[str]) -> discord.Embed:
@@ -257,7 +342,7 @@ def filters_embed(words: Sequence[str], patterns: Sequence[str]) -> discord.Embe
     embed.add_field(name=f"Blocked words ({len(words)})", value=listing(words), inline=False)
     embed.add_field(name=f"Blocked patterns ({len(patterns)})", value=listing(patterns), inline=False)
     embed.set_footer(text="Words match whole words, ignoring case; patterns are RE2 regular expressions.")
-    return embed
+    return fit(embed)
 
 
 # -- history, show, info ---------------------------------------------------------------------------
@@ -304,9 +389,9 @@ def history_embed(user_id: int, jobs: Sequence[Job]) -> discord.Embed:
             parts.append(f"[result]({jump_link(job.guild_id, job.channel_id, job.posted_message_ids[0])})")
         prompt = " ".join(job.params.prompt.split())
         lines.append(" · ".join(parts) + f"\n> {_short_prompt(prompt, 80)}")
-    embed.description = "\n".join(lines)
+    embed.description = capped_lines(lines)
     embed.set_footer(text="/show job_id posts a result again · the Info button shows its full settings")
-    return embed
+    return fit(embed)
 
 
 SHOW_NOT_FOUND = "I can't find that generation on this server."
@@ -334,10 +419,10 @@ def info_embed(job: Job) -> tuple[discord.Embed, str | None]:
     else it is returned to be attached as a text file."""
     p = job.params
     embed = discord.Embed(title=f"Generation #{job.id}", description=p.prompt, colour=INFO)
-    embed.add_field(name="Model", value=f"`{p.model}`")
-    embed.add_field(name="Aspect", value=p.aspect)
+    embed.add_field(name="Model", value=clip(f"`{p.model}`", 200))
+    embed.add_field(name="Aspect", value=clip(p.aspect, 100))
     embed.add_field(name="Resolution", value=p.tier)
-    embed.add_field(name="Quality", value=p.quality)
+    embed.add_field(name="Quality", value=clip(p.quality, 100))
     embed.add_field(name="Images", value=str(p.n))
     if p.size:
         embed.add_field(name="Size", value=p.size)
@@ -349,11 +434,12 @@ def info_embed(job: Job) -> tuple[discord.Embed, str | None]:
     embed.add_field(name="Created", value=ts(job.created_at))
     line = imagine_line(job)
     block = f"```\n{line}\n```"
-    if "```" not in line and len(block) <= 1024:
+    fits = len(block) <= FIELD_VALUE_MAX and len(embed) + len(block) <= EMBED_TOTAL_MAX - 20
+    if "```" not in line and fits:
         embed.add_field(name="Ask again", value=block, inline=False)
-        return embed, None
+        return fit(embed), None
     embed.add_field(name="Ask again", value="The `/imagine` line is attached.", inline=False)
-    return embed, line
+    return fit(embed), line
 
 
 # -- usage and alerts ------------------------------------------------------------------------------
@@ -380,7 +466,7 @@ def usage_embed(
     embed = discord.Embed(title="Image generation usage", description="\n".join(lines), colour=INFO)
     if chart_filename:
         embed.set_image(url=f"attachment://{chart_filename}")
-    return embed
+    return fit(embed)
 
 
 def low_balance_embed(credits: int, threshold: int) -> discord.Embed:
