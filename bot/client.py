@@ -74,6 +74,7 @@ class ImageHubBot(commands.AutoShardedBot):
         for name in COGS:
             await self.load_extension(name)
         self.add_dynamic_items(JobButton)
+        self.services.catalog.warm()  # fetch the model list in the background before anyone asks
         guild_id = self.services.settings.dev_guild_id
         if guild_id is not None:
             guild = discord.Object(id=guild_id)

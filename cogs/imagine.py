@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import metrics
+from bot.hub import HubError, HubModel
 from bot.hub.sizes import QUALITIES, TIERS
 from bot.imagine import Attachment, Blocked, ImagineRequest, Refusal
 from bot.jobs import JobStatus
@@ -241,7 +242,7 @@ class Imagine(commands.Cog):
     async def _model_choices(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        models = self.bot.services.catalog.cached() or await self.bot.services.catalog.models()
+        models = await self._models_for_autocomplete()
         return [
             app_commands.Choice(name=f"{m.id} ({m.provider})", value=m.id)
             for m in models
@@ -252,11 +253,21 @@ class Imagine(commands.Cog):
     async def _aspect_choices(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        models = self.bot.services.catalog.cached() or await self.bot.services.catalog.models()
+        models = await self._models_for_autocomplete()
         chosen = getattr(interaction.namespace, "model", None)
         model = next((m for m in models if m.id == chosen), models[0] if models else None)
         ratios = model.aspect_ratios if model else []
         return [app_commands.Choice(name=r, value=r) for r in ratios if current in r][:25]
+
+    async def _models_for_autocomplete(self) -> list[HubModel]:
+        """Autocomplete must answer fast: what is cached, or nothing if the hub is down."""
+        catalog = self.bot.services.catalog
+        if catalog.cached():
+            return catalog.cached()
+        try:
+            return await catalog.models()
+        except HubError:
+            return []
 
     async def from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Context menu: the message's images become references, a modal asks for the prompt."""
@@ -268,7 +279,13 @@ class Imagine(commands.Cog):
             )
             return
         config = await self.bot.services.guilds.get(interaction.guild_id or 0)
-        model = await self.bot.services.catalog.find(config.default_model)
+        try:
+            model = await self.bot.services.catalog.find(config.default_model)
+        except HubError as exc:
+            await interaction.response.send_message(
+                embed=render.refusal(render.hub_error_text(exc)), ephemeral=True
+            )
+            return
         limit = model.reference_image_limit if model else len(refs)
         if limit < 1:
             await interaction.response.send_message(
