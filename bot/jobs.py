@@ -17,6 +17,7 @@ the hub may or may not have accepted it: it is never resubmitted automatically.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -257,6 +258,29 @@ def _convert(name: str, value: Any) -> Any:
     if isinstance(value, datetime):
         return as_utc(value)
     return value
+
+
+def dead_local_owner(other: str, me: str) -> bool:
+    """Whether worker `other` was a process of this host that is gone.
+
+    Worker names are `host:pid:nonce` (see `bot.services`). Same host and our own pid with
+    another nonce: our previous life (pids repeat across restarts, e.g. 1 in a container).
+    Same host, another pid that no longer exists: a crashed sibling. Anything else (another
+    host, a live pid, a name of another shape) is treated as alive: its leases run out.
+    """
+    mine, theirs = me.rsplit(":", 2), other.rsplit(":", 2)
+    if len(mine) != 3 or len(theirs) != 3 or mine[0] != theirs[0] or not theirs[1].isdigit():
+        return False
+    pid = int(theirs[1])
+    if str(pid) == mine[1]:
+        return other != me
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 class JobStore:
@@ -548,14 +572,21 @@ class JobStore:
 
         return await self._db.run(work)
 
-    async def release(self, job_id: int, owner: str, next_poll_at: datetime | None = None) -> bool:
-        """Drop `owner`'s lease, optionally setting when the job is next due.
+    async def release(
+        self, job_id: int, owner: str, next_poll_at: datetime | None = None, **fields: Any
+    ) -> bool:
+        """Drop `owner`'s lease, optionally setting when the job is next due, and writing `fields`
+        in the same statement (one write per poll instead of an update and a release; no status
+        side effects, so not for terminal statuses).
 
         False (and nothing changed) when `owner` no longer held the lease.
         """
+        changes = {name: _convert(name, value) for name, value in fields.items()}
+        if "status" in changes and JobStatus(changes["status"]) in TERMINAL:
+            raise ValueError("release() does not finish jobs; use update()")
 
         async def work(s: AsyncSession) -> bool:
-            values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+            values: dict[str, Any] = {**changes, "lease_owner": None, "lease_until": None}
             if next_poll_at is not None:
                 values["next_poll_at"] = as_utc(next_poll_at)
             result = await s.execute(
@@ -630,15 +661,24 @@ class JobStore:
     async def recover(self, owner: str) -> list[Job]:
         """At start-up: jobs left in `submitting` become `unknown` (never resubmitted).
 
-        Only jobs whose lease is free, expired or held by `owner` (this worker's previous life)
-        are touched, so a live worker elsewhere keeps its jobs. Leases still held by `owner`
-        are dropped, so its other jobs are due again at once. Returns the jobs made `unknown`.
+        Only jobs whose lease is free, expired or held by `owner` or by a dead worker of this
+        host (a previous life of this process: see `dead_local_owner`) are touched, so a live
+        worker elsewhere keeps its jobs. Leases of those owners are dropped, so their other jobs
+        are due again at once instead of when the leases run out. Returns the jobs made `unknown`.
         """
 
         async def work(s: AsyncSession) -> list[Job]:
             now = self._clock()
+            holders = (
+                await s.execute(
+                    select(JobRow.lease_owner)
+                    .where(JobRow.lease_owner.is_not(None), JobRow.lease_until > now)
+                    .distinct()
+                )
+            ).scalars()
+            stale = [owner, *(o for o in holders if o and o != owner and dead_local_owner(o, owner))]
             not_live = or_(
-                JobRow.lease_owner.is_(None), JobRow.lease_owner == owner, JobRow.lease_until <= now
+                JobRow.lease_owner.is_(None), JobRow.lease_owner.in_(stale), JobRow.lease_until <= now
             )
             rows = (
                 await s.execute(
@@ -657,7 +697,7 @@ class JobStore:
                 )
             ).all()
             await s.execute(
-                update(JobRow).where(JobRow.lease_owner == owner).values(lease_owner=None, lease_until=None)
+                update(JobRow).where(JobRow.lease_owner.in_(stale)).values(lease_owner=None, lease_until=None)
             )
             return sorted((_snapshot(r) for r in rows), key=lambda j: j.id)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 _PREFIX = re.compile(r"^[A-Za-z]{2,8}_(?:[A-Za-z]{2,8}_)?")
 _ELLIPSIS = "…"
+# Decrypted keys are kept this long: the scheduler asks for one on every poll. A key set or
+# cleared through this process applies at once; through another process, within this time.
+KEY_CACHE_SECONDS = 10.0
 
 
 def mask_key(raw: str) -> str:
@@ -75,6 +79,8 @@ class KeyVault:
         self._fernet = fernet
         self._fallback = fallback_key or None
         self._clock = clock
+        self._cache: dict[int, tuple[float, str | None]] = {}  # guild -> (read at, key)
+        self._changes = 0  # set/clear/rotate through this vault: a read racing one is not cached
 
     def __repr__(self) -> str:
         return f"KeyVault(fallback={'set' if self._fallback else 'unset'})"
@@ -104,6 +110,7 @@ class KeyVault:
             )
 
         await self._db.run(work)
+        self._forget()
         log.info("hub key set for guild %s by %s (%s)", guild_id, set_by, info.masked)
         return info
 
@@ -115,6 +122,7 @@ class KeyVault:
             return bool(getattr(result, "rowcount", 0))
 
         removed = await self._db.run(work)
+        self._forget()
         if removed:
             log.info("hub key cleared for guild %s", guild_id)
         return removed
@@ -142,16 +150,28 @@ class KeyVault:
         Raises `KeyUnreadable` when a stored key cannot be decrypted (rather than silently
         spending the fallback key's credits).
         """
+        cached = self._cache.get(guild_id)
+        if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
+            return cached[1]
+        read_at, changes = time.monotonic(), self._changes
         async with self._db.session() as s:
             ciphertext = (
                 await s.execute(select(GuildKey.ciphertext).where(GuildKey.guild_id == guild_id))
             ).scalar_one_or_none()
         if ciphertext is None:
-            return self._fallback
-        try:
-            return self._fernet.decrypt(bytes(ciphertext)).decode()
-        except InvalidToken:
-            raise KeyUnreadable(guild_id) from None
+            key = self._fallback
+        else:
+            try:
+                key = self._fernet.decrypt(bytes(ciphertext)).decode()
+            except InvalidToken:
+                raise KeyUnreadable(guild_id) from None
+        if changes == self._changes:
+            self._cache[guild_id] = (read_at, key)
+        return key
+
+    def _forget(self) -> None:
+        self._changes += 1
+        self._cache.clear()
 
     async def rotate(self) -> int:
         """Re-encrypt every stored key with the newest ENCRYPTION_KEY; returns how many rows.
@@ -173,5 +193,6 @@ class KeyVault:
             return count
 
         count = await self._db.run(work)
+        self._forget()
         log.info("re-encrypted %d hub key(s) with the newest encryption key", count)
         return count

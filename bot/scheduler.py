@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,6 +54,8 @@ ORPHAN_AGE = timedelta(minutes=10)
 MAX_STEP_ERRORS = 10
 # How long a clean stop waits for steps under way (a submission in flight must get its answer).
 STOP_GRACE = 30.0
+# With every slot busy, look again at least this often (finishing steps wake the loop sooner).
+SATURATED_WAIT = 0.05
 
 
 class NoticeKind(StrEnum):
@@ -272,6 +275,13 @@ class Scheduler:
         self.clock = clock
         self._concurrency = concurrency
         self._wake = asyncio.Event()
+        # Wake-ups are for what changes the plan, not for every finished step (each loop pass
+        # costs a claim and two queries): when the loop sleeps on a timer, `_wake_at` is when it
+        # wakes, and a job released to be due sooner (`_announced`) wakes it; when every slot is
+        # busy (`_saturated`), finishing steps wake it once a few slots are free.
+        self._wake_at: float | None = None
+        self._announced = math.inf
+        self._saturated = False
         self._stepped = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._renewer: asyncio.Task[None] | None = None
@@ -338,6 +348,7 @@ class Scheduler:
         while not self._stopping:
             # Cleared before looking, so a wake-up that comes while we look is not lost.
             self._wake.clear()
+            self._announced = math.inf
             if time.monotonic() >= next_maintenance:
                 await self.maintain()
                 next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
@@ -348,7 +359,9 @@ class Scheduler:
                     log.exception(kv("scheduler.before_claim_failed"))
             free = self._concurrency - len(self._in_flight)
             if free <= 0:
-                await self._wait(self.idle_wait)  # a finishing step wakes us
+                self._saturated = True
+                await self._wait(SATURATED_WAIT)  # finishing steps wake us sooner
+                self._saturated = False
                 continue
             claimed: list[Job] = []
             try:
@@ -365,7 +378,12 @@ class Scheduler:
             if claimed and len(claimed) == free:
                 await asyncio.sleep(0)  # there may be more due; let steps run first
                 continue
-            await self._wait(await self._sleep_for())
+            sleep = await self._sleep_for()
+            now = asyncio.get_running_loop().time()
+            sleep = min(sleep, max(0.0, self._announced - now))
+            self._wake_at = now + sleep
+            await self._wait(sleep)
+            self._wake_at = None
 
     async def _renew_leases(self) -> None:
         """Keep the leases of steps still under way, so a slow step is never taken over."""
@@ -378,7 +396,8 @@ class Scheduler:
 
     def _step_done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(job_id, None)
-        self._wake.set()
+        if self._saturated and self._concurrency - len(self._in_flight) >= max(1, self._concurrency // 8):
+            self._wake.set()
         self._stepped.set()
         self._stepped = asyncio.Event()
 
@@ -464,15 +483,25 @@ class Scheduler:
             await self._settle_full(job)
             await self._notify(job, Notice(NoticeKind.OUTCOME_UNKNOWN, charged=job.cost))
 
-    async def _release(self, job: Job, delay: float) -> None:
-        await self.jobs.release(job.id, self.owner, self.clock() + timedelta(seconds=delay))
+    async def _release(self, job: Job, delay: float, **fields: object) -> None:
+        await self.jobs.release(job.id, self.owner, self.clock() + timedelta(seconds=delay), **fields)
+        self._due_in(delay)
+
+    def _due_in(self, delay: float) -> None:
+        """A job this process released is due in `delay` seconds: be awake by then."""
+        at = asyncio.get_running_loop().time() + delay
+        self._announced = min(self._announced, at)
+        if self._wake_at is not None and at < self._wake_at:
+            self._wake.set()
 
     async def _finish(self, job: Job, status: JobStatus, **fields: object) -> Job:
         metrics.GENERATIONS.labels(status.value).inc()
         self.references.discard(job.id)
-        return await self.jobs.update(
+        finished = await self.jobs.update(
             job.id, self.owner, status=status, finished_at=self.clock(), interaction_token=None, **fields
         )
+        self._wake.set()  # a concurrency slot is free: queued jobs may start
+        return finished
 
     async def _submit(self, job: Job) -> None:
         hub = await self.hubs.for_guild(job.guild_id)
@@ -552,17 +581,15 @@ class Scheduler:
             await self._settle_full(job)
             await self._notify(job, Notice(NoticeKind.TIMED_OUT, charged=job.cost))
             return
-        changed = gen.status != job.hub_status
-        job = await self.jobs.update(
-            job.id,
-            self.owner,
-            status=_status_of(gen),
-            hub_status=gen.status,
-            poll_attempts=job.poll_attempts + 1,
-        )
-        if changed:
-            await self._progress(job)
-        await self._release(job, self.policy.next_delay(_policy_key(job), elapsed, job.poll_attempts))
+        attempts = job.poll_attempts + 1
+        delay = self.policy.next_delay(_policy_key(job), elapsed, attempts)
+        progress = {"status": _status_of(gen), "hub_status": gen.status, "poll_attempts": attempts}
+        if gen.status == job.hub_status:  # nothing to show: one write
+            await self._release(job, delay, **progress)
+            return
+        job = await self.jobs.update(job.id, self.owner, **progress)
+        await self._progress(job)
+        await self._release(job, delay)
 
     async def _on_finished(self, job: Job, gen: Generation) -> None:
         if not gen.succeeded or not gen.images:
@@ -627,6 +654,7 @@ class Scheduler:
             await self._release(job, self.policy.error_delay(attempts))
             return
         if await self.jobs.mark_posted(job.id, self.owner, message_ids):
+            self._wake.set()  # a concurrency slot is free: queued jobs may start
             metrics.GENERATIONS.labels(JobStatus.POSTED.value).inc()
             log.info(kv("job.posted", job=job.id, guild=job.guild_id, messages=len(message_ids)))
 
