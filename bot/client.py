@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import re
 import time
@@ -177,20 +176,7 @@ class DiscordPublisher:
 
         self._last_edit.pop(job.id, None)
         limit = job.upload_limit or self._upload_limit(job)
-        files: list[discord.File] = []
-        links: list[str] = []
-        total = 0
-        for image in result.images:
-            if image.data is None:
-                continue
-            if total + len(image.data) > limit:
-                links.append(image.url)
-                continue
-            total += len(image.data)
-            ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(image.content_type, "png")
-            files.append(
-                discord.File(io.BytesIO(image.data), filename=f"image-{job.id}-{image.index + 1}.{ext}")
-            )
+        files, links = render.result_files(job, result, limit)
         if not files and not links:
             await self.notice(job, Notice(NoticeKind.DOWNLOAD_FAILED, charged=result.charged))
             return []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import TYPE_CHECKING
 
@@ -89,21 +88,7 @@ class History(commands.Cog):
             return
         await interaction.response.defer(thinking=True)
         result = await fetch_result(services.hubs.anonymous(), job)
-        limit = interaction.guild.filesize_limit if interaction.guild is not None else 10 * 1024 * 1024
-        files: list[discord.File] = []
-        links: list[str] = []
-        total = 0
-        for image in result.images:
-            if image.data is None:
-                continue
-            if total + len(image.data) > limit:
-                links.append(image.url)
-                continue
-            total += len(image.data)
-            ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(image.content_type, "png")
-            files.append(
-                discord.File(io.BytesIO(image.data), filename=f"image-{job.id}-{image.index + 1}.{ext}")
-            )
+        files, links = render.result_files(job, result, interaction.filesize_limit)
         if not files and not links:
             await interaction.followup.send(embed=render.refusal(render.SHOW_GONE))
             return

@@ -6,6 +6,7 @@ Text that echoes members (prompts) goes into embeds, and the bot sends with ment
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -492,3 +493,21 @@ _LEDGER_WORDS = {"reserve": "reserved", "settle_refund": "returned", "release": 
 def ledger_line(at: datetime, kind: str, credits: int) -> str:
     """One budget movement as a member reads it: what was taken or given back, and when."""
     return f"{ts(at)} · {_LEDGER_WORDS.get(kind, kind)} {abs(credits):,} credits"
+
+
+def result_files(job: Job, result: Result, limit: int) -> tuple[list[discord.File], list[str]]:
+    """The images as files while they fit the upload limit; the rest as links to the hub's copy."""
+    files: list[discord.File] = []
+    links: list[str] = []
+    total = 0
+    for image in result.images:
+        if image.data is None:
+            continue
+        if total + len(image.data) > limit:
+            links.append(image.url)
+            continue
+        total += len(image.data)
+        ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(image.content_type, "png")
+        name = f"image-{job.id}-{image.index + 1}.{ext}"
+        files.append(discord.File(io.BytesIO(image.data), filename=name))
+    return files, links
