@@ -96,7 +96,11 @@ async def test_hub_unreachable_at_submission_releases_the_quota_and_tells_the_me
 
 
 async def test_hub_model_list_unreachable_refuses_before_anything_is_reserved(rbed: Bed) -> None:
+    warming = rbed.services.catalog.refreshing()
+    if warming is not None:
+        await warming  # the list fetched at start; the hub now becomes unreachable
     rbed.services.hubs.base_url = closed_port_url()
+    rbed.services.catalog.invalidate()  # as if the bot had started with the hub down
     it = await rbed.imagine()
     cb = await it.callback()
     assert cb.ephemeral and "can't be reached" in text_of(cb)
