@@ -6,6 +6,7 @@ commands can show the `ValueError` message to the admin as it is.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -135,17 +136,36 @@ def _snapshot(row: GuildSettings) -> GuildConfig:
 
 
 class GuildSettingsStore:
-    """Reads and writes `GuildConfig`s."""
+    """Reads and writes `GuildConfig`s.
+
+    Reads are cached for `CACHE_SECONDS` (every /imagine and queue pass reads them): a change
+    made through this store applies at once, one made by another process within that time.
+    """
+
+    CACHE_SECONDS = 5.0
 
     def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
         self._db = db
         self._clock = clock
+        self._cache: dict[int, tuple[float, GuildConfig]] = {}
+        self._changes = 0  # writes through this store: a read racing one is not cached
 
     async def get(self, guild_id: int) -> GuildConfig:
         """The server's settings (the defaults when nothing was ever set)."""
+        cached = self._cache.get(guild_id)
+        if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
+            return cached[1]
+        read_at, changes = time.monotonic(), self._changes
         async with self._db.session() as s:
             row = await s.get(GuildSettings, guild_id)
-            return GuildConfig.defaults(guild_id) if row is None else _snapshot(row)
+            config = GuildConfig.defaults(guild_id) if row is None else _snapshot(row)
+        if changes == self._changes:
+            self._cache[guild_id] = (read_at, config)
+        return config
+
+    def _forget(self, guild_id: int) -> None:
+        self._changes += 1
+        self._cache.pop(guild_id, None)
 
     async def update(self, guild_id: int, /, **changes: Any) -> GuildConfig:
         """Change some settings (others keep their value); returns the new settings.
@@ -175,7 +195,10 @@ class GuildSettingsStore:
             ).scalar_one_or_none()
             return GuildConfig.defaults(guild_id) if row is None else _snapshot(row)
 
-        return await self._db.run(work)
+        try:
+            return await self._db.run(work)
+        finally:
+            self._forget(guild_id)
 
     async def mark_low_balance_alerted(self, guild_id: int, alerted: bool) -> bool:
         """Set `low_balance_alerted` only if it is not already `alerted`: True for exactly one
@@ -189,7 +212,10 @@ class GuildSettingsStore:
             )
             return bool(getattr(result, "rowcount", 0))
 
-        return await self._db.run(work)
+        try:
+            return await self._db.run(work)
+        finally:
+            self._forget(guild_id)
 
     async def set_channels(self, guild_id: int, channel_ids: Iterable[int]) -> GuildConfig:
         """Restrict generation to these channels (an empty list allows every channel)."""
@@ -203,5 +229,8 @@ class GuildSettingsStore:
             if row is not None:
                 await s.delete(row)
 
-        await self._db.run(work)
+        try:
+            await self._db.run(work)
+        finally:
+            self._forget(guild_id)
         return GuildConfig.defaults(guild_id)

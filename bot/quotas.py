@@ -15,6 +15,7 @@ processes — never overspend. Every movement is written to the ledger.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -248,11 +249,24 @@ _SETTLED = QuotaReservation.state == ReservationState.SETTLED.value
 
 
 class QuotaService:
-    """Quota policy, reservations, the ledger and reports for every server."""
+    """Quota policy, reservations, the ledger and reports for every server.
+
+    Policies are cached for `POLICY_CACHE_SECONDS` (every budget check and reservation reads
+    one): a change made through this service applies at once, one made by another process
+    within that time. Spending is never cached: reservations always count the ledger's rows.
+    """
+
+    POLICY_CACHE_SECONDS = 5.0
 
     def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
         self._db = db
         self._clock = clock
+        self._policies: dict[int, tuple[float, QuotaPolicy]] = {}
+        self._changes = 0  # policy writes through this service: a read racing one is not cached
+
+    def _forget(self, guild_id: int) -> None:
+        self._changes += 1
+        self._policies.pop(guild_id, None)
 
     # -- policy ----------------------------------------------------------------------------
 
@@ -272,6 +286,7 @@ class QuotaService:
             await upsert(s, QuotaSettings, values, ["guild_id"], update=changes)
 
         await self._db.run(work)
+        self._forget(guild_id)
         return await self.policy(guild_id)
 
     async def set_role(self, guild_id: int, role_id: int, credits: int | None) -> QuotaPolicy:
@@ -290,6 +305,7 @@ class QuotaService:
                 await upsert(s, QuotaRoleLimit, values, ["guild_id", "role_id"])
 
         await self._db.run(work)
+        self._forget(guild_id)
         return await self.policy(guild_id)
 
     async def set_member(self, guild_id: int, user_id: int, credits: int | None) -> QuotaPolicy:
@@ -308,6 +324,7 @@ class QuotaService:
                 await upsert(s, QuotaMemberLimit, values, ["guild_id", "user_id"])
 
         await self._db.run(work)
+        self._forget(guild_id)
         return await self.policy(guild_id)
 
     async def set_exempt(self, guild_id: int, role_id: int, exempt: bool) -> QuotaPolicy:
@@ -326,6 +343,7 @@ class QuotaService:
                 )
 
         await self._db.run(work)
+        self._forget(guild_id)
         return await self.policy(guild_id)
 
     async def policy(self, guild_id: int) -> QuotaPolicy:
@@ -333,6 +351,16 @@ class QuotaService:
             return await self._policy(s, guild_id)
 
     async def _policy(self, s: AsyncSession, guild_id: int) -> QuotaPolicy:
+        cached = self._policies.get(guild_id)
+        if cached is not None and time.monotonic() - cached[0] < self.POLICY_CACHE_SECONDS:
+            return cached[1]
+        read_at, changes = time.monotonic(), self._changes
+        policy = await self._load_policy(s, guild_id)
+        if changes == self._changes:
+            self._policies[guild_id] = (read_at, policy)
+        return policy
+
+    async def _load_policy(self, s: AsyncSession, guild_id: int) -> QuotaPolicy:
         settings = await s.get(QuotaSettings, guild_id)
         roles = (
             await s.execute(
