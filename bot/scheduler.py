@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -532,21 +533,27 @@ class Scheduler:
             return
         finally:
             metrics.HUB_LATENCY.labels("generate").observe(time.monotonic() - started)
-        now = self.clock()
-        job = await self.jobs.update(
-            job.id,
-            self.owner,
+        job = dataclasses.replace(
+            job,
             status=_status_of(gen),
             hub_generation_id=gen.id,
             hub_status=gen.status,
-            submitted_at=now,
+            submitted_at=self.clock(),
         )
+        submitted = {
+            "status": job.status,
+            "hub_generation_id": job.hub_generation_id,
+            "hub_status": job.hub_status,
+            "submitted_at": job.submitted_at,
+        }
         log.info(kv("job.submitted", job=job.id, guild=job.guild_id, generation=gen.id))
         if gen.is_finished:  # a hub that answers synchronously
+            job = await self.jobs.update(job.id, self.owner, **submitted)
             await self._on_finished(job, gen)
             return
+        # Recorded and handed back in one write, before the status message shows it.
+        await self._release(job, self.policy.next_delay(_policy_key(job), 0.0, 0), **submitted)
         await self._progress(job)
-        await self._release(job, self.policy.next_delay(_policy_key(job), 0.0, 0))
 
     async def _poll(self, job: Job) -> None:
         hub = await self.hubs.for_guild(job.guild_id)
@@ -584,12 +591,10 @@ class Scheduler:
         attempts = job.poll_attempts + 1
         delay = self.policy.next_delay(_policy_key(job), elapsed, attempts)
         progress = {"status": _status_of(gen), "hub_status": gen.status, "poll_attempts": attempts}
-        if gen.status == job.hub_status:  # nothing to show: one write
-            await self._release(job, delay, **progress)
-            return
-        job = await self.jobs.update(job.id, self.owner, **progress)
-        await self._progress(job)
-        await self._release(job, delay)
+        await self._release(job, delay, **progress)  # one write, then show a changed status
+        if gen.status != job.hub_status:
+            shown = dataclasses.replace(job, status=_status_of(gen), hub_status=gen.status)
+            await self._progress(dataclasses.replace(shown, poll_attempts=attempts))
 
     async def _on_finished(self, job: Job, gen: Generation) -> None:
         if not gen.succeeded or not gen.images:

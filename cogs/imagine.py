@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 import discord
@@ -23,6 +26,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+# A member gets some answer this soon: when the checks take longer (a burst of requests),
+# the bot answers "thinking…" first and replaces it with the real answer.
+EARLY_ANSWER_AFTER = 0.15
+# Requests checked and started at once; the others wait their turn (answered early). Bounding
+# this keeps the event loop's turns short, so every early answer goes out on time.
+LAUNCH_CONCURRENCY = 32
+_launch_slots: weakref.WeakKeyDictionary[ImageHubBot, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
 def member_roles(interaction: discord.Interaction) -> tuple[int, ...]:
@@ -39,13 +49,87 @@ def to_attachment(a: discord.Attachment) -> Attachment:
     return Attachment(url=a.url, filename=a.filename, size=a.size, content_type=a.content_type)
 
 
+class FirstAnswer:
+    """An interaction's first answer: the real one when it is ready within `after` seconds,
+    else a public "thinking…" (deferred) answer at that time, which the real one then replaces."""
+
+    def __init__(self, interaction: discord.Interaction, after: float) -> None:
+        self.interaction = interaction
+        self.deferred = False
+        self.answered = False
+        self._lock = asyncio.Lock()
+        self._deferral: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(after, self._start_deferral)
+
+    def _start_deferral(self) -> None:
+        self._deferral = asyncio.create_task(self._defer())
+
+    async def _defer(self) -> None:
+        async with self._lock:
+            if self.interaction.response.is_done():
+                return
+            try:
+                await self.interaction.response.defer(thinking=True)
+                self.deferred = True
+            except discord.HTTPException as exc:
+                log.info(kv("imagine.defer_failed", status=exc.status))
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    async def public(self, embed: discord.Embed) -> int | None:
+        """Answer publicly (replacing the "thinking…" answer); the message's id."""
+        self._timer.cancel()
+        self.answered = True
+        async with self._lock:
+            if not self.deferred:
+                callback = await self.interaction.response.send_message(embed=embed)
+                return callback.message_id
+        return (await self.interaction.edit_original_response(embed=embed)).id
+
+    async def refuse(self, embed: discord.Embed) -> None:
+        """Answer only to the member; a public "thinking…" answer is removed."""
+        self._timer.cancel()
+        self.answered = True
+        async with self._lock:
+            if not self.deferred:
+                await self.interaction.response.send_message(embed=embed, ephemeral=True)
+                return
+        await self.interaction.delete_original_response()
+        await self.interaction.followup.send(embed=embed, ephemeral=True)
+
+
+def launch_slots(bot: ImageHubBot) -> asyncio.Semaphore:
+    slots = _launch_slots.get(bot)
+    if slots is None:
+        slots = _launch_slots[bot] = asyncio.Semaphore(LAUNCH_CONCURRENCY)
+    return slots
+
+
 async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest) -> None:
     """The one path every generation takes from an interaction: check, answer, reserve, queue.
 
     Cheap checks (and, without references, the reservation) come first so a refusal is the
     first, ephemeral answer; with references the public answer goes first, then their bytes are
-    checked before anything is reserved.
+    checked before anything is reserved. Under load the first answer is "thinking…" (see
+    `FirstAnswer`): a member always hears back within `EARLY_ANSWER_AFTER`.
     """
+    answer = FirstAnswer(interaction, EARLY_ANSWER_AFTER)
+    try:
+        async with launch_slots(bot):
+            await _launch(bot, interaction, request, answer)
+    except Exception:
+        if answer.deferred and not answer.answered:  # never leave "thinking…" behind
+            with contextlib.suppress(discord.HTTPException):
+                await answer.refuse(render.refusal(render.hub_error_text(RuntimeError())))
+        raise
+    finally:
+        answer.cancel()
+
+
+async def _launch(
+    bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest, answer: FirstAnswer
+) -> None:
     services = bot.services
     try:
         plan = await services.imagine.plan(request)
@@ -53,7 +137,7 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
             plan = await services.imagine.reserve(plan)
     except Refusal as refusal:
         metrics.COMMANDS.labels("imagine", "refused").inc()
-        await interaction.response.send_message(embed=render.refusal(str(refusal)), ephemeral=True)
+        await answer.refuse(render.refusal(str(refusal)))
         if isinstance(refusal, Blocked):
             await report_blocked(bot, request, refusal)
         return
@@ -63,7 +147,7 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
             if plan.queued
             else render.starting_embed(plan.request.prompt, plan.cost)
         )
-        callback = await interaction.response.send_message(embed=starting)
+        status_message_id = await answer.public(starting)
         references = []
         if plan.request.attachments:
             # Downloads can take a while: the public answer went first, within Discord's 3 s.
@@ -74,7 +158,7 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
             references,
             application_id=interaction.application_id,
             interaction_token=interaction.token,
-            status_message_id=callback.message_id,
+            status_message_id=status_message_id,
             upload_limit=interaction.filesize_limit,
         )
     except Refusal as refusal:
