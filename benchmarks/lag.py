@@ -1,0 +1,185 @@
+"""Result lag and hub polls: from the hub marking a generation succeeded to its files posted in Discord.
+
+Targets: lag p50 <= 1 s and p99 <= 2.5 s, while the hub sees at most 1 + ceil(generation seconds / 3)
+polls per job. Members send /imagine at a steady rate with random resolution tiers; the emulator gives
+each generation a duration (default: log-normal around 8/12/16 s by tier, clipped to 5-20 s;
+`--distribution uniform`: 5-20 s whatever the tier). The first `--warmup` jobs are not in the lag
+figures (the bot learns generation times as it goes) but are in the poll check.
+
+Baseline, same run and hub: a naive poller (one task per job, fixed 1 s sleep between polls, then
+download and post), as a ratio.
+
+    .venv/bin/python -m benchmarks.lag [--jobs 300] [--warmup 60] [--rate 12] [--distribution realistic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import re
+import time
+
+from benchmarks.common import (
+    Report,
+    cli,
+    dist,
+    poll_budget,
+    ratio,
+    realistic_duration,
+    run_baseline,
+    secs,
+    uniform_duration,
+    wait_until,
+    world,
+)
+
+TIERS = ("1K", "2K", "4K")
+_NAIVE_RE = re.compile(r"naive generation (\w+)")
+
+
+async def measure(args: argparse.Namespace) -> Report:
+    label = "log-normal by tier, 5-20 s" if args.distribution == "realistic" else "uniform 5-20 s"
+    report = Report(
+        f"lag-{args.distribution}", f"Result lag and polls ({label}), {args.jobs} jobs at {args.rate:g}/s"
+    )
+    rng = random.Random(11)
+    duration = realistic_duration(rng) if args.distribution == "realistic" else uniform_duration(rng)
+    async with world("lag", members=args.members, duration=duration, per_member=50) as w:
+        bot = w.bot()
+        await bot.start()
+        loop = asyncio.get_running_loop()
+
+        async def send(count: int) -> None:
+            start = loop.time()
+            for i in range(count):
+                delay = start + i / args.rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await w.imagine(w.members[i % len(w.members)], resolution=rng.choice(TIERS))
+
+        await send(args.warmup)
+        await wait_until(lambda: len(w.fake.posted_jobs()) >= args.warmup, 60, 0.2, what="warm-up results")
+        measured_from = time.time()
+        await send(args.jobs)
+        total = args.warmup + args.jobs
+        await wait_until(lambda: len(w.fake.posted_jobs()) >= total, 90, 0.2, what="every result posted")
+        bot.check_alive()
+        posted = w.fake.posted_jobs()
+        lags, polls, over, measured_polls = [], [], 0, []
+        for job in await w.jobs():
+            gen_id = job.hub_generation_id
+            if gen_id is None or gen_id not in w.hub.finished_at:
+                continue
+            seconds = w.hub.finished_at[gen_id] - w.hub.created_at[gen_id]
+            n = w.hub.generations[gen_id].polls
+            polls.append(n)
+            over += n > poll_budget(seconds)
+            if job.created_at.timestamp() >= measured_from and job.id in posted:
+                lags.append(posted[job.id] - w.hub.finished_at[gen_id])
+                measured_polls.append(n / poll_budget(seconds))
+        errors = bot.log_errors()
+        await bot.stop()
+
+        base: dict[str, float] = {}
+        if not args.no_baseline:
+            posts_before = len(w.fake.result_posts)
+            gens_before = set(w.hub.generations)
+            result, _ = await run_baseline(
+                "naive",
+                "--hub",
+                w.hub_url,
+                "--key",
+                w.key,
+                "--discord",
+                w.fake.api_base,
+                "--token",
+                w.fake.token,
+                "--channel",
+                str(w.channel),
+                "--jobs",
+                str(args.jobs),
+                "--rate",
+                str(args.rate),
+            )
+            naive_lags, naive_polls, naive_over = [], [], 0
+            for post in w.fake.result_posts[posts_before:]:
+                found = _NAIVE_RE.search(post.text)
+                if found and found[1] in w.hub.finished_at:
+                    naive_lags.append(post.at - w.hub.finished_at[found[1]])
+            for gen_id in set(w.hub.generations) - gens_before:
+                if gen_id in w.hub.finished_at:
+                    seconds = w.hub.finished_at[gen_id] - w.hub.created_at[gen_id]
+                    naive_polls.append(w.hub.generations[gen_id].polls)
+                    naive_over += naive_polls[-1] > poll_budget(seconds)
+            nd = dist(naive_lags)
+            base = {
+                "p50": nd["p50"],
+                "p90": nd["p90"],
+                "p99": nd["p99"],
+                "polls": sum(naive_polls) / max(1, len(naive_polls)),
+                "over": naive_over,
+                "n": len(naive_lags),
+                "errors": float(result.get("errors", 0)),
+            }
+
+    d = dist(lags)
+    mean_polls = sum(polls) / max(1, len(polls))
+    nb = base.get
+
+    def b(key: str) -> str:
+        return secs(base[key]) if key in base else ""
+
+    report.add("results posted", f"{len(posted)}/{total}", str(total), len(posted) >= total)
+    report.add(
+        "lag p50",
+        secs(d["p50"]),
+        "<= 1 s",
+        d["p50"] <= 1.0,
+        baseline=b("p50"),
+        ratio=ratio(d["p50"], nb("p50", math.nan)),
+    )
+    report.add(
+        "lag p90", secs(d["p90"]), "", None, baseline=b("p90"), ratio=ratio(d["p90"], nb("p90", math.nan))
+    )
+    report.add(
+        "lag p99",
+        secs(d["p99"]),
+        "<= 2.5 s",
+        d["p99"] <= 2.5,
+        baseline=b("p99"),
+        ratio=ratio(d["p99"], nb("p99", math.nan)),
+    )
+    report.add(
+        "hub polls per job (mean)",
+        f"{mean_polls:.2f}",
+        "",
+        None,
+        baseline=f"{base['polls']:.2f}" if base else "",
+        ratio=ratio(mean_polls, nb("polls", math.nan)),
+    )
+    report.add(
+        "jobs over 1 + ceil(s/3) polls",
+        f"{over}/{len(polls)}",
+        "0",
+        over == 0,
+        baseline=f"{int(base['over'])}/{int(base['n'])}" if base else "",
+    )
+    report.add("polls used / allowed (mean)", f"{sum(measured_polls) / max(1, len(measured_polls)):.2f}")
+    report.add("errors in the bot's log", str(len(errors)), "0", not errors)
+    report.details = {"lag": d, "polls_mean": mean_polls, "baseline": base, "errors": errors[:20]}
+    return report
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=60)
+    parser.add_argument("--rate", type=float, default=12.0, help="/imagine per second")
+    parser.add_argument("--members", type=int, default=100)
+    parser.add_argument("--distribution", choices=["realistic", "uniform"], default="realistic")
+    parser.add_argument("--no-baseline", action="store_true")
+
+
+if __name__ == "__main__":
+    cli("lag", measure, configure)

@@ -1,0 +1,150 @@
+"""Baseline clients the benchmarks compare the bot with (run as subprocesses by lag.py and capacity.py).
+
+`naive`: one asyncio task per job that submits an async generation, then sleeps a fixed 1 s between
+polls; when it succeeds, downloads the images and posts them to a Discord channel (files, one message).
+
+`sync`: one task per job holding a synchronous generation (`async: false`) open until the hub answers,
+so one HTTP connection per in-flight generation; samples its own open sockets and memory.
+
+    python -m benchmarks.naive naive --hub URL --key KEY --discord API_BASE --token T --channel ID --jobs N
+    python -m benchmarks.naive sync --hub URL --key KEY --jobs N
+
+Prints one JSON line of results on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import time
+
+import aiohttp
+
+from benchmarks.common import open_fds, proc_status
+
+TIERS = {"1K": "1024x1024", "2K": "2048x2048", "4K": "4096x4096"}
+
+
+async def naive(args: argparse.Namespace) -> dict[str, object]:
+    rng = random.Random(args.seed)
+    auth = {"Authorization": f"Bearer {args.key}"}
+    polls = 0
+    errors = 0
+
+    async def job(session: aiohttp.ClientSession, i: int) -> None:
+        nonlocal polls, errors
+        body = {"model": "gpt-image-2", "prompt": f"naive {i}", "size": TIERS[rng.choice(list(TIERS))]}
+        async with session.post(
+            f"{args.hub}/api/v1/images/generations", json={**body, "async": True}, headers=auth
+        ) as r:
+            gen = await r.json()
+        while True:
+            await asyncio.sleep(1.0)
+            polls += 1
+            async with session.get(f"{args.hub}/api/v1/generations/{gen['id']}", headers=auth) as r:
+                gen = await r.json()
+            if gen["status"] in ("succeeded", "failed"):
+                break
+        if gen["status"] != "succeeded":
+            errors += 1
+            return
+        form = aiohttp.FormData()
+        form.add_field("payload_json", json.dumps({"content": f"naive generation {gen['id']}"}))
+        for n, image in enumerate(gen["images"]):
+            async with session.get(image["url"]) as r:
+                data = await r.read()
+            form.add_field(f"files[{n}]", data, filename=f"image-{n}.png", content_type="image/png")
+        headers = {"Authorization": f"Bot {args.token}"}
+        async with session.post(
+            f"{args.discord}/channels/{args.channel}/messages", data=form, headers=headers
+        ) as r:
+            if r.status >= 300:
+                errors += 1
+
+    async with aiohttp.ClientSession() as session:
+        tasks = []
+        start = time.monotonic()
+        for i in range(args.jobs):
+            delay = start + i / args.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(job(session, i)))
+        await asyncio.gather(*tasks)
+    return {"polls": polls, "errors": errors, "hwm_kb": proc_status(os.getpid()).get("VmHWM", 0)}
+
+
+async def sync(args: argparse.Namespace) -> dict[str, object]:
+    rng = random.Random(args.seed)
+    auth = {"Authorization": f"Bearer {args.key}"}
+    idle = proc_status(os.getpid())
+    peak_sockets = 0
+    errors = 0
+    done = 0
+
+    async def sample() -> None:
+        nonlocal peak_sockets
+        while True:
+            peak_sockets = max(peak_sockets, open_fds(os.getpid())[1])
+            await asyncio.sleep(0.1)
+
+    async def job(session: aiohttp.ClientSession, i: int) -> None:
+        nonlocal errors, done
+        body = {
+            "model": "gpt-image-2",
+            "prompt": f"sync {i}",
+            "size": TIERS[rng.choice(list(TIERS))],
+            "async": False,
+        }
+        try:
+            async with session.post(f"{args.hub}/api/v1/images/generations", json=body, headers=auth) as r:
+                gen = await r.json()
+            for image in gen.get("images", []):
+                async with session.get(image["url"]) as r:
+                    await r.read()
+            done += 1
+        except (aiohttp.ClientError, TimeoutError):
+            errors += 1
+
+    sampler = asyncio.create_task(sample())
+    timeout = aiohttp.ClientTimeout(total=900)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+        tasks = []
+        start = time.monotonic()
+        for i in range(args.jobs):
+            delay = start + i / args.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(job(session, i)))
+        await asyncio.gather(*tasks)
+    sampler.cancel()
+    status = proc_status(os.getpid())
+    return {
+        "done": done,
+        "errors": errors,
+        "peak_sockets": peak_sockets,
+        "idle_rss_kb": idle.get("VmRSS", 0),
+        "hwm_kb": status.get("VmHWM", 0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.naive")
+    parser.add_argument("mode", choices=["naive", "sync"])
+    parser.add_argument("--hub", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--discord")
+    parser.add_argument("--token")
+    parser.add_argument("--channel")
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=10.0, help="submissions per second")
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args()
+    result = asyncio.run(naive(args) if args.mode == "naive" else sync(args))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
