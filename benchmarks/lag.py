@@ -67,7 +67,7 @@ async def measure(args: argparse.Namespace) -> Report:
         await wait_until(lambda: len(w.fake.posted_jobs()) >= total, 90, 0.2, what="every result posted")
         bot.check_alive()
         posted = w.fake.posted_jobs()
-        lags, polls, over, measured_polls = [], [], 0, []
+        lags, polls, over, measured_polls, detect, deliver = [], [], 0, [], [], []
         for job in await w.jobs():
             gen_id = job.hub_generation_id
             if gen_id is None or gen_id not in w.hub.finished_at:
@@ -78,6 +78,10 @@ async def measure(args: argparse.Namespace) -> Report:
             over += n > poll_budget(seconds)
             if job.created_at.timestamp() >= measured_from and job.id in posted:
                 lags.append(posted[job.id] - w.hub.finished_at[gen_id])
+                seen = [t for t in w.hub.poll_times.get(gen_id, []) if t >= w.hub.finished_at[gen_id]]
+                if seen:
+                    detect.append(seen[0] - w.hub.finished_at[gen_id])
+                    deliver.append(posted[job.id] - seen[0])
                 measured_polls.append(n / poll_budget(seconds))
         errors = bot.log_errors()
         await bot.stop()
@@ -166,6 +170,9 @@ async def measure(args: argparse.Namespace) -> Report:
         over == 0,
         baseline=f"{int(base['over'])}/{int(base['n'])}" if base else "",
     )
+    dd, dl = dist(detect), dist(deliver)
+    report.add("  of which: finish -> detecting poll p50 / p99", f"{secs(dd['p50'])} / {secs(dd['p99'])}")
+    report.add("  of which: detecting poll -> posted p50 / p99", f"{secs(dl['p50'])} / {secs(dl['p99'])}")
     report.add("polls used / allowed (mean)", f"{sum(measured_polls) / max(1, len(measured_polls)):.2f}")
     report.add("errors in the bot's log", str(len(errors)), "0", not errors)
     report.details = {"lag": d, "polls_mean": mean_polls, "baseline": base, "errors": errors[:20]}

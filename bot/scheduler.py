@@ -157,7 +157,7 @@ class PollPolicy:
     (the hub's own timestamps, so the estimate is not biased by when we looked). With history it
     skips the start (the polls saved there are spent later), polls first just before the
     `low_quantile` of recent durations, then at an even gap chosen so that the budget lasts until
-    the `high_quantile`; past that, as often as the budget allows. Without history: after
+    `horizon` times the `high_quantile`; past that, as often as the budget allows. Without history: after
     `first` seconds, then every `step` seconds.
     """
 
@@ -165,8 +165,9 @@ class PollPolicy:
     step: float = 3.0
     margin: float = 0.2
     min_gap: float = 0.5
-    low_quantile: float = 0.02
-    high_quantile: float = 0.99
+    low_quantile: float = 0.05
+    high_quantile: float = 1.0  # the slowest of the recent ones...
+    horizon: float = 1.1  # ...and a little more, for one slower than any of them
     window: int = 64
     min_samples: int = 5
     slow_after: float = 120.0
@@ -190,7 +191,7 @@ class PollPolicy:
             ordered = sorted(recent)
             bounds = self._bounds[key] = (
                 _quantile(ordered, self.low_quantile),
-                _quantile(ordered, self.high_quantile),
+                _quantile(ordered, self.high_quantile) * self.horizon,
             )
         return bounds
 
