@@ -16,6 +16,8 @@ the hub may or may not have accepted it: it is never resubmitted automatically.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -24,7 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy import Row, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, as_utc, utcnow
@@ -203,7 +205,10 @@ class JobConflict(JobError):
         self.expected = frozenset(expected)
 
 
-_COLUMNS = tuple(JobRow.__table__.columns)
+_TABLE: Table = JobRow.__table__  # type: ignore[assignment]
+_COLUMNS = tuple(_TABLE.columns)
+# Hand-backs written in one transaction at most (see `JobStore.hand_back`).
+HAND_BACK_BATCH = 500
 _FIXED = {"id", "guild_id", "user_id", "created_at", "lease_owner", "lease_until"}
 UPDATABLE_FIELDS: frozenset[str] = frozenset(c.name for c in _COLUMNS) - _FIXED
 
@@ -283,12 +288,27 @@ def dead_local_owner(other: str, me: str) -> bool:
     return False
 
 
+async def _write_groups(groups: Mapping[tuple[str, ...], list[dict[str, Any]]], s: AsyncSession) -> None:
+    """One executemany UPDATE per kind of hand-back (see `JobStore.hand_back`)."""
+    table = _TABLE
+    for names, rows in groups.items():
+        values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names}
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.lease_owner == bindparam("b_owner"))
+            .values(lease_owner=None, lease_until=None, **values)
+        )
+        await s.execute(statement, rows)
+
+
 class JobStore:
     """Creates, claims, updates and prunes jobs. Every method returns `Job` snapshots."""
 
     def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
         self._db = db
         self._clock = clock
+        self._hand_backs: list[tuple[int, str, dict[str, Any], asyncio.Future[None]]] = []
+        self._hand_back_writer: asyncio.Task[None] | None = None
 
     # -- creation and reads ---------------------------------------------------------------------
 
@@ -595,6 +615,42 @@ class JobStore:
             return bool(getattr(result, "rowcount", 0))
 
         return await self._db.run(work)
+
+    async def hand_back(self, job_id: int, owner: str, next_poll_at: datetime, **fields: Any) -> None:
+        """`release` for a worker that need not know whether it still held the lease.
+
+        Hand-backs that come while earlier ones are being written are written together, in one
+        transaction with one statement per kind of change: a scheduler polling thousands of
+        jobs makes a few writes, not one per poll. Returns once this one is committed.
+        """
+        changes = {name: _convert(name, value) for name, value in fields.items()}
+        if "status" in changes and JobStatus(changes["status"]) in TERMINAL:
+            raise ValueError("hand_back() does not finish jobs; use update()")
+        changes["next_poll_at"] = as_utc(next_poll_at)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._hand_backs.append((job_id, owner, changes, future))
+        if self._hand_back_writer is None or self._hand_back_writer.done():
+            self._hand_back_writer = asyncio.create_task(self._write_hand_backs(), name="job-hand-backs")
+        await future
+
+    async def _write_hand_backs(self) -> None:
+        while self._hand_backs:
+            batch, self._hand_backs = self._hand_backs[:HAND_BACK_BATCH], self._hand_backs[HAND_BACK_BATCH:]
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for job_id, owner, changes, _ in batch:
+                params = {"b_id": job_id, "b_owner": owner, **{f"b_{k}": v for k, v in changes.items()}}
+                groups.setdefault(tuple(sorted(changes)), []).append(params)
+
+            try:
+                await self._db.run(functools.partial(_write_groups, groups))
+            except Exception as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_result(None)
 
     async def mark_posted(self, job_id: int, owner: str | None, message_ids: Sequence[int]) -> bool:
         """`succeeded` → `posted`, recording the messages; the lease is dropped.

@@ -486,7 +486,7 @@ class Scheduler:
             await self._notify(job, Notice(NoticeKind.OUTCOME_UNKNOWN, charged=job.cost))
 
     async def _release(self, job: Job, delay: float, **fields: object) -> None:
-        await self.jobs.release(job.id, self.owner, self.clock() + timedelta(seconds=delay), **fields)
+        await self.jobs.hand_back(job.id, self.owner, self.clock() + timedelta(seconds=delay), **fields)
         self._due_in(delay)
 
     def _due_in(self, delay: float) -> None:
