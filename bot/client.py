@@ -87,10 +87,13 @@ class ImageHubBot(commands.AutoShardedBot):
     async def close(self) -> None:
         await self.scheduler.stop()
         if self._scheduler_task is not None:
-            self._scheduler_task.cancel()
-            # Let its last database call finish before the engine is disposed below.
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler_task
+            # The loop ends by itself once stopped; cancelling it mid-query would leave a
+            # connection half rolled back. Cancel only if it does not end in time.
+            done, _ = await asyncio.wait({self._scheduler_task}, timeout=10)
+            if not done:
+                self._scheduler_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._scheduler_task
         await self.queue_runner.close()
         if self._loop_lag_task is not None:
             self._loop_lag_task.cancel()
