@@ -25,6 +25,7 @@ from benchmarks.common import (
     Report,
     cli,
     dist,
+    ms,
     poll_budget,
     ratio,
     realistic_duration,
@@ -51,13 +52,15 @@ async def measure(args: argparse.Namespace) -> Report:
         await bot.start()
         loop = asyncio.get_running_loop()
 
+        sent = []
+
         async def send(count: int) -> None:
             start = loop.time()
             for i in range(count):
                 delay = start + i / args.rate - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await w.imagine(w.members[i % len(w.members)], resolution=rng.choice(TIERS))
+                sent.append(await w.imagine(w.members[i % len(w.members)], resolution=rng.choice(TIERS)))
 
         await send(args.warmup)
         await wait_until(lambda: len(w.fake.posted_jobs()) >= args.warmup, 60, 0.2, what="warm-up results")
@@ -84,6 +87,9 @@ async def measure(args: argparse.Namespace) -> Report:
                     deliver.append(posted[job.id] - seen[0])
                 measured_polls.append(n / poll_budget(seconds))
         errors = bot.log_errors()
+        first = [it.callback_attempts[0] for it in sent if it.callback_attempts]
+        deferred = sum(1 for cb in first if cb.type == 5)
+        callbacks = dist(w.fake.callback_latencies(sent))
         await bot.stop()
 
         base: dict[str, float] = {}
@@ -173,6 +179,7 @@ async def measure(args: argparse.Namespace) -> Report:
     dd, dl = dist(detect), dist(deliver)
     report.add("  of which: finish -> detecting poll p50 / p99", f"{secs(dd['p50'])} / {secs(dd['p99'])}")
     report.add("  of which: detecting poll -> posted p50 / p99", f"{secs(dl['p50'])} / {secs(dl['p99'])}")
+    report.add('/imagine first answer p99; "thinking…" first', f"{ms(callbacks['p99'])}; {deferred}")
     report.add("polls used / allowed (mean)", f"{sum(measured_polls) / max(1, len(measured_polls)):.2f}")
     report.add("errors in the bot's log", str(len(errors)), "0", not errors)
     report.details = {"lag": d, "polls_mean": mean_polls, "baseline": base, "errors": errors[:20]}
