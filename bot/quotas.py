@@ -291,37 +291,29 @@ class QuotaService:
 
     async def set_role(self, guild_id: int, role_id: int, credits: int | None) -> QuotaPolicy:
         """Give a role its own budget per period; None removes the override."""
-        credits = _credits_arg(credits)
-
-        async def work(s: AsyncSession) -> None:
-            if credits is None:
-                await s.execute(
-                    delete(QuotaRoleLimit).where(
-                        QuotaRoleLimit.guild_id == guild_id, QuotaRoleLimit.role_id == role_id
-                    )
-                )
-            else:
-                values = {"guild_id": guild_id, "role_id": role_id, "credits": credits}
-                await upsert(s, QuotaRoleLimit, values, ["guild_id", "role_id"])
-
-        await self._db.run(work)
-        self._forget(guild_id)
-        return await self.policy(guild_id)
+        return await self._set_override(QuotaRoleLimit, "role_id", guild_id, role_id, credits)
 
     async def set_member(self, guild_id: int, user_id: int, credits: int | None) -> QuotaPolicy:
         """Give one member their own budget (beats role overrides); None removes it."""
+        return await self._set_override(QuotaMemberLimit, "user_id", guild_id, user_id, credits)
+
+    async def _set_override(
+        self,
+        table: type[QuotaRoleLimit] | type[QuotaMemberLimit],
+        key: str,
+        guild_id: int,
+        key_id: int,
+        credits: int | None,
+    ) -> QuotaPolicy:
         credits = _credits_arg(credits)
+        column = getattr(table, key)
 
         async def work(s: AsyncSession) -> None:
             if credits is None:
-                await s.execute(
-                    delete(QuotaMemberLimit).where(
-                        QuotaMemberLimit.guild_id == guild_id, QuotaMemberLimit.user_id == user_id
-                    )
-                )
+                await s.execute(delete(table).where(table.guild_id == guild_id, column == key_id))
             else:
-                values = {"guild_id": guild_id, "user_id": user_id, "credits": credits}
-                await upsert(s, QuotaMemberLimit, values, ["guild_id", "user_id"])
+                values = {"guild_id": guild_id, key: key_id, "credits": credits}
+                await upsert(s, table, values, ["guild_id", key])
 
         await self._db.run(work)
         self._forget(guild_id)

@@ -14,7 +14,7 @@ from bot.jobs import Job, JobStatus
 from bot.logs import kv
 from cogs import render
 from cogs.imagine import is_moderator
-from cogs.info import require_manage_guild
+from cogs.info import may_look_at
 from cogs.views import result_view
 
 if TYPE_CHECKING:
@@ -47,11 +47,7 @@ class History(commands.Cog):
     @app_commands.describe(member="Another member (needs Manage Server)")
     async def history(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
         assert interaction.guild_id is not None
-        if (
-            member is not None
-            and member.id != interaction.user.id
-            and not await require_manage_guild(interaction)
-        ):
+        if not await may_look_at(interaction, member):
             return
         target = member.id if member is not None else interaction.user.id
         jobs = await self.bot.services.jobs.list_for_member(interaction.guild_id, target, HISTORY_LIMIT)

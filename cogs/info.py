@@ -26,6 +26,13 @@ async def require_manage_guild(interaction: discord.Interaction) -> bool:
     return False
 
 
+async def may_look_at(interaction: discord.Interaction, member: discord.Member | None) -> bool:
+    """Anyone may look at themselves; looking at another member needs Manage Server."""
+    if member is None or member.id == interaction.user.id:
+        return True
+    return await require_manage_guild(interaction)
+
+
 class Info(commands.Cog):
     def __init__(self, bot: ImageHubBot) -> None:
         self.bot = bot
@@ -85,11 +92,7 @@ class Info(commands.Cog):
     @app_commands.describe(member="Another member (needs Manage Server)")
     async def quota(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
         assert interaction.guild_id is not None
-        if (
-            member is not None
-            and member.id != interaction.user.id
-            and not await require_manage_guild(interaction)
-        ):
+        if not await may_look_at(interaction, member):
             return
         target_id = member.id if member else interaction.user.id
         roles = tuple(r.id for r in member.roles) if member else member_roles(interaction)

@@ -176,6 +176,12 @@ def _error_response(status: int, code: int, message: str, **extra: Any) -> web.R
     return _json_response({"message": message, "code": code, **extra}, status=status)
 
 
+def _invalid_response_type() -> HTTPError:
+    """Discord's answer to a callback type that does not fit the interaction."""
+    error = {"code": "INTERACTION_RESPONSE_TYPE_INVALID", "message": "Invalid interaction response type"}
+    return HTTPError(400, 50035, "Invalid Form Body", errors={"type": {"_errors": [error]}})
+
+
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
@@ -1817,21 +1823,7 @@ class FakeDiscord:
         msg: FakeMessage | None = None
         if cb_type in (CB_MESSAGE, CB_DEFERRED_MESSAGE):
             if it.type == AUTOCOMPLETE:
-                raise HTTPError(
-                    400,
-                    50035,
-                    "Invalid Form Body",
-                    errors={
-                        "type": {
-                            "_errors": [
-                                {
-                                    "code": "INTERACTION_RESPONSE_TYPE_INVALID",
-                                    "message": "Invalid interaction response type",
-                                }
-                            ]
-                        }
-                    },
-                )
+                raise _invalid_response_type()
             flags = int(data.get("flags") or 0)
             if cb_type == CB_MESSAGE:
                 msg = self._message_from_payload(
@@ -1861,21 +1853,7 @@ class FakeDiscord:
             await self._store_message(msg)
         elif cb_type in (CB_DEFERRED_UPDATE, CB_UPDATE):
             if not component_like:
-                raise HTTPError(
-                    400,
-                    50035,
-                    "Invalid Form Body",
-                    errors={
-                        "type": {
-                            "_errors": [
-                                {
-                                    "code": "INTERACTION_RESPONSE_TYPE_INVALID",
-                                    "message": "Invalid interaction response type",
-                                }
-                            ]
-                        }
-                    },
-                )
+                raise _invalid_response_type()
             assert it.source_message is not None
             msg = self._messages.get(it.source_message.id, it.source_message)
             if cb_type == CB_UPDATE:
@@ -1885,41 +1863,13 @@ class FakeDiscord:
             it.original_message = msg
         elif cb_type == CB_AUTOCOMPLETE:
             if it.type != AUTOCOMPLETE:
-                raise HTTPError(
-                    400,
-                    50035,
-                    "Invalid Form Body",
-                    errors={
-                        "type": {
-                            "_errors": [
-                                {
-                                    "code": "INTERACTION_RESPONSE_TYPE_INVALID",
-                                    "message": "Invalid interaction response type",
-                                }
-                            ]
-                        }
-                    },
-                )
+                raise _invalid_response_type()
             error = validation.check_choices(list(data.get("choices") or []))
             if error is not None:
                 raise HTTPError(400, 50035, "Invalid Form Body", errors=error["errors"])
         elif cb_type == CB_MODAL:
             if it.type in (AUTOCOMPLETE, MODAL_SUBMIT):
-                raise HTTPError(
-                    400,
-                    50035,
-                    "Invalid Form Body",
-                    errors={
-                        "type": {
-                            "_errors": [
-                                {
-                                    "code": "INTERACTION_RESPONSE_TYPE_INVALID",
-                                    "message": "Invalid interaction response type",
-                                }
-                            ]
-                        }
-                    },
-                )
+                raise _invalid_response_type()
             error = validation.check_modal(data)
             if error is not None:
                 raise HTTPError(400, 50035, "Invalid Form Body", errors=error["errors"])
