@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import discord
@@ -62,6 +63,7 @@ class ImageHubBot(commands.AutoShardedBot):
         self.queue_runner = QueueRunner(services.queue, self.publisher)
         self.scheduler.before_claim = self.queue_runner.tick
         services.balance.notify = self.publisher.low_balance
+        services.imagine.on_ignored_patterns = self.publisher.ignored_patterns
         self._scheduler_task: asyncio.Task[None] | None = None
         self._loop_lag_task: asyncio.Task[None] | None = None
 
@@ -172,6 +174,12 @@ class DiscordPublisher:
         from cogs import render
 
         await self.mod_log(guild_id, render.low_balance_embed(credits, threshold))
+
+    async def ignored_patterns(self, guild_id: int, ignored: Sequence[str]) -> None:
+        """Moderator log: stored filter patterns skipped for breaking the cost bounds."""
+        from cogs import render
+
+        await self.mod_log(guild_id, render.ignored_patterns_embed(ignored))
 
     async def result(self, job: Job, result: Result) -> list[int]:
         from cogs import render

@@ -18,7 +18,7 @@ from bot.clock import Clock, utcnow
 from bot.db import Database
 from bot.db.models import GuildSettings
 from bot.db.sql import upsert
-from bot.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, FilterError, check_pattern
+from bot.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, FilterError, check_pattern, check_patterns
 
 MAX_BLOCKED_ENTRIES = 500
 
@@ -124,6 +124,10 @@ def validate(name: str, value: Any) -> Any:
                 check_pattern(pattern)
             except FilterError as exc:
                 raise ValueError(f"invalid pattern {pattern!r}: {exc}") from None
+        try:
+            check_patterns(patterns)  # together within the cost bound
+        except FilterError as exc:
+            raise ValueError(str(exc)) from None
         return patterns
     raise AssertionError(name)  # pragma: no cover
 

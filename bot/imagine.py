@@ -103,9 +103,7 @@ def clean_prompt(text: str) -> str:
     return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
 
 
-def prompt_blocked(config: GuildConfig, prompt: str) -> bool:
-    """The server's word and pattern filters (`bot.filters`); a match blocks without saying which rule."""
-    return filters.blocked(config.blocked_words, config.blocked_patterns, prompt)
+IgnoredPatterns = Callable[[int, Sequence[str]], Awaitable[None]]
 
 
 class ImagineService:
@@ -121,6 +119,7 @@ class ImagineService:
         jobs: JobStore,
         reference_cache: ReferenceCache,
         queue: JobQueue | None = None,
+        filter_runner: filters.FilterRunner | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -129,6 +128,30 @@ class ImagineService:
         self.jobs = jobs
         self.reference_cache = reference_cache
         self.queue = queue
+        self.filters = filter_runner or filters.FilterRunner()
+        # Told (once per process and server) about stored patterns skipped for breaking the bounds.
+        self.on_ignored_patterns: IgnoredPatterns | None = None
+        self._told_ignored: dict[int, tuple[str, ...]] = {}
+
+    async def prompt_blocked(self, config: GuildConfig, prompt: str) -> bool:
+        """The server's word and pattern filters, matched off the event loop (`bot.filters`); a match
+        blocks without saying which rule."""
+        verdict = await self.filters.check(
+            config.guild_id, config.blocked_words, config.blocked_patterns, prompt
+        )
+        if verdict.ignored and self._told_ignored.get(config.guild_id) != verdict.ignored:
+            if len(self._told_ignored) >= 4096:
+                self._told_ignored.clear()
+            self._told_ignored[config.guild_id] = verdict.ignored
+            log.warning(kv("filters.patterns_ignored", guild=config.guild_id, count=len(verdict.ignored)))
+            if self.on_ignored_patterns is not None:
+                try:
+                    await self.on_ignored_patterns(config.guild_id, verdict.ignored)
+                except Exception as exc:
+                    log.info(
+                        kv("filters.ignored_note_failed", guild=config.guild_id, error=type(exc).__name__)
+                    )
+        return verdict.blocked
 
     async def plan(self, request: ImagineRequest) -> Plan:
         config = await self.settings.get(request.guild_id)
@@ -140,7 +163,7 @@ class ImagineService:
             raise Refusal("Your prompt is empty. Describe the image you want.")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise Refusal(f"Your prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
-        if prompt_blocked(config, prompt):
+        if await self.prompt_blocked(config, prompt):
             raise Blocked(prompt)
 
         try:

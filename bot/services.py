@@ -159,6 +159,7 @@ class Services:
         )
 
     async def close(self) -> None:
+        self.imagine.filters.close()
         await self.catalog.close()
         await self.session.close()
         await self.db.close()

@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.charts import usage_chart
-from bot.filters import MAX_PATTERNS, FilterError, check_pattern, check_word
+from bot.filters import check_pattern, check_patterns, check_word, usable_patterns
 from bot.hub import HubError, InvalidApiKey, MissingApiKey
 from bot.hub.sizes import QUALITIES, TIERS
 from bot.logs import kv
@@ -381,6 +381,7 @@ class Config(
         assert interaction.guild_id is not None
         store = self.bot.services.guilds
         config = await store.get(interaction.guild_id)
+        dropped: list[str] = []
         try:
             if kind == "word":
                 word = check_word(value)
@@ -388,16 +389,19 @@ class Config(
                     await store.update(interaction.guild_id, blocked_words=[*config.blocked_words, word])
             else:
                 pattern = check_pattern(value)
-                if pattern not in config.blocked_patterns:
-                    if len(config.blocked_patterns) >= MAX_PATTERNS:
-                        raise FilterError(f"A server may have at most {MAX_PATTERNS} patterns.")
-                    patterns = [*config.blocked_patterns, pattern]
+                kept, dropped = usable_patterns(config.blocked_patterns)
+                if pattern not in kept:
+                    patterns = [*kept, pattern]
+                    check_patterns(patterns)  # the count and the server's total cost
                     await store.update(interaction.guild_id, blocked_patterns=patterns)
+                elif dropped:
+                    await store.update(interaction.guild_id, blocked_patterns=kept)
         except ValueError as exc:  # FilterError, or the settings' own caps
             await _reply(interaction, str(exc), ok=False)
             return
         log.info(kv("config.filter_added", guild=interaction.guild_id, user=interaction.user.id, kind=kind))
-        await _reply(interaction, f"Prompts matching that {kind} are now blocked.")
+        note = render.dropped_patterns_note(dropped) if kind != "word" else ""
+        await _reply(interaction, f"Prompts matching that {kind} are now blocked.{note}")
 
     @filter.command(name="remove", description="Stop blocking a word or a regular expression")
     @app_commands.choices(kind=FILTER_KINDS)
@@ -413,17 +417,22 @@ class Config(
             await _reply(interaction, f"That {kind} isn't in this server's filters.", ok=False)
             return
         remaining = [item for item in current if item != value]
+        note = ""
         if kind == "word":
             await store.update(interaction.guild_id, blocked_words=remaining)
         else:
+            # Patterns stored before the cost bounds, which no longer apply, go too (and are named).
+            remaining, dropped = usable_patterns(remaining)
             await store.update(interaction.guild_id, blocked_patterns=remaining)
-        await _reply(interaction, f"That {kind} is no longer blocked.")
+            note = render.dropped_patterns_note(dropped)
+        await _reply(interaction, f"That {kind} is no longer blocked.{note}")
 
     @filter.command(name="list", description="The server's blocked words and regular expressions")
     async def filter_list(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         config = await self.bot.services.guilds.get(interaction.guild_id)
-        embed = render.filters_embed(config.blocked_words, config.blocked_patterns)
+        _, ignored = usable_patterns(config.blocked_patterns)
+        embed = render.filters_embed(config.blocked_words, config.blocked_patterns, ignored)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
 

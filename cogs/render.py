@@ -332,11 +332,19 @@ def blocked_log_embed(user_id: int, channel_id: int, prompt: str) -> discord.Emb
     return fit(embed)
 
 
-def filters_embed(words: Sequence[str], patterns: Sequence[str]) -> discord.Embed:
+def _code(item: str) -> str:
+    return f"`{item.replace('`', 'ˋ')}`"
+
+
+def filters_embed(
+    words: Sequence[str], patterns: Sequence[str], ignored: Sequence[str] = ()
+) -> discord.Embed:
     def listing(items: Sequence[str]) -> str:
         if not items:
             return "none"
-        text = "\n".join(f"`{item.replace('`', 'ˋ')}`" for item in items)
+        text = "\n".join(
+            _code(item) + (" (ignored: over the size limits)" if item in ignored else "") for item in items
+        )
         return text if len(text) <= 1000 else text[:999] + "…"
 
     embed = discord.Embed(title="Prompt filters", colour=INFO)
@@ -344,6 +352,28 @@ def filters_embed(words: Sequence[str], patterns: Sequence[str]) -> discord.Embe
     embed.add_field(name=f"Blocked patterns ({len(patterns)})", value=listing(patterns), inline=False)
     embed.set_footer(text="Words match whole words, ignoring case; patterns are RE2 regular expressions.")
     return fit(embed)
+
+
+def dropped_patterns_note(dropped: Sequence[str]) -> str:
+    """Told when a change drops patterns stored before the size limits (they had stopped applying)."""
+    if not dropped:
+        return ""
+    listed = clip(", ".join(_code(p) for p in dropped), 600)
+    return (
+        f"\n{len(dropped)} older pattern{'s' if len(dropped) != 1 else ''} over the size limits "
+        f"(no longer applied) {'were' if len(dropped) != 1 else 'was'} removed: {listed}"
+    )
+
+
+def ignored_patterns_embed(ignored: Sequence[str]) -> discord.Embed:
+    """Moderator log: stored patterns the bot skips because they break the cost bounds."""
+    listed = clip("\n".join(_code(p) for p in ignored), 1500)
+    text = (
+        f"{len(ignored)} of this server's prompt filter patterns {'are' if len(ignored) != 1 else 'is'} "
+        "over the size limits and no longer applied:\n"
+        f"{listed}\nSee `/config filter list`; changing the patterns removes them."
+    )
+    return discord.Embed(title="Prompt filters skipped", description=text, colour=WARN)
 
 
 # -- history, show, info ---------------------------------------------------------------------------
@@ -483,7 +513,7 @@ def low_balance_embed(credits: int, threshold: int) -> discord.Embed:
 
 
 def this_period(period: str) -> str:
-    """"today", "this week", "this month"."""
+    """ "today", "this week", "this month"."""
     return "today" if period == "day" else f"this {period}"
 
 
