@@ -445,21 +445,35 @@ class Scheduler:
             log.info(kv("job.lease_lost", job=job.id))
         except Exception as exc:
             log.exception(kv("job.step_crashed", job=job.id, error=type(exc).__name__))
-            errors = job.error_attempts + 1
+            reason = f"{type(exc).__name__}: {exc}"[:500]
             with contextlib.suppress(Exception):
-                if errors >= MAX_STEP_ERRORS or self._too_old(job):
-                    await self._give_up(job, f"{type(exc).__name__}: {exc}"[:500])
+                # Decide from the row as it is now: the step may have moved it (e.g. to
+                # `submitting`, or submitted with the hub's charge) before the write that failed.
+                current = await self.jobs.get(job.id)
+                if current is None or current.is_terminal or current.lease_owner != self.owner:
+                    return  # finished, cancelled or taken over meanwhile: nothing of ours to end
+                errors = current.error_attempts + 1
+                if (
+                    errors >= MAX_STEP_ERRORS
+                    or current.status is JobStatus.SUBMITTING
+                    or self._too_old(current)
+                ):
+                    await self._give_up(current, reason)
                     return
-                await self.jobs.update(job.id, self.owner, error_attempts=errors, last_error=repr(exc)[:500])
-                await self._release(job, self.policy.error_delay(errors))
+                await self.jobs.update(job.id, self.owner, error_attempts=errors, last_error=reason)
+                await self._release(current, self.policy.error_delay(errors))
 
     def _too_old(self, job: Job) -> bool:
-        return self.clock() - job.created_at > MAX_GENERATION_AGE
+        """At the hub for longer than any generation takes (the wait in the local queue doesn't count)."""
+        return job.submitted_at is not None and self.clock() - job.submitted_at > MAX_GENERATION_AGE
 
     async def _give_up(self, job: Job, reason: str) -> None:
-        """End a job that keeps failing for an unexpected reason, with its credits accounted for."""
+        """End a job that keeps failing for an unexpected reason, with its credits accounted for.
+
+        `job` is the row as it is now (re-read after the crash), never the snapshot the step was
+        claimed with: a step that crashed after the hub accepted the job must not refund it."""
         log.error(kv("job.given_up", job=job.id, guild=job.guild_id, status=job.status, reason=reason))
-        if job.status == JobStatus.PENDING_SUBMIT:  # never sent: nothing was charged
+        if job.status in (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT):  # never sent: nothing charged
             await self._fail(job, Notice(NoticeKind.HUB_FAILED), last_error=reason)
         elif job.status == JobStatus.SUCCEEDED:  # charged and settled; the images could not be posted
             await self._finish(job, JobStatus.FAILED, last_error=reason)
@@ -467,7 +481,8 @@ class Scheduler:
         else:  # the hub may have it: count it, as for an unknown outcome
             await self._finish(job, JobStatus.UNKNOWN, last_error=reason)
             await self._settle_full(job)
-            await self._notify(job, Notice(NoticeKind.TIMED_OUT, charged=job.cost))
+            kind = NoticeKind.OUTCOME_UNKNOWN if job.status is JobStatus.SUBMITTING else NoticeKind.TIMED_OUT
+            await self._notify(job, Notice(kind, charged=job.cost))
 
     # -- one step ------------------------------------------------------------------------------
 
