@@ -24,6 +24,7 @@ from bot.hub.sizes import QUALITIES, size_for
 from bot.jobs import Job, JobParams, JobStatus, JobStore, ReferenceSpec
 from bot.keys import KeyUnreadable, KeyVault
 from bot.logs import kv
+from bot.queue import QueueFull
 from bot.quotas import QuotaExceeded, QuotaService
 from bot.references import BadReference, check_declared_size, check_reference
 
@@ -240,27 +241,23 @@ class ImagineService:
 
     async def _check_capacity(self, request: ImagineRequest, config: GuildConfig, cost: int) -> bool:
         """Whether the job will wait in the queue (at a concurrency limit, or behind the member's
-        own waiting jobs); a full queue refuses. Without a queue, a limit refuses as before."""
+        own waiting jobs); a full queue refuses. A cheap read: the queue's lengths are decided for
+        good when the job is stored (`JobQueue.admission`). Without a queue, a limit refuses."""
         guild_id, user_id = request.guild_id, request.user_id
-        mine = await self.jobs.count_active(guild_id, user_id)
-        everyone = await self.jobs.count_active(guild_id)
-        waiting_mine = await self.jobs.count_queued(guild_id, user_id) if self.queue else 0
-        queued = (
-            mine >= config.max_concurrent_per_member
-            or everyone >= config.max_concurrent_per_guild
-            or waiting_mine > 0
-        )
-        if queued and self.queue is None:
-            raise Refusal("This server has as many generations running as it allows. Try again in a minute.")
-        if queued:
-            if waiting_mine >= config.max_queued_per_member:
+        if self.queue is None:
+            if (
+                await self.jobs.count_active(guild_id, user_id) >= config.max_concurrent_per_member
+                or await self.jobs.count_active(guild_id) >= config.max_concurrent_per_guild
+            ):
                 raise Refusal(
-                    f"You already have {waiting_mine} generation{'s' if waiting_mine != 1 else ''} "
-                    "waiting in the queue, the most this server allows. Wait for one to start, "
-                    "then try again."
+                    "This server has as many generations running as it allows. Try again in a minute."
                 )
-            if await self.jobs.count_queued(guild_id) >= config.max_queued_per_guild:
-                raise Refusal("This server's queue is full. Please try again in a few minutes.")
+            queued = False
+        else:
+            try:
+                queued = await self.queue.room(guild_id, user_id, config)
+            except QueueFull as full:
+                raise _queue_refusal(full) from None
         budget = await self.quotas.budget(request.guild_id, request.user_id, request.role_ids)
         if budget.remaining is not None and budget.remaining < cost:
             raise Refusal(_quota_text(cost, budget.remaining, budget.resets_at))
@@ -302,6 +299,7 @@ class ImagineService:
         request = plan.request
         created = now or datetime.now(UTC)
         job: Job | None = None
+        admit = self.queue.admission(request.guild_id, request.user_id, plan.config) if self.queue else None
         try:
             job = await self.jobs.create(
                 guild_id=request.guild_id,
@@ -318,14 +316,17 @@ class ImagineService:
                 # With a queue every job starts `queued`: only the queue's locked promotion
                 # makes jobs active, which keeps the concurrency limits exact.
                 status=JobStatus.QUEUED if self.queue is not None else JobStatus.PENDING_SUBMIT,
+                admit=admit,
             )
             await self.quotas.attach(plan.reservation_id, job.id)
-        except BaseException:
+        except BaseException as exc:
             if job is not None:  # stored but not tied to its credits: it must never run
                 await self.jobs.update_if(
                     job.id, (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT), status=JobStatus.CANCELLED
                 )
             await self.abandon(plan)
+            if isinstance(exc, QueueFull):  # lost a race for the last place in the queue
+                raise _queue_refusal(exc) from None
             raise
         self.reference_cache.put(job.id, references)
         if self.queue is not None:
@@ -348,6 +349,16 @@ class ImagineService:
         except BadReference as exc:
             raise Refusal(str(exc)) from None
         return Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)
+
+
+def _queue_refusal(full: QueueFull) -> Refusal:
+    if full.scope == "member":
+        n = full.waiting
+        return Refusal(
+            f"You already have {n} generation{'s' if n != 1 else ''} waiting in the queue, the most "
+            "this server allows. Wait for one to start, then try again."
+        )
+    return Refusal("This server's queue is full. Please try again in a few minutes.")
 
 
 def _quota_text(cost: int, remaining: int | None, resets_at: datetime | None) -> str:

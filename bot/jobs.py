@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -329,8 +329,12 @@ class JobStore:
         reservation_id: int | None = None,
         status: JobStatus = JobStatus.PENDING_SUBMIT,
         next_poll_at: datetime | None = None,
+        admit: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> Job:
-        """A new job, `pending_submit` (due now) by default, or `queued` (not due until promoted)."""
+        """A new job, `pending_submit` (due now) by default, or `queued` (not due until promoted).
+
+        `admit` runs first in the same transaction and may refuse by raising (the queue's
+        length check: `JobQueue.admission`), so a limit counted there holds under races."""
         status = JobStatus(status)
         if status not in (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT):
             raise ValueError("a job starts as queued or pending_submit")
@@ -370,6 +374,8 @@ class JobStore:
         }
 
         async def work(s: AsyncSession) -> Job:
+            if admit is not None:
+                await admit(s)
             row = (await s.execute(insert(JobRow).values(**values).returning(*_COLUMNS))).one()
             return _snapshot(row)
 

@@ -4,7 +4,9 @@ Every new job is stored `queued` and becomes `pending_submit` only through `JobQ
 which decides for one server inside one transaction holding the server's queue lock (a
 PostgreSQL advisory lock; SQLite's `BEGIN IMMEDIATE`), with the queued rows locked. So the
 concurrency limits (`max_concurrent_per_member` / `per_guild`) hold exactly however many bot
-processes share the database.
+processes share the database. The queue lengths (`max_queued_per_member` / `per_guild`) are
+counted the same way: `JobQueue.admission` runs in the transaction that inserts the job, under
+the same lock, so simultaneous requests cannot pass them.
 
 Fairness is round robin by member, not first come first served by volume: members take turns,
 the one served longest ago first (never served: before everyone), ties going to the oldest
@@ -24,7 +26,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -144,6 +146,35 @@ class QueueView:
     places: dict[int, Place]
 
 
+class QueueFull(Exception):
+    """The member's (`scope="member"`) or the server's (`"server"`) queue is at its length."""
+
+    def __init__(self, scope: str, waiting: int) -> None:
+        super().__init__(f"{scope} queue full ({waiting} waiting)")
+        self.scope = scope
+        self.waiting = waiting
+
+
+def check_room(
+    config: GuildConfig, user_id: int, active: Mapping[int, int], queued: Mapping[int, int]
+) -> bool:
+    """Whether a new job of `user_id` would wait (at a concurrency limit, or behind the member's
+    own waiting jobs); `QueueFull` when it would wait and a queue length is reached.
+    `active` / `queued`: the server's jobs per member."""
+    waiting_mine = queued.get(user_id, 0)
+    waits = (
+        active.get(user_id, 0) >= config.max_concurrent_per_member
+        or sum(active.values()) >= config.max_concurrent_per_guild
+        or waiting_mine > 0
+    )
+    if waits:
+        if waiting_mine >= config.max_queued_per_member:
+            raise QueueFull("member", waiting_mine)
+        if sum(queued.values()) >= config.max_queued_per_guild:
+            raise QueueFull("server", sum(queued.values()))
+    return waits
+
+
 class JobQueue:
     """Promotion and positions; see the module docstring."""
 
@@ -211,6 +242,36 @@ class JobQueue:
             )
         ).all()
         return {int(u): int(n) for u, n in rows}
+
+    async def _queued(self, s: AsyncSession, guild_id: int) -> dict[int, int]:
+        rows = (
+            await s.execute(
+                select(JobRow.user_id, func.count())
+                .where(JobRow.guild_id == guild_id, JobRow.status == _QUEUED)
+                .group_by(JobRow.user_id)
+            )
+        ).all()
+        return {int(u): int(n) for u, n in rows}
+
+    async def room(self, guild_id: int, user_id: int, config: GuildConfig) -> bool:
+        """A cheap read before anything is reserved: whether a new job would wait; `QueueFull`
+        when its queue is full. (`admission` decides for good, under the lock.)"""
+        async with self._db.session() as s:
+            active, queued = await self._active(s, guild_id), await self._queued(s, guild_id)
+        return check_room(config, user_id, active, queued)
+
+    def admission(
+        self, guild_id: int, user_id: int, config: GuildConfig
+    ) -> Callable[[AsyncSession], Awaitable[None]]:
+        """The queue-length check to run inside the transaction that stores a new job
+        (`JobStore.create(admit=...)`): it takes the server's queue lock (as `promote` does), counts
+        and raises `QueueFull`, so simultaneous requests cannot all pass a length of one."""
+
+        async def admit(s: AsyncSession) -> None:
+            await advisory_lock(s, "queue", guild_id)
+            check_room(config, user_id, await self._active(s, guild_id), await self._queued(s, guild_id))
+
+        return admit
 
     async def _room(self, guild_id: int, config: GuildConfig) -> bool:
         """A cheap read: could anything start now? (The locked transaction decides.)"""
