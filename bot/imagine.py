@@ -1,20 +1,23 @@
 """Turning a member's /imagine into a durable job — every check before any credit moves.
 
 Two phases, because Discord wants an answer within 3 s: `plan()` does the checks that need
-only the database (options, channel, key, budget, concurrency), so a refusal can be the first,
-ephemeral answer. Reference images are downloaded and checked by their bytes before `reserve()`
-takes the exact cost, so a bad attachment leaves no trace; `start()` stores the job.
+only the database (options, channel, key, budget, queue), so a refusal can be the first,
+ephemeral answer; `reserve()` then takes the exact cost. Reference images are downloaded only
+after that, within `ReferenceDownloads`' bounds (one request per member at a time, a few per
+server), so a member who can't pay for a request makes the bot download nothing; a bad image
+releases the reservation. `start()` stores the job.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from bot import filters
 from bot.catalog import ModelCatalog
@@ -33,8 +36,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+K = TypeVar("K")
+
 MAX_PROMPT_CHARS = 4000
 MAX_COUNT = 4
+# Requests whose reference images are being downloaded at once: per member, per server, and in
+# declared bytes for the whole process (one request may declare up to 16 x 50 MB).
+MAX_MEMBER_REFERENCE_DOWNLOADS = 1
+MAX_GUILD_REFERENCE_DOWNLOADS = 3
+MAX_REFERENCE_BYTES_IN_FLIGHT = 1 << 30
 INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
 
@@ -107,6 +117,86 @@ def clean_prompt(text: str) -> str:
 IgnoredPatterns = Callable[[int, Sequence[str]], Awaitable[None]]
 
 
+class DownloadSlot:
+    """A request's place among the reference downloads under way; `release()` (or leaving the
+    `with` block) gives it back. Taken by `ReferenceDownloads.claim`."""
+
+    def __init__(self, owner: ReferenceDownloads, guild_id: int, user_id: int, size: int) -> None:
+        self._owner = owner
+        self._key = (guild_id, user_id)
+        self._size = size
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._owner._release(self._key, self._size)
+
+    def __enter__(self) -> DownloadSlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class ReferenceDownloads:
+    """Bounds the reference images downloaded at once: a member's requests one at a time, a few
+    per server, and a byte budget (by Discord's declared sizes) for the process. A request over a
+    bound is refused at once, with a reason, before anything is downloaded. (A server's
+    interactions all reach the process holding its shard, so the per-server bounds hold overall.)"""
+
+    def __init__(
+        self,
+        *,
+        per_member: int = MAX_MEMBER_REFERENCE_DOWNLOADS,
+        per_guild: int = MAX_GUILD_REFERENCE_DOWNLOADS,
+        max_bytes: int = MAX_REFERENCE_BYTES_IN_FLIGHT,
+    ) -> None:
+        self.per_member = per_member
+        self.per_guild = per_guild
+        self.max_bytes = max_bytes
+        self._members: dict[tuple[int, int], int] = {}
+        self._guilds: dict[int, int] = {}
+        self._bytes = 0
+
+    def claim(self, guild_id: int, user_id: int, size: int) -> DownloadSlot:
+        """A slot for a request declaring `size` bytes of references, or `Refusal`."""
+        if self._members.get((guild_id, user_id), 0) >= self.per_member:
+            raise Refusal(
+                "Your reference images from an earlier request are still downloading. "
+                "Try again once it has started."
+            )
+        if self._guilds.get(guild_id, 0) >= self.per_guild:
+            raise Refusal(
+                "Reference images for other requests on this server are downloading right now. "
+                "Please try again in a minute."
+            )
+        if self._bytes and self._bytes + size > self.max_bytes:
+            raise Refusal("The bot is busy downloading reference images. Please try again in a minute.")
+        self._members[(guild_id, user_id)] = self._members.get((guild_id, user_id), 0) + 1
+        self._guilds[guild_id] = self._guilds.get(guild_id, 0) + 1
+        self._bytes += size
+        return DownloadSlot(self, guild_id, user_id, size)
+
+    def _release(self, key: tuple[int, int], size: int) -> None:
+        self._bytes -= size
+        _decrement(self._members, key)
+        _decrement(self._guilds, key[0])
+
+    @property
+    def busy(self) -> int:
+        """Requests downloading now (for tests and metrics)."""
+        return sum(self._guilds.values())
+
+
+def _decrement(counts: dict[K, int], key: K) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
 class ImagineService:
     """See the module docstring."""
 
@@ -130,6 +220,7 @@ class ImagineService:
         self.reference_cache = reference_cache
         self.queue = queue
         self.filters = filter_runner or filters.FilterRunner()
+        self.downloads = ReferenceDownloads()
         # Told (once per process and server) about stored patterns skipped for breaking the bounds.
         self.on_ignored_patterns: IgnoredPatterns | None = None
         self._told_ignored: dict[int, tuple[str, ...]] = {}
@@ -279,8 +370,18 @@ class ImagineService:
         if plan.reservation_id is not None:
             await self.quotas.release(plan.reservation_id)
 
+    def claim_downloads(self, plan: Plan) -> DownloadSlot | None:
+        """A download slot for the plan's references (None without any), or `Refusal` when the
+        member, the server or the process has as many downloads under way as allowed."""
+        attachments = plan.request.attachments
+        if not attachments:
+            return None
+        size = sum(max(0, a.size) for a in attachments)
+        return self.downloads.claim(plan.request.guild_id, plan.request.user_id, size)
+
     async def fetch_references(self, plan: Plan, fetch: Fetch) -> list[Reference]:
-        """Download the attachments and check them by their bytes (before anything is reserved)."""
+        """Download the attachments and check them by their bytes. Call it with the plan reserved
+        and a `claim_downloads` slot held: nothing is downloaded for a request that can't be paid."""
         return [await self._fetch_checked(a, fetch) for a in plan.request.attachments]
 
     async def start(
@@ -372,33 +473,55 @@ def _quota_text(cost: int, remaining: int | None, resets_at: datetime | None) ->
 class ReferenceCache:
     """Reference bytes kept in memory from the check to the submission.
 
-    Bounded: past `max_bytes` nothing more is kept, and after a restart the cache is empty;
-    either way the scheduler downloads the attachments again from Discord (their URLs are in
-    the job row) and re-checks them. Entries go when the job is submitted or ends.
+    Bounded: at most `max_bytes`, oldest entries evicted first, and none kept longer than
+    `max_age`. An entry is never used when another process submits the job (several processes
+    share the database) or after a restart; eviction keeps such entries from filling the cache
+    for good. Whatever is not here, the scheduler downloads again from Discord (the URLs are in
+    the job row) and re-checks. Entries go when the job is submitted or ends.
     """
 
-    def __init__(self, fetch: Fetch, max_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(
+        self, fetch: Fetch, max_bytes: int = 256 * 1024 * 1024, max_age: float = 30 * 60.0
+    ) -> None:
         self._fetch = fetch
         self._max_bytes = max_bytes
+        self._max_age = max_age
         self._bytes = 0
-        self._by_job: dict[int, list[Reference]] = {}
+        self._by_job: dict[int, tuple[float, list[Reference]]] = {}  # oldest first
+
+    def size_bytes(self) -> int:
+        return self._bytes
 
     def put(self, job_id: int, references: Sequence[Reference]) -> None:
         size = sum(len(r.data) for r in references)
-        if references and self._bytes + size <= self._max_bytes:
-            self._by_job[job_id] = list(references)
-            self._bytes += size
+        if not references or size > self._max_bytes:
+            return
+        self._expire()
+        while self._by_job and self._bytes + size > self._max_bytes:
+            self.discard(next(iter(self._by_job)))
+        self.discard(job_id)
+        self._by_job[job_id] = (time.monotonic(), list(references))
+        self._bytes += size
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - self._max_age
+        while self._by_job:
+            oldest = next(iter(self._by_job))
+            if self._by_job[oldest][0] > cutoff:
+                return
+            self.discard(oldest)
 
     def discard(self, job_id: int) -> None:
-        references = self._by_job.pop(job_id, None)
-        if references:
-            self._bytes -= sum(len(r.data) for r in references)
+        entry = self._by_job.pop(job_id, None)
+        if entry is not None:
+            self._bytes -= sum(len(r.data) for r in entry[1])
 
     async def load(self, job: Job) -> list[Reference]:
-        cached = self._by_job.get(job.id)
-        if cached is not None:
+        self._expire()
+        entry = self._by_job.get(job.id)
+        if entry is not None:
             self.discard(job.id)
-            return cached
+            return entry[1]
         refs = []
         for spec in job.params.references:
             data = await self._fetch(Attachment(url=spec.url, filename=spec.filename, size=spec.size))

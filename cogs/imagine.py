@@ -15,7 +15,7 @@ from discord.ext import commands
 from bot import metrics
 from bot.hub import HubError, HubModel
 from bot.hub.sizes import QUALITIES, TIERS
-from bot.imagine import Attachment, Blocked, ImagineRequest, Refusal
+from bot.imagine import Attachment, Blocked, ImagineRequest, Plan, Refusal
 from bot.jobs import JobStatus
 from bot.logs import kv
 from cogs import render
@@ -109,9 +109,10 @@ def launch_slots(bot: ImageHubBot) -> asyncio.Semaphore:
 async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest) -> None:
     """The one path every generation takes from an interaction: check, answer, reserve, queue.
 
-    Cheap checks (and, without references, the reservation) come first so a refusal is the
-    first, ephemeral answer; with references the public answer goes first, then their bytes are
-    checked before anything is reserved. Under load the first answer is "thinking…" (see
+    Cheap checks and the reservation come first so a refusal is the first, ephemeral answer;
+    with references a download slot is taken too (bounded per member and per server), the public
+    answer goes next, then their bytes are downloaded and checked (a bad one releases the
+    reservation). Under load the first answer is "thinking…" (see
     `FirstAnswer`): a member always hears back within `EARLY_ANSWER_AFTER`.
     """
     answer = FirstAnswer(interaction, EARLY_ANSWER_AFTER)
@@ -131,28 +132,32 @@ async def _launch(
     bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest, answer: FirstAnswer
 ) -> None:
     services = bot.services
+    plan: Plan | None = None
     try:
         plan = await services.imagine.plan(request)
-        if not plan.request.attachments:
-            plan = await services.imagine.reserve(plan)
+        # Reserved before anything is downloaded: a member who can't pay makes the bot fetch nothing.
+        plan = await services.imagine.reserve(plan)
+        slot = services.imagine.claim_downloads(plan)  # None without references
     except Refusal as refusal:
+        if plan is not None:
+            await services.imagine.abandon(plan)  # reserved, but over a download bound
         metrics.COMMANDS.labels("imagine", "refused").inc()
         await answer.refuse(render.refusal(str(refusal)))
         if isinstance(refusal, Blocked):
             await report_blocked(bot, request, refusal)
         return
     try:
-        starting = (
-            render.queued_embed(plan.request.prompt, plan.cost)
-            if plan.queued
-            else render.starting_embed(plan.request.prompt, plan.cost)
-        )
-        status_message_id = await answer.public(starting)
-        references = []
-        if plan.request.attachments:
-            # Downloads can take a while: the public answer went first, within Discord's 3 s.
-            references = await services.imagine.fetch_references(plan, services.fetch_attachment)
-            plan = await services.imagine.reserve(plan)
+        with slot or contextlib.nullcontext():
+            starting = (
+                render.queued_embed(plan.request.prompt, plan.cost)
+                if plan.queued
+                else render.starting_embed(plan.request.prompt, plan.cost)
+            )
+            status_message_id = await answer.public(starting)
+            references = []
+            if plan.request.attachments:
+                # Downloads can take a while: the public answer went first, within Discord's 3 s.
+                references = await services.imagine.fetch_references(plan, services.fetch_attachment)
         job = await services.imagine.start(
             plan,
             references,
@@ -162,6 +167,7 @@ async def _launch(
             upload_limit=interaction.filesize_limit,
         )
     except Refusal as refusal:
+        await services.imagine.abandon(plan)  # (start() already did, for its own refusals)
         metrics.COMMANDS.labels("imagine", "refused").inc()
         await interaction.delete_original_response()
         await interaction.followup.send(embed=render.refusal(str(refusal)), ephemeral=True)

@@ -107,8 +107,11 @@ async def test_bad_references_are_refused_and_nothing_is_spent(bed: Bed) -> None
     huge = cases[2][0]
     assert not [r for r in bed.fake.requests if huge.url and str(huge.id) in r.path]  # never downloaded
     assert bed.hub.requests_to("/api/v1/images/generations", "POST") == []
-    assert (await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())).spent == 0
-    assert await bed.services.quotas.recent(bed.guild_id) == []
+    budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
+    assert budget.spent == budget.reserved == 0
+    # Reserved before downloading (two bad images), then returned; the oversize one never reserved.
+    kinds = [(e.kind.value, e.credits) for e in reversed(await bed.services.quotas.recent(bed.guild_id))]
+    assert kinds == [("reserve", -8), ("release", 8)] * 2
 
 
 async def test_too_many_references_for_the_model(bed: Bed) -> None:

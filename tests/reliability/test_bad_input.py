@@ -189,10 +189,12 @@ async def test_reference_attachments(rbed: Bed, case: str) -> None:
         return
     assert reason in await refusal(it)
     await assert_nothing_spent(rbed, balance)
-    assert await ledger(rbed) == []
     downloads = [r for r in rbed.fake.requests if r.path.startswith(f"/attachments/{attachment.id}/")]
     if case in ("over-50mb-declared", "zero-bytes"):
-        assert downloads == []  # refused by the declared size, never downloaded
+        assert downloads == []  # refused by the declared size, never downloaded, nothing reserved
+        assert await ledger(rbed) == []
+    else:  # reserved before downloading (nothing is fetched for a request that can't be paid), returned
+        assert await ledger(rbed) == [("reserve", -8), ("release", 8)]
     assert_mentions_disabled(rbed)
 
 

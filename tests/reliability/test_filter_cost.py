@@ -22,10 +22,12 @@ from sqlalchemy import update
 from bot import filters
 from bot.db.models import GuildSettings
 from bot.imagine import MAX_PROMPT_CHARS
+from bot.jobs import JobStatus
 from tests.bed import Bed
 from tests.e2e.queue_support import text
 from tests.fakediscord.interactions import FakeInteraction
 from tests.fakediscord.models import FakeGuild, FakeMember
+from tests.reliability.test_limits_race import outcome
 
 
 @dataclass
@@ -135,9 +137,10 @@ async def test_the_costliest_filters_one_server_can_add_leave_other_servers_answ
             await bed.fake.slash(attacker.guild, attacker.channel, attacker.owner, "imagine", {"prompt": p})
             for p in prompts
         ]
-        victims = []
+        victims, victim_interactions = [], []
         for _ in range(5):  # meanwhile, members of another server
-            victims.append(asyncio.create_task(first_answer(await bed.imagine(prompt="a quiet harbour"))))
+            victim_interactions.append(await bed.imagine(prompt="a quiet harbour"))
+            victims.append(asyncio.create_task(first_answer(victim_interactions[-1])))
             await asyncio.sleep(0.05)
         latencies = await asyncio.gather(*victims)
         for it in floods:
@@ -162,6 +165,12 @@ async def test_the_costliest_filters_one_server_can_add_leave_other_servers_answ
     )
     assert max(latencies) < 1.0, latencies
     assert lag_ms[-1] < 100, lag_ms[-10:]  # before the bounds: seconds
+    for it in floods + victim_interactions:  # jobs started end before the test does
+        decided = await outcome(it)
+        if decided.startswith("job "):
+            await bed.wait_job(int(decided.split()[1]), JobStatus.POSTED, timeout=30)
+        else:  # the hostile member's own queue filled up
+            assert it in floods and "queue" in decided, decided
 
 
 # -- bad input: patterns over the bounds ---------------------------------------------------------------

@@ -215,4 +215,7 @@ async def test_attachment_downloads_are_capped_whatever_size_discord_declared(
     cb = await it.callback()
     followup = cb if cb.ephemeral else await it.followup()
     assert followup.ephemeral and "couldn't download" in text_of(followup)
-    assert hub_posts(bed) == 0 and await bed.services.quotas.recent(bed.guild_id) == []
+    assert hub_posts(bed) == 0
+    # Reserved before the download, returned when it failed.
+    ledger = [(e.kind.value, e.credits) for e in reversed(await bed.services.quotas.recent(bed.guild_id))]
+    assert ledger == [("reserve", -8), ("release", 8)]
