@@ -1,21 +1,35 @@
 """Past generations: what a job cost, how long it took, and its images fetched again.
 
 `/show` re-posts a result from the job row alone: the hub's image URLs are stored with the job
-(`result_urls`), so the images are downloaded again, exactly as the scheduler first did.
+(`result_urls`), so the images are downloaded again, exactly as the scheduler first did (through
+the same guarded downloader). `ShowLimits` bounds how many run at once and how often.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
 
 from bot.hub import DownloadError, HubClient
 from bot.jobs import Job, JobStatus
+from bot.limits import WorkCounts
 from bot.logs import kv
 from bot.references import sniff_image_type
 from bot.scheduler import DOWNLOAD_TIMEOUT, MAX_IMAGE_BYTES, Result, ResultImage
 
 log = logging.getLogger(__name__)
+
+# /show downloads up to 4 images of up to 60 MB: at once, one per member, a few per server and
+# in the whole process; and a member may start only a few a minute.
+MAX_MEMBER_SHOWS = 1
+MAX_GUILD_SHOWS = 2
+MAX_SHOWS = 6
+MEMBER_SHOWS_PER_MINUTE = 5
+_RATE_WINDOW = 60.0
 
 
 def charged(job: Job) -> int:
@@ -57,3 +71,83 @@ async def fetch_result(hub: HubClient, job: Job) -> Result:
         refunded=max(0, job.cost - spent),
         elapsed=elapsed(job),
     )
+
+
+class ShowBusy(Exception):
+    """A /show that can't start now; `reason` says which bound (rendered for the member)."""
+
+    class Reason(StrEnum):
+        MEMBER_BUSY = "member_busy"  # this member's previous /show is still downloading
+        MEMBER_RATE = "member_rate"  # this member used it too often in the last minute
+        SERVER_BUSY = "server_busy"  # as many running in this server as allowed
+        BUSY = "busy"  # as many running in the process as allowed
+
+    def __init__(self, reason: ShowBusy.Reason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+class ShowSlot:
+    """A running /show's place; released when the `with` block ends."""
+
+    def __init__(self, limits: ShowLimits, guild_id: int, user_id: int) -> None:
+        self._limits = limits
+        self._key = (guild_id, user_id)
+        self._held = True
+
+    def __enter__(self) -> ShowSlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._held:
+            self._held = False
+            self._limits._release(self._key)
+
+
+class ShowLimits:
+    """Per member (one at a time, `MEMBER_SHOWS_PER_MINUTE`), per server and per process.
+
+    In-process counters: a server's interactions all reach the process holding its shard."""
+
+    def __init__(
+        self,
+        *,
+        per_member: int = MAX_MEMBER_SHOWS,
+        per_guild: int = MAX_GUILD_SHOWS,
+        total: int = MAX_SHOWS,
+        per_minute: int = MEMBER_SHOWS_PER_MINUTE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_member, self.per_guild = per_member, per_guild
+        self.total, self.per_minute = total, per_minute
+        self._clock = clock
+        self._running = WorkCounts()
+        self._recent: dict[tuple[int, int], deque[float]] = {}
+
+    def claim(self, guild_id: int, user_id: int) -> ShowSlot:
+        """A slot for a /show, or `ShowBusy`."""
+        key = (guild_id, user_id)
+        now = self._clock()
+        recent = self._recent.get(key)
+        while recent and recent[0] <= now - _RATE_WINDOW:
+            recent.popleft()
+        if self._running.member(guild_id, user_id) >= self.per_member:
+            raise ShowBusy(ShowBusy.Reason.MEMBER_BUSY)
+        if recent is not None and len(recent) >= self.per_minute:
+            raise ShowBusy(ShowBusy.Reason.MEMBER_RATE)
+        if self._running.guild(guild_id) >= self.per_guild:
+            raise ShowBusy(ShowBusy.Reason.SERVER_BUSY)
+        if self._running.total >= self.total:
+            raise ShowBusy(ShowBusy.Reason.BUSY)
+        if len(self._recent) > 10_000:  # forget members whose minute has passed
+            self._recent = {k: q for k, q in self._recent.items() if q and q[-1] > now - _RATE_WINDOW}
+        self._recent.setdefault(key, deque()).append(now)
+        self._running.add(guild_id, user_id)
+        return ShowSlot(self, guild_id, user_id)
+
+    def _release(self, key: tuple[int, int]) -> None:
+        self._running.remove(*key)
+
+    def tracked(self) -> int:
+        """Members remembered (running, or used /show within the minute): bounded."""
+        return len(self._recent) + len(self._running)

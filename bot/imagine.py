@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from bot import filters
 from bot.catalog import ModelCatalog
@@ -26,6 +26,7 @@ from bot.hub import HubError, HubModel, Reference
 from bot.hub.sizes import QUALITIES, size_for
 from bot.jobs import Job, JobParams, JobStatus, JobStore, ReferenceSpec
 from bot.keys import KeyUnreadable, KeyVault
+from bot.limits import WorkCounts
 from bot.logs import kv
 from bot.queue import QueueFull
 from bot.quotas import QuotaExceeded, QuotaService
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from bot.queue import JobQueue
 
 log = logging.getLogger(__name__)
-
-K = TypeVar("K")
 
 MAX_PROMPT_CHARS = 4000
 MAX_COUNT = 4
@@ -155,46 +154,35 @@ class ReferenceDownloads:
         self.per_member = per_member
         self.per_guild = per_guild
         self.max_bytes = max_bytes
-        self._members: dict[tuple[int, int], int] = {}
-        self._guilds: dict[int, int] = {}
+        self._running = WorkCounts()
         self._bytes = 0
 
     def claim(self, guild_id: int, user_id: int, size: int) -> DownloadSlot:
         """A slot for a request declaring `size` bytes of references, or `Refusal`."""
-        if self._members.get((guild_id, user_id), 0) >= self.per_member:
+        if self._running.member(guild_id, user_id) >= self.per_member:
             raise Refusal(
                 "Your reference images from an earlier request are still downloading. "
                 "Try again once it has started."
             )
-        if self._guilds.get(guild_id, 0) >= self.per_guild:
+        if self._running.guild(guild_id) >= self.per_guild:
             raise Refusal(
                 "Reference images for other requests on this server are downloading right now. "
                 "Please try again in a minute."
             )
         if self._bytes and self._bytes + size > self.max_bytes:
             raise Refusal("The bot is busy downloading reference images. Please try again in a minute.")
-        self._members[(guild_id, user_id)] = self._members.get((guild_id, user_id), 0) + 1
-        self._guilds[guild_id] = self._guilds.get(guild_id, 0) + 1
+        self._running.add(guild_id, user_id)
         self._bytes += size
         return DownloadSlot(self, guild_id, user_id, size)
 
     def _release(self, key: tuple[int, int], size: int) -> None:
         self._bytes -= size
-        _decrement(self._members, key)
-        _decrement(self._guilds, key[0])
+        self._running.remove(*key)
 
     @property
     def busy(self) -> int:
         """Requests downloading now (for tests and metrics)."""
-        return sum(self._guilds.values())
-
-
-def _decrement(counts: dict[K, int], key: K) -> None:
-    left = counts.get(key, 0) - 1
-    if left > 0:
-        counts[key] = left
-    else:
-        counts.pop(key, None)
+        return self._running.total
 
 
 class ImagineService:

@@ -9,11 +9,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.history import fetch_result
+from bot.history import ShowBusy, ShowLimits, fetch_result
 from bot.jobs import Job, JobStatus
 from bot.logs import kv
 from cogs import render
-from cogs.imagine import is_moderator
 from cogs.info import may_look_at
 from cogs.views import result_view
 
@@ -25,22 +24,44 @@ log = logging.getLogger(__name__)
 HISTORY_LIMIT = 10
 
 
-def may_see_job(interaction: discord.Interaction, job: Job) -> bool:
-    """Job ids are sequential: only the author, a moderator, or a member who can view the job's
-    channel (from the guild cache; an unknown channel counts as not viewable) may see its result."""
-    if job.user_id == interaction.user.id or is_moderator(interaction):
-        return True
+async def may_see_job(interaction: discord.Interaction, job: Job) -> bool:
+    """Job ids are sequential: the member must be able to view the job's channel, whoever they
+    are (author and moderators included: re-posting shows its prompt and images where others
+    can see them), and be in it when it is a private thread (unless they manage its threads).
+    A channel the bot can't find counts as not viewable."""
     guild = interaction.guild
     member = interaction.user
     if guild is None or not isinstance(member, discord.Member):
         return False
     channel = guild.get_channel_or_thread(job.channel_id)
-    return channel is not None and channel.permissions_for(member).view_channel
+    if channel is None:  # e.g. an archived thread, not in the cache
+        try:
+            fetched = await guild.fetch_channel(job.channel_id)
+        except discord.HTTPException:
+            return False
+        if not isinstance(fetched, discord.abc.GuildChannel | discord.Thread):
+            return False
+        channel = fetched
+    try:
+        if not channel.permissions_for(member).view_channel:
+            return False
+    except discord.ClientException:  # a thread whose parent isn't known
+        return False
+    if isinstance(channel, discord.Thread) and channel.type is discord.ChannelType.private_thread:
+        parent = channel.parent
+        if parent is not None and parent.permissions_for(member).manage_threads:
+            return True
+        try:
+            await channel.fetch_member(member.id)
+        except discord.HTTPException:  # 404: not in the thread (any other error: fail closed)
+            return False
+    return True
 
 
 class History(commands.Cog):
     def __init__(self, bot: ImageHubBot) -> None:
         self.bot = bot
+        self.limits = ShowLimits()  # /show downloads up to 4 x 60 MB: bounded
 
     @app_commands.command(name="history", description="Your recent generations (others: Manage Server)")
     @app_commands.guild_only()
@@ -67,7 +88,7 @@ class History(commands.Cog):
                 embed=render.refusal(render.SHOW_NOT_FOUND), ephemeral=True
             )
             return
-        if not may_see_job(interaction, job):
+        if not await may_see_job(interaction, job):
             await interaction.response.send_message(embed=render.refusal(render.SHOW_PRIVATE), ephemeral=True)
             return
         if job.status is not JobStatus.POSTED or not job.result_urls:
@@ -82,22 +103,29 @@ class History(commands.Cog):
                 embed=render.refusal(f"Results can be posted in {channels}."), ephemeral=True
             )
             return
-        await interaction.response.defer(thinking=True)
-        result = await fetch_result(services.hubs.anonymous(), job)
-        files, links = render.result_files(job, result, interaction.filesize_limit)
-        if not files and not links:
-            await interaction.followup.send(embed=render.refusal(render.SHOW_GONE))
+        try:
+            slot = self.limits.claim(interaction.guild_id, interaction.user.id)
+        except ShowBusy as busy:
+            await interaction.response.send_message(
+                embed=render.refusal(render.SHOW_BUSY[busy.reason.value]), ephemeral=True
+            )
             return
-        embed = render.result_embed(job, result, links)
-        log.info(kv("history.show", guild=job.guild_id, job=job.id, user=interaction.user.id))
-        await interaction.followup.send(
-            content=render.reshown_note(job),
-            embed=embed,
-            files=files,
-            view=result_view(job),
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-
+        with slot:  # held until the images are posted: they are in memory until then
+            await interaction.response.defer(thinking=True)
+            result = await fetch_result(services.hubs.anonymous(), job)
+            files, links = render.result_files(job, result, interaction.filesize_limit)
+            if not files and not links:
+                await interaction.followup.send(embed=render.refusal(render.SHOW_GONE))
+                return
+            embed = render.result_embed(job, result, links)
+            log.info(kv("history.show", guild=job.guild_id, job=job.id, user=interaction.user.id))
+            await interaction.followup.send(
+                content=render.reshown_note(job),
+                embed=embed,
+                files=files,
+                view=result_view(job),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
 
 async def setup(bot: ImageHubBot) -> None:
     await bot.add_cog(History(bot))

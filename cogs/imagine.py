@@ -40,8 +40,17 @@ def member_roles(interaction: discord.Interaction) -> tuple[int, ...]:
     return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
 
 
+def server_permissions(interaction: discord.Interaction) -> discord.Permissions:
+    """The member's server-wide permissions (roles, or owner), without any channel overwrite.
+
+    `interaction.permissions` are the channel's: Manage Messages granted by an overwrite on one
+    channel must not make a member a moderator of the whole server."""
+    user = interaction.user
+    return user.guild_permissions if isinstance(user, discord.Member) else discord.Permissions.none()
+
+
 def is_moderator(interaction: discord.Interaction) -> bool:
-    perms = interaction.permissions
+    perms = server_permissions(interaction)
     return perms.manage_guild or perms.manage_messages or perms.administrator
 
 

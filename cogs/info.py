@@ -10,15 +10,17 @@ from discord.ext import commands
 
 from bot.hub import HubError
 from cogs import render
-from cogs.imagine import member_roles
+from cogs.imagine import member_roles, server_permissions
 
 if TYPE_CHECKING:
     from bot.client import ImageHubBot
 
 
 async def require_manage_guild(interaction: discord.Interaction) -> bool:
-    """Our own Manage Server check: Discord's defaults can be changed by a server's admins."""
-    if interaction.permissions.manage_guild or interaction.permissions.administrator:
+    """Our own Manage Server check: Discord's defaults can be changed by a server's admins.
+    Server-wide permissions only (no channel overwrite can grant it)."""
+    perms = server_permissions(interaction)
+    if perms.manage_guild or perms.administrator:
         return True
     await interaction.response.send_message(
         embed=render.refusal("You need the Manage Server permission for this."), ephemeral=True

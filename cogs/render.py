@@ -429,6 +429,12 @@ SHOW_NOT_FOUND = "I can't find that generation on this server."
 SHOW_NO_IMAGES = "That generation has no posted result to show (yet)."
 SHOW_GONE = "The image hub no longer has this generation's images."
 SHOW_PRIVATE = "That generation was made in a channel you can't see, so I can't show it to you."
+SHOW_BUSY = {
+    "member_busy": "Your last /show is still being posted. Wait for it, then try again.",
+    "member_rate": "You've used /show a lot in the last minute. Please try again in a minute.",
+    "server_busy": "Other results are being shown on this server right now. Please try again in a moment.",
+    "busy": "The bot is busy showing other results. Please try again in a moment.",
+}
 
 
 def reshown_note(job: Job) -> str:

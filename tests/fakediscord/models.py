@@ -285,6 +285,9 @@ class FakeChannel:
     overwrites: list[dict[str, Any]] = field(default_factory=list)
     recipients: list[FakeUser] = field(default_factory=list)
     last_message_id: int | None = None
+    #: threads (types 10, 11, 12): who created it and who is in it
+    owner_id: int | None = None
+    thread_members: list[int] = field(default_factory=list)
 
     @property
     def mention(self) -> str:
@@ -323,7 +326,29 @@ class FakeChannel:
             payload["last_message_id"] = str(self.last_message_id) if self.last_message_id else None
         if self.type == 2:
             payload.update({"bitrate": 64000, "user_limit": 0, "rtc_region": None})
+        if self.is_thread:
+            del payload["position"], payload["permission_overwrites"]
+            payload.update(
+                {
+                    "owner_id": str(self.owner_id or 0),
+                    "last_message_id": str(self.last_message_id) if self.last_message_id else None,
+                    "rate_limit_per_user": 0,
+                    "message_count": 0,
+                    "member_count": len(self.thread_members),
+                    "thread_metadata": {
+                        "archived": False,
+                        "auto_archive_duration": 1440,
+                        "archive_timestamp": now_iso(),
+                        "locked": False,
+                        "invitable": False,
+                    },
+                }
+            )
         return payload
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in (10, 11, 12)
 
 
 @dataclass(eq=False)
@@ -440,6 +465,25 @@ class FakeGuild:
         self.fake._channel_index[cid] = self.channels[cid]
         return cid
 
+    def add_thread(
+        self, parent_id: int, name: str, *, private: bool = True, members: Sequence[FakeMember] = ()
+    ) -> int:
+        """Add an active thread under a text channel (``private``: type 12, seen only by its
+        ``members`` and those with Manage Threads; else type 11). Returns its id."""
+        tid = self.fake._ids.next()
+        ids = [m.id for m in members]
+        self.channels[tid] = FakeChannel(
+            tid,
+            self.id,
+            name,
+            type=12 if private else 11,
+            parent_id=parent_id,
+            owner_id=ids[0] if ids else self.fake.bot_user.id,
+            thread_members=ids,
+        )
+        self.fake._channel_index[tid] = self.channels[tid]
+        return tid
+
     def add_role(
         self,
         name: str,
@@ -529,6 +573,8 @@ class FakeGuild:
         channel = self.channels.get(channel_id)
         if channel is None:
             return base
+        if channel.is_thread and channel.parent_id is not None:  # threads take their parent's
+            return self.channel_permissions(member, channel.parent_id)
         perms = base
         overwrites = {int(o["id"]): o for o in channel.overwrites}
         everyone = overwrites.get(self.id)
@@ -592,8 +638,8 @@ class FakeGuild:
             "roles": [r.to_payload() for r in sorted(self.roles.values(), key=lambda r: r.position)],
             "emojis": [],
             "stickers": [],
-            "channels": [c.to_payload() for c in self.channels.values()],
-            "threads": [],
+            "channels": [c.to_payload() for c in self.channels.values() if not c.is_thread],
+            "threads": [c.to_payload() for c in self.channels.values() if c.is_thread],
             "members": [m.to_payload() for m in listed],
             "member_count": len(self.members),
             "large": False,

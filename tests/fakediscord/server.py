@@ -1149,6 +1149,7 @@ class FakeDiscord:
         add("PATCH", ch + r"/messages/" + snow.format("mid"), self._h_message_patch)
         add("DELETE", ch + r"/messages/" + snow.format("mid"), self._h_message_delete)
         add("POST", ch + r"/typing", self._h_typing)
+        add("GET", ch + r"/thread-members/" + snow.format("uid"), self._h_thread_member)
         add(
             "PUT",
             ch + r"/messages/" + snow.format("mid") + r"/reactions/(?P<emoji>[^/]+)/@me",
@@ -1643,6 +1644,15 @@ class FakeDiscord:
 
     async def _h_channel_get(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         return _json_response(self._channel_for(m).to_payload())
+
+    async def _h_thread_member(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
+        channel = self._channel_for(m)
+        uid = int(m["uid"])
+        if not channel.is_thread or uid not in channel.thread_members:
+            raise HTTPError(404, 10007, "Unknown Member")
+        return _json_response(
+            {"id": str(channel.id), "user_id": str(uid), "join_timestamp": now_iso(), "flags": 0}
+        )
 
     async def _h_history(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         channel = self._channel_for(m)

@@ -345,6 +345,10 @@ async def _get_generation(request: web.Request) -> web.Response:
 async def _file(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     image_id = request.match_info["image_id"]
+    if state.images_held:  # `hold_images`
+        await state.wait_images_released()
+        if _client_gone(request) or state.closing:
+            return _drop(request)
     fault = state.take_image_fault()
     if fault is not None and fault.kind == "404":
         return web.Response(status=404, text="Not Found")
@@ -407,6 +411,7 @@ ADMIN_ACTIONS: dict[str, Callable[..., Any]] = {
     "image_404_next": EmulatorState.image_404_next,
     "image_hang_next": EmulatorState.image_hang_next,
     "image_oversize": EmulatorState.image_oversize,
+    "hold_images": EmulatorState.hold_images,
     "hold": EmulatorState.set_hold,
     "complete": EmulatorState.complete,
     "set_status": EmulatorState.set_status,

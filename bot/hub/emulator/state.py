@@ -258,6 +258,7 @@ class EmulatorState:
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiters: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._closing: asyncio.Event | None = None
+        self._images_released: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ accounts and keys
 
@@ -364,6 +365,24 @@ class EmulatorState:
 
     def image_hang_next(self, n: int = 1, seconds: float = 30.0) -> None:
         self._image_hang.extend([seconds] * n)
+
+    def hold_images(self, enabled: bool) -> None:
+        """While on, every image download waits (a slow CDN); turning it off lets them all finish."""
+        if enabled:
+            if self._images_released is None or self._images_released.is_set():
+                self._images_released = asyncio.Event()
+        elif self._images_released is not None:
+            self._images_released.set()
+            self._images_released = None
+
+    @property
+    def images_held(self) -> bool:
+        return self._images_released is not None
+
+    async def wait_images_released(self) -> None:
+        held = self._images_released
+        if held is not None:
+            await self.wait_event(held, None)
 
     def image_oversize(self, nbytes: int, declare_length: bool = True) -> None:
         """The next image download streams `nbytes` of junk, with or without a Content-Length."""
