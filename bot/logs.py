@@ -10,11 +10,14 @@ import logging
 import re
 from typing import IO, Any
 
-# Hub keys look like gih_live_<32 chars>; also catch Bearer headers and Discord bot tokens.
+# Hub keys look like gih_live_<32 chars>; also catch Bearer headers, Discord bot tokens,
+# interaction tokens (base64 of "interaction:…", alone or in webhook/callback URLs).
 _SECRET_PATTERNS = (
     re.compile(r"gih_(?:live|test)_[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{12,}"),
     re.compile(r"[MNO][A-Za-z\d_\-]{23,25}\.[A-Za-z\d_\-]{6}\.[A-Za-z\d_\-]{27,}"),
+    re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._\-]{20,}"),
+    re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_\-]+"),
 )
 
 
@@ -22,7 +25,7 @@ def redact(text: str) -> str:
     """Mask anything shaped like a secret, keeping at most the last four characters."""
 
     def _mask(match: re.Match[str]) -> str:
-        if match.lastindex:  # "Bearer <token>"
+        if match.lastindex:  # "Bearer <token>", "/webhooks/<id>/<token>"
             return f"{match.group(1)}***"
         value = match.group(0)
         prefix = "gih_live_" if value.startswith("gih_live_") else ""
@@ -67,7 +70,10 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [make_handler()]
     root.setLevel(level)
-    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(level)))
+    quiet = max(logging.INFO, logging.getLevelName(level))
+    logging.getLogger("discord").setLevel(quiet)
+    # aiosqlite's DEBUG lines carry every statement with its parameters (tokens, prompts).
+    logging.getLogger("aiosqlite").setLevel(quiet)
 
 
 def kv(event: str, **fields: Any) -> str:

@@ -1,6 +1,8 @@
 """The `Database`: async engine, sessions, write transactions and retries.
 
-SQLite (aiosqlite) connections get WAL, a busy timeout, foreign keys and `synchronous=NORMAL`.
+Engines hide statement parameters from errors and logs (`hide_parameters`): a job's row holds
+the member's interaction token and prompt. SQLite (aiosqlite) connections get WAL, a busy
+timeout, foreign keys and `synchronous=NORMAL`.
 SQLAlchemy, not the sqlite3 driver, emits BEGIN, so that a read session starts a plain
 (deferred) transaction and a write transaction starts with `BEGIN IMMEDIATE`: it takes the
 database's single write lock up front, which makes read-check-write sequences (quota checks,
@@ -162,7 +164,8 @@ def create_engine(
 ) -> AsyncEngine:
     """The async engine for `url`, with the SQLite connection setup described in the module doc."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # A failed statement's error must not carry its values (interaction tokens, prompts) to logs.
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if pool_size is not None:
         kwargs["pool_size"] = pool_size
     if max_overflow is not None:

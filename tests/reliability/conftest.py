@@ -7,12 +7,14 @@ image download timeout. The behaviour is the same; only the clocks are shorter.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 import bot.scheduler as scheduler_module
 from bot.db.models import QuotaLedger, QuotaReservation
@@ -43,6 +45,46 @@ def rbed(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
     hubs.timeout, hubs.backoff = 0.5, 0.01
     monkeypatch.setattr(scheduler_module, "DOWNLOAD_TIMEOUT", 0.5)
     yield bed
+
+
+# -- a database write that fails ---------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def failing_write(bed: Bed, event: str, when: str, table: str = "jobs") -> AsyncIterator[None]:
+    """Make every `event` ("INSERT" / "UPDATE") on `table` for which `when` (SQL over NEW, and OLD
+    for updates) holds fail, as a full disk would: a real trigger in the database (SQLite or
+    PostgreSQL), dropped on exit (a PostgreSQL test database is emptied and reused)."""
+    name = f"fail_{event.lower()}_{uuid.uuid4().hex[:8]}"
+    sqlite = bed.services.db.is_sqlite
+    async with bed.services.db.transaction() as s:
+        if sqlite:
+            await s.execute(
+                text(
+                    f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW WHEN {when} "
+                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END"
+                )
+            )
+        else:
+            await s.execute(
+                text(
+                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'No space left on device (injected)'; END $$"
+                )
+            )
+            await s.execute(
+                text(
+                    f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW "
+                    f"WHEN ({when}) EXECUTE FUNCTION {name}()"
+                )
+            )
+    try:
+        yield
+    finally:
+        async with bed.services.db.transaction() as s:
+            await s.execute(text(f"DROP TRIGGER IF EXISTS {name}" + ("" if sqlite else f" ON {table}")))
+            if not sqlite:
+                await s.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))
 
 
 # -- what the database holds ---------------------------------------------------------------------

@@ -1,64 +1,35 @@
 """A step that crashes on a database write: what the hub charged is never refunded.
 
 The failing write is real: a trigger in the database (SQLite or PostgreSQL) refuses one specific
-UPDATE of the job row, as a full disk or a lock held past every retry would.
+UPDATE of the job row, as a full disk or a lock held past every retry would (`failing_write`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from bot.db.models import JobRow
 from bot.jobs import Job, JobStatus
 from tests.bed import Bed
 from tests.fakediscord import FakeInteraction
-from tests.reliability.conftest import assert_nothing_held, hub_posts, ledger, result_messages, spent, text_of
+from tests.reliability.conftest import (
+    assert_nothing_held,
+    failing_write,
+    hub_posts,
+    ledger,
+    result_messages,
+    spent,
+    text_of,
+)
 
 BOTH = pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
 COST = 8
-
-
-@contextlib.asynccontextmanager
-async def failing_update(bed: Bed, job_id: int, when: str) -> AsyncIterator[None]:
-    """Make every UPDATE of job `job_id` for which `when` (SQL over OLD/NEW) holds fail; removed on
-    exit (a PostgreSQL test database is emptied and reused, its triggers would stay)."""
-    name = f"fail_job_{job_id}"
-    sqlite = bed.services.db.is_sqlite
-    async with bed.services.db.transaction() as s:
-        if sqlite:
-            await s.execute(
-                text(
-                    f"CREATE TRIGGER {name} BEFORE UPDATE ON jobs FOR EACH ROW "
-                    f"WHEN NEW.id = {job_id} AND ({when}) "
-                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END"
-                )
-            )
-        else:
-            await s.execute(
-                text(
-                    f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RAISE EXCEPTION 'No space left on device (injected)'; END $$"
-                )
-            )
-            await s.execute(
-                text(
-                    f"CREATE TRIGGER {name} BEFORE UPDATE ON jobs FOR EACH ROW "
-                    f"WHEN (NEW.id = {job_id} AND ({when})) EXECUTE FUNCTION {name}()"
-                )
-            )
-    try:
-        yield
-    finally:
-        async with bed.services.db.transaction() as s:
-            await s.execute(text(f"DROP TRIGGER IF EXISTS {name}" + ("" if sqlite else " ON jobs")))
-            if not sqlite:
-                await s.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))
 
 
 async def queued_for_long(bed: Bed) -> tuple[Job, Job, FakeInteraction]:
@@ -85,8 +56,8 @@ async def test_a_charged_generation_whose_next_write_fails_is_never_refunded(rbe
     first, second, it = await queued_for_long(rbed)
     balance = rbed.hub.balance(rbed.key)
     # The first write after the hub accepted (and charged) the second job fails.
-    recorded = "NEW.hub_generation_id IS NOT NULL AND OLD.hub_generation_id IS NULL"
-    async with failing_update(rbed, second.id, recorded):
+    recorded = f"NEW.id = {second.id} AND NEW.hub_generation_id IS NOT NULL AND OLD.hub_generation_id IS NULL"
+    async with failing_write(rbed, "UPDATE", recorded):
         rbed.hub.complete(first.hub_generation_id or "")  # the slot frees: the second job is sent
         job = await rbed.wait_job(second.id, JobStatus.UNKNOWN, JobStatus.FAILED)
     assert hub_posts(rbed) == 2
@@ -105,8 +76,10 @@ async def test_the_give_up_window_counts_from_the_submission_not_the_wait_in_the
     retried and delivered: it has been at the hub for seconds, not 30 minutes."""
     first, second, _ = await queued_for_long(rbed)
     # The first poll's write fails once (the retry counts an error, so it matches no more).
-    first_poll = "NEW.poll_attempts = 1 AND OLD.poll_attempts = 0 AND NEW.error_attempts = 0"
-    async with failing_update(rbed, second.id, first_poll):
+    first_poll = (
+        f"NEW.id = {second.id} AND NEW.poll_attempts = 1 AND OLD.poll_attempts = 0 AND NEW.error_attempts = 0"
+    )
+    async with failing_write(rbed, "UPDATE", first_poll):
         rbed.hub.complete(first.hub_generation_id or "")
         sent = await rbed.wait_job(second.id, JobStatus.SUBMITTED, JobStatus.RUNNING)
         generation = sent.hub_generation_id or ""

@@ -3,6 +3,7 @@ servers can't reach each other's jobs, keys or budgets."""
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from bot.jobs import JobStatus
 from bot.logs import setup_logging
 from tests.bed import Bed
 from tests.fakediscord import MANAGE_GUILD, FakeAttachment, FakeInteraction
-from tests.reliability.conftest import hub_posts, result_messages, text_of
+from tests.reliability.conftest import failing_write, hub_posts, result_messages, text_of
 
 PNG_3K = b"\x89PNG\r\n\x1a\n" + bytes(3000) + b"IEND\xaeB`\x82"
 
@@ -50,6 +51,61 @@ def test_logging_redacts_hub_keys_and_tokens_in_messages_args_and_tracebacks(
     assert "Bearer gih_live_***" in out
     assert key not in out and key[9:] not in out  # not even the secret part
     assert discord_token not in out and discord_token.split(".")[2] not in out
+
+
+@pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
+async def test_a_database_error_while_storing_a_job_logs_neither_its_token_nor_its_prompt(bed: Bed) -> None:
+    """SQLAlchemy puts a failed statement's parameters in its error (`[parameters: ...]`): for a
+    job, the member's interaction token (it lets a log reader post as the bot for 15 minutes)
+    and the prompt. The bot's log, as its own handler writes it, must hold neither."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("discord", "aiosqlite")}
+    prompt = "my neighbour's house at 12 Elm Street, secretly"
+    try:
+        setup_logging("DEBUG")  # the most the operator can ask for
+        root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        async with failing_write(bed, "INSERT", "NEW.guild_id IS NOT NULL"):
+            it = await bed.imagine(prompt=prompt)
+            cb = await it.callback()
+            answer = cb if cb.ephemeral else await it.followup()
+            assert answer.ephemeral
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+    logged = stream.getvalue()
+    assert "imagine.start_failed" in logged and "Traceback" in logged  # the failure itself is logged
+    assert "injected" in logged
+    assert it.token not in logged and it.token[16:40] not in logged
+    assert prompt not in logged and "Elm Street" not in logged
+    assert await bed.services.jobs.list_for_member(bed.guild_id, bed.d.alice.id) == []
+    budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
+    assert budget.spent == budget.reserved == 0
+
+
+def test_logging_redacts_interaction_tokens_and_webhook_urls(capsys: pytest.CaptureFixture[str]) -> None:
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDEyMzQ1Njc4OTpabcDEF_ghIJklMNopQRstuVWxyz0123456789-abcdefghij"
+    other = "Zm9yZWlnbl90b2tlbl9zaGFwZV8xMjM0NTY3ODkwYWJjZGVm"  # any token in a webhook or callback URL
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("DEBUG")
+        log = logging.getLogger("bot.security_test")
+        log.info("token %s", token)
+        log.info("POST https://discord.com/api/v10/webhooks/123456789012345678/%s/messages/@original", other)
+        log.info("POST /api/v10/interactions/123456789012345678/%s/callback", other)
+        try:
+            raise RuntimeError(f"failed with {token}")
+        except RuntimeError:
+            log.exception("traceback")
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    out = capsys.readouterr().err
+    assert token not in out and token[16:40] not in out and other not in out
+    assert out.count("***") >= 4
 
 
 # -- keys never echoed ---------------------------------------------------------------------------------
