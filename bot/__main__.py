@@ -8,7 +8,7 @@ import sys
 
 from cryptography.fernet import Fernet
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, env_file_warning, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "genkey":
         print(f"ENCRYPTION_KEY={Fernet.generate_key().decode()}")
         return 0
+    warning = env_file_warning()
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings()
         if args.command == "migrate":

@@ -6,7 +6,9 @@ operators meet this module before anything else.
 
 from __future__ import annotations
 
+import stat
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -131,6 +133,21 @@ class Settings(BaseSettings):
 def _line(name: str, problem: str) -> str:
     fix = _FIXES.get(name, "see .env.example")
     return f"{name} {problem}: {fix}"
+
+
+def env_file_warning(path: str | Path = ".env") -> str | None:
+    """A one-line warning when the env file (it holds DISCORD_TOKEN and ENCRYPTION_KEY) can be read
+    by the file's group or by other users; None when it is private or absent."""
+    try:
+        mode = stat.S_IMODE(Path(path).stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (
+        f"{path} is readable by other users (mode {mode:o}) and holds DISCORD_TOKEN and ENCRYPTION_KEY: "
+        f"run `chmod 600 {path}`"
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

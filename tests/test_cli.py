@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +66,58 @@ def test_rotate_keys_re_encrypts_with_the_newest_key(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "re-encrypted 1" in result.stdout
     assert asyncio.run(read_with_new_only()) == "gih_live_" + "a" * 32
+
+
+# -- .env holds DISCORD_TOKEN and ENCRYPTION_KEY: private to its owner ------------------------------------
+
+
+def test_a_group_or_world_readable_env_file_is_warned_about_at_start(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"DATABASE_URL=sqlite+aiosqlite:///{tmp_path / 'bot.db'}\n")
+    for mode, warned in ((0o644, True), (0o640, True), (0o600, False), (0o400, False)):
+        env_file.chmod(mode)
+        result = run_cli("migrate", env={}, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        if warned:
+            assert len(warning) == 1 and ".env" in warning[0] and "chmod 600" in warning[0], result.stderr
+            assert oct(mode)[2:] in warning[0]
+        else:
+            assert warning == [], (oct(mode), result.stderr)
+
+
+def fake_install(root: Path) -> None:
+    """A copy of scripts/run-bot in `root`, whose .venv/bin/python skips installing and starting
+    (not under test) but runs the real `python -m bot genkey`."""
+    (root / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "run-bot", root / "scripts" / "run-bot")
+    shutil.copy(ROOT / ".env.example", root / ".env.example")
+    (root / ".env.example").chmod(0o644)
+    python = root / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        '  "-m pip "*) exit 0 ;;\n'
+        f'  "-m bot genkey") PYTHONPATH={ROOT} exec {sys.executable} -m bot genkey ;;\n'
+        '  *) echo "started: $*"; exit 0 ;;\n'
+        "esac\n"
+    )
+    python.chmod(0o755)
+
+
+def test_run_bot_creates_env_readable_by_its_owner_only(tmp_path: Path) -> None:
+    fake_install(tmp_path)
+    result = subprocess.run(
+        ["bash", str(tmp_path / "scripts" / "run-bot")],
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        umask=0o022,  # a usual default: files would be created 0644
+    )
+    assert result.returncode == 0, result.stderr
+    assert "started: -m bot" in result.stdout
+    env_file = tmp_path / ".env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert "ENCRYPTION_KEY=" in env_file.read_text()  # the key was added, the mode kept
