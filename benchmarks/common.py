@@ -41,6 +41,7 @@ from bot.guild_settings import GuildSettingsStore
 from bot.hub.emulator import EmulatorState, GenerationRecord, serving
 from bot.keys import KeyVault
 from bot.quotas import QuotaService
+from tests.bed import hub_settings
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMember
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -358,7 +359,7 @@ class BotProcess:
                 "DISCORD_TOKEN": fake.token,
                 "ENCRYPTION_KEY": encryption_key,
                 "DATABASE_URL": database_url,
-                "HUB_BASE_URL": hub_url,
+                **hub_settings(hub_url),
                 "LOG_LEVEL": "INFO",
                 "METRICS_PORT": str(self.metrics_port),
                 "LOOP_LAG_SAMPLING": "1",

@@ -27,6 +27,7 @@ _FIXES: dict[str, str] = {
     "DEV_GUILD_ID": "use a numeric server id, or leave it empty",
     "LOG_LEVEL": "use DEBUG, INFO, WARNING or ERROR",
     "SHARD_IDS": "use comma-separated shard numbers below SHARD_COUNT, e.g. 0,1",
+    "ALLOW_PRIVATE_IMAGE_HOSTS": "use comma-separated host:port pairs, e.g. hub:8080, or leave it empty",
 }
 
 
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     max_concurrent_polls: int = Field(default=32, alias="MAX_CONCURRENT_POLLS", ge=1)
     job_lease_seconds: float = Field(default=120.0, alias="JOB_LEASE_SECONDS", gt=0)
     loop_lag_sampling: bool = Field(default=False, alias="LOOP_LAG_SAMPLING")
+    # host:port pairs whose image URLs may be on private addresses (e.g. the hub emulator on a
+    # private network); every other image URL must be on a public address.
+    allow_private_image_hosts: str | None = Field(default=None, alias="ALLOW_PRIVATE_IMAGE_HOSTS")
 
     @field_validator(
         "hub_api_key",
@@ -74,6 +78,14 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("allow_private_image_hosts")
+    @classmethod
+    def _host_ports(cls, value: str | None) -> str | None:
+        from bot.hub.netguard import parse_allowed
+
+        parse_allowed(value)  # ValueError names the bad entry
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -18,7 +18,7 @@ from bot.hub import DownloadError, HubClient
 from bot.jobs import Job, JobStatus
 from bot.limits import WorkCounts
 from bot.logs import kv
-from bot.references import sniff_image_type
+from bot.references import sniff_result_type
 from bot.scheduler import DOWNLOAD_TIMEOUT, MAX_IMAGE_BYTES, Result, ResultImage
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,11 @@ async def fetch_result(hub: HubClient, job: Job) -> Result:
         except DownloadError as exc:
             log.info(kv("history.download_failed", job=job.id, index=index, error=str(exc)[:200]))
             return ResultImage(index=index, url=url, data=None)
-        return ResultImage(
-            index=index, url=url, data=data, content_type=sniff_image_type(data) or "application/octet-stream"
-        )
+        content_type = sniff_result_type(data)
+        if content_type is None:  # never posted as an image
+            log.info(kv("history.not_an_image", job=job.id, index=index, size=len(data)))
+            return ResultImage(index=index, url=url, data=None)
+        return ResultImage(index=index, url=url, data=data, content_type=content_type)
 
     images = await asyncio.gather(*(one(i, url) for i, url in enumerate(job.result_urls)))
     spent = charged(job)

@@ -33,6 +33,14 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
+def sniff_result_type(data: bytes) -> str | None:
+    """The type of a generated image the bot may post: PNG, JPEG, WebP or GIF by magic number,
+    else None (an error page, or anything else, is never posted as an image)."""
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    return sniff_image_type(data)
+
+
 def looks_complete(data: bytes, content_type: str) -> bool:
     """Cheap truncation check: a PNG must end with IEND, a JPEG with EOI."""
     if content_type == "image/png":

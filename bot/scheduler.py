@@ -41,6 +41,7 @@ from bot.hub import (
 from bot.jobs import Job, JobStatus, JobStore, LeaseLost
 from bot.logs import kv
 from bot.quotas import QuotaService
+from bot.references import sniff_result_type
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,8 @@ class HubPool(Protocol):
 
     async def for_guild(self, guild_id: int) -> HubClient | None: ...
 
-    def anonymous(self) -> HubClient:
-        """A client without a key, for downloads (image URLs need none)."""
+    def downloader(self) -> HubClient:
+        """A client without a key for image URLs from the hub's answers (untrusted: guarded)."""
         ...
 
 
@@ -639,7 +640,7 @@ class Scheduler:
 
     async def _deliver(self, job: Job, gen: Generation | None) -> None:
         """Download the images and post them; retried on transient Discord errors."""
-        hub = self.hubs.anonymous()
+        hub = self.hubs.downloader()
         images = await self._download_all(hub, job)
         charged = job.charged_credits or 0
         elapsed = (job.submitted_at and (self.clock() - job.submitted_at).total_seconds()) or 0.0
@@ -686,7 +687,11 @@ class Scheduler:
             except DownloadError as exc:
                 log.warning(kv("job.image_download_failed", job=job.id, index=index, error=str(exc)[:200]))
                 return ResultImage(index=index, url=url, data=None)
-            return ResultImage(index=index, url=url, data=data, content_type=_sniff(data))
+            content_type = sniff_result_type(data)
+            if content_type is None:  # an error page or anything else: never posted as an image
+                log.warning(kv("job.image_not_an_image", job=job.id, index=index, size=len(data)))
+                return ResultImage(index=index, url=url, data=None)
+            return ResultImage(index=index, url=url, data=data, content_type=content_type)
 
         return list(await asyncio.gather(*(one(i, url) for i, url in enumerate(job.result_urls))))
 
@@ -743,8 +748,3 @@ def _notice_for_submit_error(exc: HubError) -> Notice:
         return Notice(NoticeKind.INVALID_REQUEST, detail=exc.message)
     return Notice(NoticeKind.HUB_FAILED, detail=exc.message)
 
-
-def _sniff(data: bytes) -> str:
-    from bot.references import sniff_image_type
-
-    return sniff_image_type(data) or "application/octet-stream"

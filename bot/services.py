@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.guild_settings import GuildSettingsStore
 from bot.hub import HubClient, HubModel
+from bot.hub.netguard import AddressPolicy, GuardedResolver, parse_allowed
 from bot.imagine import Attachment, ImagineService, ReferenceCache
 from bot.jobs import JobStore
 from bot.keys import KeyUnreadable, KeyVault
@@ -50,10 +51,16 @@ class HubClients:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
+        images_session: aiohttp.ClientSession | None = None,
+        address_policy: AddressPolicy | None = None,
     ) -> None:
         self.base_url = base_url
         self.keys = keys
         self.session = session
+        # Image URLs from the hub's answers are untrusted: fetched over their own session whose
+        # resolver refuses non-public addresses (`bot.hub.netguard`), never over the API's.
+        self.images_session = images_session or session
+        self.address_policy = address_policy or AddressPolicy()
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -85,7 +92,18 @@ class HubClients:
         return self._client(key)
 
     def anonymous(self) -> HubClient:
+        """A client without a key, for the hub's own public API (the model list)."""
         return self._client(None)
+
+    def downloader(self) -> HubClient:
+        """A client for image URLs from the hub's answers: guarded session and address policy."""
+        return HubClient(
+            self.base_url,
+            None,
+            session=self.images_session,
+            timeout=self.timeout,
+            address_policy=self.address_policy,
+        )
 
     async def list_models(self) -> list[HubModel]:
         return await self.anonymous().list_models()
@@ -107,6 +125,8 @@ class Services:
     owner: str
     queue: JobQueue
     balance: BalanceWatcher
+    images_session: aiohttp.ClientSession
+    address_policy: AddressPolicy
 
     async def fetch_attachment(self, attachment: Attachment) -> bytes:
         """Download a Discord attachment (the only member-supplied URL the bot fetches)."""
@@ -116,12 +136,22 @@ class Services:
     async def open(cls, settings: Settings) -> Services:
         db = await Database.open(settings.database_url)
         session = aiohttp.ClientSession()
+        address_policy = AddressPolicy(parse_allowed(settings.allow_private_image_hosts))
+        images_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(address_policy))
+        )
         fallback = settings.hub_api_key.get_secret_value() if settings.hub_api_key else None
         keys = KeyVault(db, settings.fernet, fallback)
         guilds = GuildSettingsStore(db)
         quotas = QuotaService(db)
         jobs = JobStore(db)
-        hubs = HubClients(settings.hub_base_url, keys, session)
+        hubs = HubClients(
+            settings.hub_base_url,
+            keys,
+            session,
+            images_session=images_session,
+            address_policy=address_policy,
+        )
         balance = BalanceWatcher(guilds)
         hubs.watcher = balance
         queue = JobQueue(db, jobs, guilds)
@@ -156,12 +186,15 @@ class Services:
             owner=owner,
             queue=queue,
             balance=balance,
+            images_session=images_session,
+            address_policy=address_policy,
         )
 
     async def close(self) -> None:
         self.imagine.filters.close()
         await self.catalog.close()
         await self.session.close()
+        await self.images_session.close()
         await self.db.close()
 
 

@@ -543,7 +543,7 @@ def result_files(job: Job, result: Result, limit: int) -> tuple[list[discord.Fil
             links.append(image.url)
             continue
         total += len(image.data)
-        ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(image.content_type, "png")
+        ext = {"image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}.get(image.content_type, "png")
         name = f"image-{job.id}-{image.index + 1}.{ext}"
         files.append(discord.File(io.BytesIO(image.data), filename=name))
     return files, links

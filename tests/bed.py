@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
@@ -135,6 +136,14 @@ class Bed:
         return await self.fake.wait_for(find, timeout, what=f"result of job {job.id}")
 
 
+def hub_settings(hub_url: str) -> dict[str, str]:
+    """The settings that point a bot at the emulator: its URL, and the one exception to "image
+    URLs must be on public addresses" that a test on 127.0.0.1 needs: the emulator's own
+    host:port (tests/reliability/test_ssrf.py takes it away again)."""
+    parts = urlsplit(hub_url)
+    return {"HUB_BASE_URL": hub_url, "ALLOW_PRIVATE_IMAGE_HOSTS": f"{parts.hostname}:{parts.port}"}
+
+
 async def start_bot(fake: FakeDiscord, settings_kwargs: dict[str, Any]) -> tuple[ImageHubBot, Services]:
     settings = load_settings(_env_file=None, **settings_kwargs)
     services = await Services.open(settings)
@@ -173,7 +182,7 @@ async def bed(
         "DISCORD_TOKEN": fake_discord.token,
         "ENCRYPTION_KEY": encryption_key,
         "DATABASE_URL": bed_database_url,
-        "HUB_BASE_URL": hub_url,
+        **hub_settings(hub_url),
     }
     bot, services = await start_bot(fake_discord, settings)
     d = fake_discord.default

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from bot.hub.emulator import EmulatorState, serving
-from tests.bed import BotProcess
+from tests.bed import BotProcess, hub_settings
 from tests.fakediscord.interactions import FakeInteraction
 from tests.fakediscord.server import FakeDiscord
 
@@ -54,7 +54,7 @@ async def main() -> None:
                 "DISCORD_TOKEN": fake.token,
                 "ENCRYPTION_KEY": Fernet.generate_key().decode(),
                 "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/demo.db",
-                "HUB_BASE_URL": hub_url,
+                **hub_settings(hub_url),
             }
             bot = BotProcess(fake, settings, Path(tmp) / "bot.log")
             await bot.start()

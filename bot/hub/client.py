@@ -9,6 +9,10 @@ Retry rules (the point of this module):
   The only POST retry is a connection refused before anything was sent (`ClientConnectorError`);
   when those retries run out → `HubUnavailable` (nothing was sent, nothing charged).
 
+Image downloads (`download`) fetch URLs from the hub's answers: untrusted. They follow at most
+`MAX_REDIRECTS` redirects, checking every hop, and with an `AddressPolicy` (bot/hub/netguard.py)
+never reach a non-public address.
+
 Every attempt has a total timeout; a submission's grows with the size of its body (references), at
 `UPLOAD_RATE`, so a large upload over a slow link is not cut off into `OutcomeUnknown`. The API key
 is sent only to the hub (never with `download`) and never appears in logs, errors or `repr`.
@@ -44,6 +48,7 @@ from bot.hub.errors import (
     error_class_for,
     redact,
 )
+from bot.hub.netguard import AddressPolicy, UnsafeAddress, UnsafeAddressOSError
 from bot.hub.types import Credits, Generation, HubModel, Reference
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,9 @@ _MAX_BODY = 8 * 1024 * 1024
 #: Bytes per second a submission's body is allowed to take on top of `timeout` (a slow uplink).
 UPLOAD_RATE = 256 * 1024
 _CHUNK = 64 * 1024
+#: Redirects an image download follows (each hop checked like the first URL).
+MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _STATUS_FALLBACK: dict[int, type[HubError]] = {400: InvalidRequest, 402: InsufficientCredits, 404: NotFound}
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -67,6 +75,11 @@ class _Answer:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
 
 
 def mask_key(api_key: str | None) -> str:
@@ -130,6 +143,7 @@ class HubClient:
         backoff: float = 0.5,
         max_backoff: float = 10.0,
         max_retry_after: float = 30.0,
+        address_policy: AddressPolicy | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
@@ -142,6 +156,7 @@ class HubClient:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._max_retry_after = max_retry_after
+        self._address_policy = address_policy
 
     @property
     def base_url(self) -> str:
@@ -259,33 +274,30 @@ class HubClient:
     ) -> bytes:
         """The bytes at `url` (an image URL from a generation), at most `max_bytes`.
 
-        No Authorization header is sent. Raises `DownloadTooLarge` when the declared or streamed size
-        passes `max_bytes`, `DownloadError` on an HTTP error, a timeout or a connection failure.
+        No Authorization header is sent. Redirects are followed one by one, at most
+        `MAX_REDIRECTS`, each hop's URL checked like the first: http(s) only and, with an
+        `address_policy`, never a non-public address (names are checked when the session's
+        `GuardedResolver` resolves them). Raises `DownloadTooLarge` when the declared or streamed
+        size passes `max_bytes`, `UnsafeAddress` for a refused address, `DownloadError` on an HTTP
+        error, too many redirects, a timeout or a connection failure.
         """
         full = urljoin(self._base_url + "/", url)
-        parts = urlsplit(full)
-        where = f"{parts.netloc}{parts.path}"
-        if parts.scheme not in ("http", "https"):
-            raise DownloadError(f"refusing to download a non-http URL ({parts.scheme or 'no scheme'})")
+        where = _where(full)
         session = self._get_session()
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            async with session.get(full, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                if not 200 <= resp.status < 300:
-                    raise DownloadError(f"image download from {where} failed", status=resp.status)
-                declared = resp.content_length
-                if declared is not None and declared > max_bytes:
-                    raise DownloadTooLarge(
-                        f"image at {where} is {declared} bytes, over the {max_bytes}-byte limit",
-                        status=resp.status,
-                    )
-                buf = bytearray()
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    buf += chunk
-                    if len(buf) > max_bytes:
-                        raise DownloadTooLarge(
-                            f"image at {where} is over the {max_bytes}-byte limit", status=resp.status
-                        )
-                return bytes(buf)
+            for _hop in range(MAX_REDIRECTS + 1):
+                self._check_download_url(full)
+                remaining = max(0.001, deadline - asyncio.get_running_loop().time())
+                async with session.get(
+                    full, timeout=aiohttp.ClientTimeout(total=remaining), allow_redirects=False
+                ) as resp:
+                    if resp.status in _REDIRECTS and resp.headers.get("Location"):
+                        full = urljoin(full, resp.headers["Location"])
+                        where = _where(full)
+                        continue
+                    return await self._read_capped(resp, where, max_bytes)
+            raise DownloadError(f"image download from {where} redirected more than {MAX_REDIRECTS} times")
         except DownloadError:
             raise
         except TimeoutError:
@@ -293,7 +305,35 @@ class HubClient:
                 f"image download from {where} timed out after {timeout:g}s", code="download_timeout"
             ) from None
         except aiohttp.ClientError as exc:
+            cause = exc.__cause__ or getattr(exc, "os_error", None)
+            if isinstance(cause, UnsafeAddressOSError):
+                raise UnsafeAddress(str(cause)) from None
             raise DownloadError(f"image download from {where} failed: {_describe(exc)}") from None
+
+    def _check_download_url(self, url: str) -> None:
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise DownloadError(f"refusing to download a non-http URL ({scheme or 'no scheme'})")
+        if self._address_policy is not None:
+            self._address_policy.check_url(url)
+
+    @staticmethod
+    async def _read_capped(resp: aiohttp.ClientResponse, where: str, max_bytes: int) -> bytes:
+        if not 200 <= resp.status < 300:
+            raise DownloadError(f"image download from {where} failed", status=resp.status)
+        declared = resp.content_length
+        if declared is not None and declared > max_bytes:
+            raise DownloadTooLarge(
+                f"image at {where} is {declared} bytes, over the {max_bytes}-byte limit", status=resp.status
+            )
+        buf = bytearray()
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            buf += chunk
+            if len(buf) > max_bytes:
+                raise DownloadTooLarge(
+                    f"image at {where} is over the {max_bytes}-byte limit", status=resp.status
+                )
+        return bytes(buf)
 
     # ------------------------------------------------------------------ transport
 

@@ -9,7 +9,7 @@ import aiohttp
 from cryptography.fernet import Fernet
 
 from bot.hub.emulator import EmulatorState
-from tests.bed import BotProcess
+from tests.bed import BotProcess, hub_settings
 from tests.fakediscord.server import FakeDiscord
 
 
@@ -28,7 +28,7 @@ async def test_health_and_metrics_of_the_running_bot(
         "DISCORD_TOKEN": fake_discord.token,
         "ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "DATABASE_URL": bed_database_url,
-        "HUB_BASE_URL": hub_url,
+        **hub_settings(hub_url),
         "METRICS_PORT": str(port),
     }
     bot = BotProcess(fake_discord, settings, tmp_path / "bot.log")

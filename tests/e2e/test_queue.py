@@ -6,7 +6,7 @@ import pytest
 
 from bot.jobs import JobStatus
 from bot.quotas import LedgerKind
-from tests.bed import Bed, start_bot, stop_bot
+from tests.bed import Bed, hub_settings, start_bot, stop_bot
 from tests.e2e.queue_support import (
     custom_ids,
     embed_field,
@@ -150,7 +150,7 @@ async def test_a_queued_backlog_survives_a_restart_and_drains(bed: Bed) -> None:
         "DISCORD_TOKEN": bed.fake.token,
         "ENCRYPTION_KEY": bed.encryption_key,
         "DATABASE_URL": bed.database_url,
-        "HUB_BASE_URL": bed.hub_url,
+        **hub_settings(bed.hub_url),
     }
     bot, services = await start_bot(bed.fake, settings)
     try:

@@ -10,7 +10,7 @@ from bot.db import Database
 from bot.hub.emulator import EmulatorState
 from bot.jobs import JobStatus, JobStore
 from bot.keys import KeyVault
-from tests.bed import BotProcess
+from tests.bed import BotProcess, hub_settings
 from tests.fakediscord.server import FakeDiscord
 
 
@@ -30,7 +30,7 @@ async def test_killed_while_the_hub_holds_the_job_then_posted_exactly_once(
             "DISCORD_TOKEN": fake_discord.token,
             "ENCRYPTION_KEY": fernet_key,
             "DATABASE_URL": bed_database_url,
-            "HUB_BASE_URL": hub_url,
+            **hub_settings(hub_url),
             "JOB_LEASE_SECONDS": "3",
         }
         bot = BotProcess(fake_discord, settings, tmp_path / "bot.log")

@@ -13,7 +13,7 @@ from bot.guild_settings import GuildSettingsStore
 from bot.hub.emulator import EmulatorState
 from bot.jobs import JobStatus, JobStore
 from bot.keys import KeyVault
-from tests.bed import BotProcess
+from tests.bed import BotProcess, hub_settings
 from tests.fakediscord.server import FakeDiscord
 
 PER_GUILD = 6
@@ -44,7 +44,7 @@ async def test_two_processes_split_the_work_and_survive_one_being_killed(
         "DISCORD_TOKEN": fake.token,
         "ENCRYPTION_KEY": fernet_key,
         "DATABASE_URL": bed_database_url,
-        "HUB_BASE_URL": hub_url,
+        **hub_settings(hub_url),
         "JOB_LEASE_SECONDS": "3",
         "SHARD_COUNT": "2",
     }

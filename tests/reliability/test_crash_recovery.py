@@ -31,7 +31,7 @@ from bot.jobs import Job, JobStatus, JobStore
 from bot.keys import KeyVault
 from bot.quotas import QuotaService
 from bot.scheduler import ORPHAN_AGE
-from tests.bed import BotProcess
+from tests.bed import BotProcess, hub_settings
 from tests.fakediscord import FakeInteraction, FakeMember, RecordedRequest
 from tests.fakediscord.models import DefaultSetup
 from tests.fakediscord.server import FakeDiscord
@@ -145,7 +145,7 @@ async def crash(
         "DISCORD_TOKEN": fake_discord.token,
         "ENCRYPTION_KEY": fernet_key,
         "DATABASE_URL": bed_database_url,
-        "HUB_BASE_URL": hub_url,
+        **hub_settings(hub_url),
         "JOB_LEASE_SECONDS": "1",
     }
     bot = BotProcess(fake_discord, settings, tmp_path / "bot.log")

@@ -180,7 +180,12 @@ def generation_json(state: EmulatorState, gen: GenerationRecord, base: str) -> d
         "quality": gen.tier,
         "created_at": gen.created_at,
         "images": [
-            {"id": i.id, "object": "image", "url": f"{base}/files/{i.id}.png", "created_at": i.created_at}
+            {
+                "id": i.id,
+                "object": "image",
+                "url": f"{state.image_url_base or base}/files/{i.id}.png",
+                "created_at": i.created_at,
+            }
             for i in gen.images
         ],
         "usage": {
@@ -345,6 +350,14 @@ async def _get_generation(request: web.Request) -> web.Response:
 async def _file(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     image_id = request.match_info["image_id"]
+    if state.image_redirect_hops:  # `image_redirects`
+        hop = int(request.query.get("hop", "0") or 0)
+        if hop < state.image_redirect_hops:
+            last = hop + 1 == state.image_redirect_hops
+            target = f"{request.path}?hop={hop + 1}"
+            if last and state.image_redirect_to:
+                target = state.image_redirect_to
+            return web.Response(status=302, headers={"Location": target})
     if state.images_held:  # `hold_images`
         await state.wait_images_released()
         if _client_gone(request) or state.closing:
@@ -376,6 +389,9 @@ async def _file(request: web.Request) -> web.StreamResponse:
         return stream
     if image_id not in state.images:
         return web.Response(status=404, text="Not Found")
+    body = state.take_image_body()  # `image_body_next`
+    if body is not None:
+        return web.Response(body=body[0], headers={"Content-Type": body[1]})
     return web.Response(body=state.image_bytes(image_id), content_type="image/png")
 
 
@@ -412,6 +428,9 @@ ADMIN_ACTIONS: dict[str, Callable[..., Any]] = {
     "image_hang_next": EmulatorState.image_hang_next,
     "image_oversize": EmulatorState.image_oversize,
     "hold_images": EmulatorState.hold_images,
+    "set_image_url_base": EmulatorState.set_image_url_base,
+    "image_redirects": EmulatorState.image_redirects,
+    "image_body_next": EmulatorState.image_body_next,
     "hold": EmulatorState.set_hold,
     "complete": EmulatorState.complete,
     "set_status": EmulatorState.set_status,

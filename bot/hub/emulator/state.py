@@ -259,6 +259,11 @@ class EmulatorState:
         self._waiters: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._closing: asyncio.Event | None = None
         self._images_released: asyncio.Event | None = None
+        # Untrusted-URL knobs: where answers say the images are, redirects, what the files hold.
+        self.image_url_base: str | None = None
+        self.image_redirect_hops = 0
+        self.image_redirect_to: str | None = None
+        self._image_bodies: list[tuple[bytes, str]] = []
 
     # ------------------------------------------------------------------ accounts and keys
 
@@ -384,6 +389,25 @@ class EmulatorState:
         if held is not None:
             await self.wait_event(held, None)
 
+    def set_image_url_base(self, base: str | None) -> None:
+        """Answers give image URLs under `base` (e.g. an internal address) instead of the hub's own;
+        None: the hub's own again."""
+        self.image_url_base = base.rstrip("/") if base else None
+
+    def image_redirects(self, hops: int, to: str | None = None) -> None:
+        """Image downloads answer `hops` redirects (302) before the image: through the hub's own
+        URL, or, with `to`, the last one to `to` (any URL). 0 turns it off."""
+        self.image_redirect_hops = max(0, hops)
+        self.image_redirect_to = to
+
+    def image_body_next(self, body: bytes | str, n: int = 1, content_type: str = "image/png") -> None:
+        """The next `n` image downloads serve `body` (e.g. HTML, or a GIF) instead of the PNG."""
+        data = body.encode() if isinstance(body, str) else body
+        self._image_bodies.extend([(data, content_type)] * n)
+
+    def take_image_body(self) -> tuple[bytes, str] | None:
+        return self._image_bodies.pop(0) if self._image_bodies else None
+
     def image_oversize(self, nbytes: int, declare_length: bool = True) -> None:
         """The next image download streams `nbytes` of junk, with or without a Content-Length."""
         self._image_oversize.append((nbytes, declare_length))
@@ -393,6 +417,10 @@ class EmulatorState:
         self._fail_next = self._fewer_next = self._drop_next = self._image_404_next = 0
         self._image_hang.clear()
         self._image_oversize.clear()
+        self._image_bodies.clear()
+        self.image_url_base = None
+        self.image_redirect_hops = 0
+        self.image_redirect_to = None
         self.slow_seconds = 0.0
 
     def take_fault(self, path: str) -> Fault | None:
