@@ -123,13 +123,44 @@ class ImageHubBot(commands.AutoShardedBot):
         return discord.Webhook.partial(job.application_id, job.interaction_token, client=self)
 
 
+class EditTimes:
+    """When each job's status message was last edited, for the edit throttle: kept only for
+    `PROGRESS_MIN_INTERVAL` (older ones throttle nothing), so jobs that end without a result
+    (failed, unknown, cancelled) leave nothing behind. Oldest first: pruning is from the front."""
+
+    def __init__(self) -> None:
+        self._at: dict[int, float] = {}
+
+    def last(self, job_id: int, now: float) -> float:
+        self._prune(now)
+        return self._at.get(job_id, 0.0)
+
+    def mark(self, job_id: int, now: float) -> None:
+        self._at.pop(job_id, None)
+        self._at[job_id] = now
+        self._prune(now)
+
+    def forget(self, job_id: int) -> None:
+        self._at.pop(job_id, None)
+
+    def _prune(self, now: float) -> None:
+        while self._at:
+            oldest = next(iter(self._at))
+            if now - self._at[oldest] < PROGRESS_MIN_INTERVAL:
+                return
+            del self._at[oldest]
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+
 class DiscordPublisher:
     """The scheduler's `Publisher`: status edits, result posts and notices through Discord."""
 
     def __init__(self, bot: ImageHubBot) -> None:
         self.bot = bot
-        self._last_edit: dict[int, float] = {}
-        self._last_queue_edit: dict[int, float] = {}  # queue positions: throttled on their own
+        self._last_edit = EditTimes()
+        self._last_queue_edit = EditTimes()  # queue positions: throttled on their own
 
     async def progress(self, job: Job) -> None:
         from cogs import render
@@ -137,9 +168,9 @@ class DiscordPublisher:
         if job.status_message_id is None or not self.bot.token_usable(job):
             return
         now = time.monotonic()
-        if now - self._last_edit.get(job.id, 0.0) < PROGRESS_MIN_INTERVAL:
+        if now - self._last_edit.last(job.id, now) < PROGRESS_MIN_INTERVAL:
             return
-        self._last_edit[job.id] = now
+        self._last_edit.mark(job.id, now)
         await self.bot.interaction_webhook(job).edit_message(
             job.status_message_id, embed=render.status_embed(job)
         )
@@ -156,14 +187,14 @@ class DiscordPublisher:
         if job.status_message_id is None or not self.bot.token_usable(job):
             return True
         now = time.monotonic()
-        last = max(self._last_edit.get(job.id, 0.0), self._last_queue_edit.get(job.id, 0.0))
+        last = max(self._last_edit.last(job.id, now), self._last_queue_edit.last(job.id, now))
         if now - last < PROGRESS_MIN_INTERVAL:
             return False
         current = await self.bot.services.jobs.get(job.id)
         if current is None or current.status is not JobStatus.QUEUED:
-            self._last_queue_edit.pop(job.id, None)
+            self._last_queue_edit.forget(job.id)
             return True
-        self._last_queue_edit[job.id] = now
+        self._last_queue_edit.mark(job.id, now)
         await self.bot.interaction_webhook(job).edit_message(
             job.status_message_id, embed=render.status_embed(current, place)
         )
@@ -185,7 +216,7 @@ class DiscordPublisher:
         from cogs import render
         from cogs.views import result_view
 
-        self._last_edit.pop(job.id, None)
+        self._last_edit.forget(job.id)
         limit = job.upload_limit or self._upload_limit(job)
         files, links = render.result_files(job, result, limit)
         if not files and not links:
@@ -260,6 +291,8 @@ class DiscordPublisher:
     async def notice(self, job: Job, notice: Notice) -> None:
         from cogs import render
 
+        self._last_edit.forget(job.id)  # the job has ended
+        self._last_queue_edit.forget(job.id)
         embed = render.notice_embed(job, notice)
         if self.bot.token_usable(job) and job.status_message_id is not None:
             try:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 4000
 MAX_COUNT = 4
+
 # Requests whose reference images are being downloaded at once: per member, per server, and in
 # declared bytes for the whole process (one request may declare up to 16 x 50 MB).
 MAX_MEMBER_REFERENCE_DOWNLOADS = 1

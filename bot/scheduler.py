@@ -404,6 +404,11 @@ class Scheduler:
         self._stepped.set()
         self._stepped = asyncio.Event()
 
+    @property
+    def steps_in_flight(self) -> int:
+        """Steps under way now (for tests and health: 0 when the scheduler is idle)."""
+        return len(self._in_flight)
+
     def wait_step(self) -> Awaitable[bool]:
         """Wait for the next job step to finish (lets tests await progress, not sleep). The step is
         the next one after this call, even when the awaiting starts later (no lost wake-up)."""

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A form a member closes without sending is forgotten after this long (it holds the references).
+FORM_TIMEOUT = 600.0
+
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 # A member gets some answer this soon: when the checks take longer (a burst of requests),
 # the bot answers "thinking…" first and replaces it with the real answer.
@@ -235,7 +238,10 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
     def __init__(
         self, bot: ImageHubBot, attachments: tuple[Attachment, ...], *, title: str | None = None
     ) -> None:
-        super().__init__(title=title) if title else super().__init__()
+        if title:
+            super().__init__(title=title, timeout=FORM_TIMEOUT)
+        else:
+            super().__init__(timeout=FORM_TIMEOUT)
         self.bot = bot
         self.attachments = attachments
 

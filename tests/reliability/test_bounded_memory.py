@@ -1,0 +1,142 @@
+"""What members can repeat for free must not grow the bot's memory: forms opened and never sent,
+and jobs that end without a result (their status messages' edit throttle).
+
+Measured twice, after a warm-up and after ten times as much: live form objects (garbage
+collector counts) and the memory allocated by the bot's own code (`tracemalloc`, by the file
+that allocated it, `bot/` and `cogs/`; the fake Discord and the hub emulator, which run in this
+process, are left out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import io
+import sys
+import tracemalloc
+from pathlib import Path
+from types import ModuleType
+
+import discord
+import pytest
+from PIL import Image
+
+from bot.jobs import JobStatus
+from tests.bed import Bed
+from tests.fakediscord import FakeAttachment, FakeMessage
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+OURS = (str(ROOT / "bot") + "/", str(ROOT / "cogs") + "/")
+EMULATOR = str(ROOT / "bot" / "hub" / "emulator") + "/"  # runs in this process, for the test
+FORM_TIMEOUT = 0.5  # forms time out this fast here (the same code, a shorter clock)
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (3, 2, 1)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def cog_module(name: str) -> ModuleType:
+    """An extension module as the bot loaded it (discord.py executes extensions afresh)."""
+    return sys.modules[name]
+
+
+def forms() -> list[discord.ui.Modal]:
+    kinds = (cog_module("cogs.imagine").ImagineModal, cog_module("cogs.admin").KeyModal)
+    return [o for o in gc.get_objects() if isinstance(o, kinds)]
+
+
+async def forms_timed_out() -> None:
+    """Wait for every open form to time out (each one's own `wait()`), then for its clean-up."""
+    await asyncio.wait_for(asyncio.gather(*(form.wait() for form in forms())), 10)
+    await asyncio.sleep(0)  # the timeout's `on_timeout` task, which still holds the form
+
+
+def live_forms() -> int:
+    gc.collect()
+    return len(forms())
+
+
+def ours(snapshot: tracemalloc.Snapshot) -> int:
+    """Bytes still allocated by lines of the bot's own code (innermost frame in bot/ or cogs/)."""
+    return sum(s.size for s in snapshot.statistics("filename") if _ours(s.traceback[0].filename))
+
+
+def _ours(filename: str) -> bool:
+    return filename.startswith(OURS) and not filename.startswith(EMULATOR)
+
+
+def top(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> str:
+    diffs = [d for d in after.compare_to(before, "lineno") if _ours(d.traceback[0].filename)]
+    return "\n".join(str(d) for d in diffs[:8])
+
+
+async def open_forms(bed: Bed, source: FakeMessage, n: int) -> None:
+    """`n` forms opened and closed without sending: the context menu's, and the key form."""
+    for i in range(n):
+        if i % 5:
+            it = await bed.fake.message_command(
+                bed.d.guild, bed.d.images, bed.d.alice, "Imagine with these images", source
+            )
+        else:
+            it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.admin, ["config", "key", "set"])
+        assert (await it.callback()).type == 9  # a form
+
+
+async def fail_jobs(bed: Bed, n: int) -> None:
+    """`n` jobs sent to the hub (their status message edited) that the hub then fails."""
+    bed.hub.fail_next(n)
+    for start in range(0, n, 50):
+        ids = range(start, min(n, start + 50))
+        batch = await asyncio.gather(*(bed.imagine(prompt=f"doomed {i}") for i in ids))
+        jobs = [await bed.job_of(it) for it in batch]
+        for job in jobs:
+            await bed.wait_job(job.id, JobStatus.FAILED, timeout=30)
+    while bed.bot.scheduler.steps_in_flight:  # the last steps' notices, before measuring
+        await asyncio.wait_for(bed.bot.scheduler.wait_step(), 10)
+
+
+@pytest.mark.timeout(300)
+async def test_forms_never_sent_and_failed_jobs_leave_memory_flat(
+    rbed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cog_module("cogs.imagine"), "FORM_TIMEOUT", FORM_TIMEOUT)
+    monkeypatch.setattr(cog_module("cogs.admin"), "FORM_TIMEOUT", FORM_TIMEOUT)
+    monkeypatch.setattr("bot.client.PROGRESS_MIN_INTERVAL", 0.2)
+    await rbed.services.guilds.update(
+        rbed.guild_id,
+        max_concurrent_per_member=100,
+        max_concurrent_per_guild=100,
+        max_queued_per_member=100,
+        max_queued_per_guild=100,
+    )
+    source = await rbed.fake.user_message(
+        rbed.d.images, rbed.d.bob, "a mood board", attachments=[FakeAttachment("m.png", png())]
+    )
+
+    tracemalloc.start(1)
+    try:
+        await open_forms(rbed, source, 100)
+        await fail_jobs(rbed, 100)
+        await forms_timed_out()
+        first = tracemalloc.take_snapshot()
+        forms_warm, warm = live_forms(), ours(first)
+
+        await open_forms(rbed, source, 1000)
+        await fail_jobs(rbed, 1000)
+        await forms_timed_out()
+        last = tracemalloc.take_snapshot()
+        forms_end, end = live_forms(), ours(last)
+    finally:
+        tracemalloc.stop()
+    print(
+        f"\nmemory: forms alive {forms_warm} -> {forms_end}; bot's own allocations "
+        f"{warm / 1024:.0f} KiB -> {end / 1024:.0f} KiB (+{(end - warm) / 1024:.0f} KiB) "
+        "after 1,000 more forms and 1,000 more failed jobs"
+    )
+    assert forms_end <= forms_warm + 5, (forms_warm, forms_end)
+    # Before the bounds: +81 KiB, 1,100 forms alive, an edit time kept for each of the 1,100 jobs.
+    assert end - warm < 56 * 1024, top(first, last)
+    publisher = rbed.bot.publisher
+    assert len(publisher._last_edit) + len(publisher._last_queue_edit) < 50
