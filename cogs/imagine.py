@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 FORM_TIMEOUT = 600.0
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+# What the form's image-count field accepts, exactly.
+COUNTS = {str(n): n for n in range(1, 5)}
 # A member gets some answer this soon: when the checks take longer (a burst of requests),
 # the bot answers "thinking…" first and replaces it with the real answer.
 EARLY_ANSWER_AFTER = 0.15
@@ -248,7 +250,7 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None and interaction.channel_id is not None
         count_text = self.count.value.strip()
-        if count_text and not count_text.isdigit():
+        if count_text and count_text not in COUNTS:  # ASCII 1-4 only: "²" and "٣" pass isdigit()
             await interaction.response.send_message(
                 embed=render.refusal("The number of images must be a whole number from 1 to 4."),
                 ephemeral=True,
@@ -262,7 +264,7 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
             prompt=self.prompt.value,
             aspect=self.aspect.value.strip() or None,
             resolution=self.resolution.value.strip().upper() or None,
-            count=int(count_text) if count_text else None,
+            count=COUNTS[count_text] if count_text else None,
             attachments=self.attachments,
             is_moderator=is_moderator(interaction),
         )

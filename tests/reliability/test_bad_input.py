@@ -382,3 +382,58 @@ async def test_succeeded_without_images_refunds_and_tells(rbed: Bed, scripted: S
     text = await status_text(it, "not completed")
     assert "couldn't generate" in text and "8 credits were returned" in text
     await assert_nothing_spent(rbed, balance)
+
+
+# -- the form's image count ---------------------------------------------------------------------------------
+
+
+def form_fields(cb: Any) -> dict[str, str]:
+    """A form's text inputs by label: custom ids (action rows of inputs, or Label components)."""
+    fields: dict[str, str] = {}
+
+    def walk(components: list[dict[str, Any]], label: str | None = None) -> None:
+        for comp in components:
+            if comp.get("type") == 18:  # Label wrapping one component
+                walk([comp["component"]], comp.get("label"))
+            elif comp.get("type") == 1:
+                walk(comp.get("components") or [], label)
+            elif comp.get("type") == 4:
+                fields[label or comp.get("label", "")] = comp["custom_id"]
+
+    walk(cb.data["components"])
+    return fields
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        pytest.param("²", id="superscript-two"),  # isdigit(), but int() raises
+        pytest.param("٣", id="arabic-indic-three"),  # isdigit() and int() == 3: not what the form asks
+        pytest.param("0", id="zero"),
+        pytest.param("5", id="five"),
+        pytest.param("-1", id="minus-one"),
+        pytest.param("1.", id="one-dot"),
+        pytest.param("x", id="letter"),
+        pytest.param("１", id="fullwidth-one"),
+    ],
+)
+async def test_the_forms_image_count_accepts_only_1_to_4(rbed: Bed, count: str) -> None:
+    balance = rbed.hub.balance(rbed.key)
+    source = await rbed.fake.user_message(
+        rbed.d.images,
+        rbed.d.bob,
+        "a mood board",
+        attachments=[FakeAttachment("m.png", png(), content_type="image/png")],
+    )
+    it = await rbed.fake.message_command(
+        rbed.d.guild, rbed.d.images, rbed.d.alice, "Imagine with these images", source
+    )
+    fields = form_fields(await it.callback())
+    prompt_field = next(v for k, v in fields.items() if k.startswith("Prompt"))
+    count_field = next(v for k, v in fields.items() if "How many" in k)
+    submitted = await rbed.fake.submit_modal(it, {prompt_field: "in this style", count_field: count})
+    cb = await submitted.callback()
+    assert cb.ephemeral and "1 to 4" in text_of(cb), text_of(cb)
+    await assert_nothing_spent(rbed, balance)
+    assert await ledger(rbed) == []
+    assert not [r for r in rbed.fake.requests if r.path.startswith("/attachments/")]  # nothing fetched
