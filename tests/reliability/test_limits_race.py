@@ -31,7 +31,8 @@ async def outcome(it: FakeInteraction, timeout: float = 15.0) -> str:
         if cb is not None and cb.ephemeral:
             return text_of(cb)
         for followup in it.followups:
-            if followup.ephemeral:
+            # The refusal that replaces a public "thinking…" answer: the original is deleted first.
+            if followup.ephemeral or it.original_deleted:
                 return text_of(followup)
         original = it.original_message
         if original is not None and not it.original_deleted:
