@@ -57,7 +57,7 @@ class History(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(job_id="The job number (in a result's footer, or from /history)")
     async def show(
-        self, interaction: discord.Interaction, job_id: app_commands.Range[int, 1, 2**53]
+        self, interaction: discord.Interaction, job_id: app_commands.Range[int, 1, 2**53 - 1]
     ) -> None:
         assert interaction.guild_id is not None and interaction.channel_id is not None
         services = self.bot.services

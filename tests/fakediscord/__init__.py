@@ -95,7 +95,7 @@ from .models import (
     FakeRole,
     FakeUser,
 )
-from .server import CommandSync, FakeDiscord, FaultRule, RecordedFile, RecordedRequest
+from .server import CommandSync, FakeDiscord, FaultRule, InvalidBody, RecordedFile, RecordedRequest
 
 __all__ = [
     "ADMINISTRATOR",
@@ -124,6 +124,7 @@ __all__ = [
     "FakeRole",
     "FakeUser",
     "FaultRule",
+    "InvalidBody",
     "RecordedFile",
     "RecordedRequest",
 ]

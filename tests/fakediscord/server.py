@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from . import install as _install
 from . import validation
+from .openapi import ValidatorPool, route_index
 from .gateway import (
     OP_HEARTBEAT,
     OP_HEARTBEAT_ACK,
@@ -123,6 +124,19 @@ class RecordedRequest:
     @property
     def route(self) -> str:
         return f"{self.method} {self.path}"
+
+
+@dataclass(eq=False)
+class InvalidBody:
+    """A request Discord would refuse as malformed (HTTP 400 50035/50006): by the official spec's schema
+    (``source="spec"``) or by a documented rule the schema can't express (``source="rules"``)."""
+
+    request: RecordedRequest
+    source: str
+    error: dict[str, Any]
+
+    def __str__(self) -> str:
+        return f"{self.request.route} ({self.source}): {json.dumps(self.error.get('errors') or self.error)}"
 
 
 @dataclass(eq=False)
@@ -237,6 +251,13 @@ class FakeDiscord:
         self.unknown_routes: list[RecordedRequest] = []
         #: exceptions raised inside the fake's handlers (a bug in the fake; answered 503)
         self.internal_errors: list[BaseException] = []
+        #: API requests to a path the official OpenAPI spec does not know (a test that makes one fails)
+        self.unspecced_routes: list[RecordedRequest] = []
+        #: bodies refused as malformed: against the spec's request schema, or by the fake's rules (a test that
+        #: sends one fails at teardown, whatever the bot did with the 400)
+        self.invalid_bodies: list[InvalidBody] = []
+        #: CPU seconds the validation worker spent per checked body (the fake's event loop spends none)
+        self.spec_check_seconds: list[float] = []
         self._faults: list[FaultRule] = []
 
         self.sessions: list[GatewaySession] = []
@@ -262,6 +283,7 @@ class FakeDiscord:
     # ------------------------------------------------------------------------------------------------------
     # lifecycle
     async def start(self) -> FakeDiscord:
+        await ValidatorPool.warm()
         app = web.Application(client_max_size=512 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
@@ -430,6 +452,10 @@ class FakeDiscord:
             out += "\nunknown routes: " + ", ".join(r.route for r in self.unknown_routes)
         if self.internal_errors:
             out += f"\ninternal errors: {self.internal_errors!r}"
+        if self.unspecced_routes:
+            out += "\nroutes not in Discord's spec: " + ", ".join(r.route for r in self.unspecced_routes)
+        if self.invalid_bodies:
+            out += "\ninvalid bodies: " + "; ".join(str(b) for b in self.invalid_bodies)
         sess = ", ".join(
             f"shard {s.shard_id}/{s.shard_count} {'ready' if s.ready else 'not ready'}"
             f"{' connected' if s.connected else ' disconnected'}"
@@ -1215,8 +1241,12 @@ class FakeDiscord:
         try:
             await self._parse_body(request, rec)
             fault = self._fault_for(rec)
+            if fault is None and api:
+                fault = await self._check_spec(rec)
             response = fault if fault is not None else await self._route(request, rec, api)
         except HTTPError as exc:
+            if exc.status == 400 and exc.body.get("code") in (50035, 50006):
+                self.invalid_bodies.append(InvalidBody(rec, "rules", exc.body))
             response = _json_response(exc.body, status=exc.status)
         except Exception as exc:  # a bug in the fake: make it loud
             self.internal_errors.append(exc)
@@ -1231,6 +1261,22 @@ class FakeDiscord:
                 rec.response = json.loads(response.body)  # type: ignore[arg-type]
         self._notify()
         return response
+
+    async def _check_spec(self, rec: RecordedRequest) -> web.Response | None:
+        """Hold the request against Discord's OpenAPI spec: its route must exist there, and its JSON body (or
+        ``payload_json``) must fit the route's request schema, judged in the validation worker process."""
+        template = route_index().match(rec.method, rec.path)
+        if template is None:
+            self.unspecced_routes.append(rec)
+            return None  # the handler still answers (or 404s): the test fails at teardown either way
+        if rec.json is None:
+            return None
+        verdict, seconds = await ValidatorPool.check(template, rec.method, rec.json)
+        self.spec_check_seconds.append(seconds)
+        if verdict is None:
+            return None
+        self.invalid_bodies.append(InvalidBody(rec, "spec", verdict))
+        return _json_response(verdict, status=400)
 
     async def _route(self, request: web.Request, rec: RecordedRequest, api: bool) -> web.StreamResponse:
         if not api:
