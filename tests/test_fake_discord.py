@@ -625,7 +625,7 @@ async def test_unknown_routes_faults_and_downloads_raw(fake_discord: FakeDiscord
     )
     auth = {"Authorization": f"Bot {fake_discord.token}"}
     async with aiohttp.ClientSession() as http:
-        async with http.get(att.url) as resp:
+        async with http.get(att.signed_url) as resp:
             assert resp.status == 200 and resp.content_type == "image/gif" and await resp.read() == b"GIF89a"
         async with http.get(f"{fake_discord.api_base}/users/@me") as resp:
             assert resp.status == 401

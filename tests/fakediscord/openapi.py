@@ -4,12 +4,13 @@ Two halves:
 
 - :class:`RouteIndex` (in the fake's process) maps a request path to the spec's path template
   (``/applications/{application_id}/commands``); a path the spec does not know is a failure of the test.
-- :class:`SpecValidator` checks JSON bodies (and multipart ``payload_json``) against the request schema of their
-  route with ``jsonschema`` (Draft 2020-12) and a ``referencing`` registry. The validators are compiled once per
-  route and method, in ONE worker process started once per test process: validating a body takes milliseconds
-  of pure Python, and done in the fake's event loop (which the in-process bot shares) it would add those
-  milliseconds to every callback of a burst and bend the latencies the tests and benchmarks measure. The
-  fake's handler awaits the verdict (``run_in_executor``), so a refused body gets Discord's real 400.
+- :class:`SpecValidator` checks JSON bodies (and multipart ``payload_json``) against the request schema of
+  their route with ``jsonschema`` (Draft 2020-12) and a ``referencing`` registry. The validators are
+  compiled once per route and method, in ONE worker process started once per test process: validating a body
+  takes milliseconds of pure Python, and done in the fake's event loop (which the in-process bot shares) it
+  would add those milliseconds to every callback of a burst and bend the latencies the tests and benchmarks
+  measure. The fake's handler awaits the verdict (``run_in_executor``), so a refused body gets Discord's
+  real 400.
 
 Snowflakes: the spec types ids as strings, while discord.py sends some as integers (``message_reference``
 ids, attachment placeholders). Only fields whose schema is the ``SnowflakeType`` string are turned into
@@ -53,7 +54,7 @@ class RouteIndex:
         for template, item in spec["paths"].items():
             methods = frozenset(m.upper() for m in _METHODS if m in item)
             parts = re.split(r"(\{[^}]+\})", template)
-            pattern = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+            pattern = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
             params = sum(1 for p in parts if p.startswith("{"))
             entries.append((params, template, re.compile("^" + pattern + "$"), methods))
         # Literal segments win over parameters: /users/@me before /users/{user_id}.
@@ -62,9 +63,14 @@ class RouteIndex:
 
     def match(self, method: str, path: str) -> str | None:
         """The template of ``method path``, or None when the spec has no such route."""
+        found = self.match_params(method, path)
+        return found[0] if found else None
+
+    def match_params(self, method: str, path: str) -> tuple[str, dict[str, str]] | None:
+        """The template and the path parameters' values, or None when the spec has no such route."""
         for _, template, pattern, methods in self._entries:
-            if method.upper() in methods and pattern.match(path):
-                return template
+            if method.upper() in methods and (m := pattern.match(path)):
+                return template, m.groupdict()
         return None
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import inspect
 import json
+import math
 import re
 import secrets
 import shutil
@@ -20,7 +23,6 @@ from aiohttp import WSMsgType, web
 
 from . import install as _install
 from . import validation
-from .openapi import ValidatorPool, route_index
 from .gateway import (
     OP_HEARTBEAT,
     OP_HEARTBEAT_ACK,
@@ -65,8 +67,10 @@ from .models import (
     MANAGE_GUILD,
     MANAGE_MESSAGES,
     MODERATE_MEMBERS,
+    READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     UPLOAD_LIMIT_BY_TIER,
+    VIEW_CHANNEL,
     DefaultSetup,
     FakeAttachment,
     FakeChannel,
@@ -79,10 +83,16 @@ from .models import (
     SnowflakeGenerator,
     _perm_value,
     now_iso,
+    snowflake_time,
 )
+from .models import ATTACH_FILES as _ATTACH_FILES
+from .models import EMBED_LINKS as _EMBED_LINKS
+from .openapi import ValidatorPool, route_index
+from .ratelimits import RateLimiter, RateLimits
 
 T = TypeVar("T")
 JSON = "application/json"
+MAX_REQUEST_BYTES = 25 * 1024 * 1024  # "The maximum request size when sending a message is 25 MiB"
 INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_DIRECT_MESSAGES = 1 << 12
@@ -230,6 +240,17 @@ class FakeDiscord:
         self.interaction_ttl = interaction_ttl
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.heartbeat_ack_delay = heartbeat_ack_delay
+        #: rate limits (per-route buckets, global 50/s, invalid-request ban): tests change its fields
+        self.rate_limits = RateLimits()
+        self._limiter = RateLimiter(self.rate_limits)
+        #: every answer with status 401, 403 or 429 (what Discord counts toward the invalid-request limit)
+        self.invalid_requests: list[RecordedRequest] = []
+        #: signed attachment URLs (``ex``/``is``/``hm``) stop working this many seconds after they were issued
+        self.cdn_url_lifetime = 24 * 3600.0
+        self._cdn_secret = secrets.token_bytes(16)
+        #: ``nonce`` + ``enforce_nonce`` dedupes posts by the same author within this many seconds
+        self.nonce_window = 300.0
+        self._nonces: dict[tuple[int, int, str], tuple[float, FakeMessage]] = {}
         #: refuse to send a command interaction for a command the bot has not registered
         self.strict_commands = strict_commands
         #: dispatch MESSAGE_CREATE/UPDATE/DELETE for stored messages (as Discord does) when intents allow
@@ -536,8 +557,29 @@ class FakeDiscord:
             from urllib.parse import quote
 
             attachment.url = f"{self.url}/attachments/{attachment.id}/{quote(attachment.filename)}"
+        attachment.signer = self.signed_url
         self._attachments[attachment.id] = attachment
         return attachment
+
+    def signed_url(self, url: str | FakeAttachment) -> str:
+        """A CDN URL signed as Discord signs them (``ex`` expiry, ``is`` issue time, ``hm`` signature),
+        valid for ``cdn_url_lifetime`` seconds from now. Every payload the fake sends carries fresh ones."""
+        base = url.url if isinstance(url, FakeAttachment) else url.split("?", 1)[0]
+        issued = int(time.time())
+        expires = issued + max(1, math.ceil(self.cdn_url_lifetime))
+        return f"{base}?ex={expires:08x}&is={issued:08x}&hm={self._cdn_signature(base, expires, issued)}&"
+
+    def _cdn_signature(self, base: str, expires: int, issued: int) -> str:
+        path = base.split("/attachments/", 1)[-1]
+        return hmac.new(self._cdn_secret, f"{path}:{expires}:{issued}".encode(), hashlib.sha256).hexdigest()
+
+    def _cdn_url_valid(self, base: str, query: Mapping[str, str]) -> bool:
+        try:
+            expires, issued = int(query["ex"], 16), int(query["is"], 16)
+        except (KeyError, ValueError):
+            return False
+        expected = self._cdn_signature(base, expires, issued)
+        return hmac.compare_digest(expected, query.get("hm", "")) and time.time() < expires
 
     def channel(self, channel_id: int) -> FakeChannel:
         return self._channel_index[channel_id]
@@ -1148,6 +1190,7 @@ class FakeDiscord:
         add("GET", r"/applications/@me", self._h_appinfo)
         add("GET", r"/gateway", self._h_gateway)
         add("GET", r"/gateway/bot", self._h_gateway_bot)
+        add("POST", r"/attachments/refresh-urls", self._h_refresh_urls)
         for scope in ("", "/guilds/" + snow.format("gid")):
             base = "/applications/" + app + scope + "/commands"
             add("GET", base, self._h_commands_get)
@@ -1238,9 +1281,12 @@ class FakeDiscord:
         )
         self.requests.append(rec)
         response: web.StreamResponse
+        limit_headers: dict[str, str] = {}
         try:
             await self._parse_body(request, rec)
             fault = self._fault_for(rec)
+            if fault is None and api:
+                fault, limit_headers = self._rate_limit(rec)
             if fault is None and api:
                 fault = await self._check_spec(rec)
             response = fault if fault is not None else await self._route(request, rec, api)
@@ -1251,6 +1297,12 @@ class FakeDiscord:
         except Exception as exc:  # a bug in the fake: make it loud
             self.internal_errors.append(exc)
             response = _error_response(503, 0, f"fake internal error: {exc!r}")
+        if api:
+            for key, value in limit_headers.items():
+                response.headers.setdefault(key, value)
+            if response.status in (401, 403, 429):
+                self.invalid_requests.append(rec)
+                self._limiter.count_invalid(response.status, response.headers.get("X-RateLimit-Scope"))
         rec.status = response.status
         if (
             isinstance(response, web.Response)
@@ -1261,6 +1313,32 @@ class FakeDiscord:
                 rec.response = json.loads(response.body)  # type: ignore[arg-type]
         self._notify()
         return response
+
+    def _rate_limit(self, rec: RecordedRequest) -> tuple[web.Response | None, dict[str, str]]:
+        """Discord's rate limits (:mod:`.ratelimits`): a 429 when refused, and the headers for the answer."""
+        self._limiter.settings = self.rate_limits
+        banned = self._limiter.banned_for()
+        if banned is not None:
+            # Cloudflare's ban: no JSON, no Via header (discord.py raises at once instead of retrying).
+            text = "error code: 1015"
+            return web.Response(status=429, text=text, headers={"Retry-After": str(math.ceil(banned))}), {}
+        found = route_index().match_params(rec.method, rec.path)
+        template, params = found if found else (None, {})
+        exempt = template is not None and (
+            template.startswith("/interactions/")
+            or (
+                template.startswith("/webhooks/{webhook_id}/{webhook_token}")
+                and params.get("webhook_id") == str(self.application_id)
+            )
+        )
+        verdict = self._limiter.check(rec.method, template, params, exempt_global=exempt)
+        if verdict.refused is None:
+            return None, verdict.headers
+        return _json_response(verdict.refused, status=429, headers=verdict.headers), {}
+
+    def invalid_request_count(self) -> int:
+        """401/403/429 answers in the invalid-request window (what Discord's 10,000 per 10 minutes counts)."""
+        return self._limiter.invalid_in_window()
 
     async def _check_spec(self, rec: RecordedRequest) -> web.Response | None:
         """Hold the request against Discord's OpenAPI spec: its route must exist there, and its JSON body (or
@@ -1282,7 +1360,7 @@ class FakeDiscord:
         if not api:
             m = re.fullmatch(r"/attachments/(?P<aid>\d+)/(?P<filename>[^/]+)", rec.path)
             if rec.method in ("GET", "HEAD") and m:
-                return self._h_attachment(int(m["aid"]))
+                return await self._h_attachment(int(m["aid"]), rec)
             return self._unknown(rec)
         for method, pattern, handler in self._routes:
             if method != rec.method:
@@ -1526,8 +1604,10 @@ class FakeDiscord:
         return guild.upload_limit if guild else UPLOAD_LIMIT_BY_TIER[0]
 
     def _check_files(self, files: list[RecordedFile], guild_id: int | None) -> None:
+        """Discord's upload limits: each file at most the guild's limit by boost tier (what interactions carry
+        as ``attachment_size_limit``), all files of one request together at most 25 MiB."""
         limit = self._upload_limit(guild_id)
-        if any(len(f.data) > limit for f in files):
+        if any(len(f.data) > limit for f in files) or sum(len(f.data) for f in files) > MAX_REQUEST_BYTES:
             raise HTTPError(413, 40005, "Request entity too large")
 
     def _new_attachment(self, f: RecordedFile, entry: dict[str, Any] | None) -> FakeAttachment:
@@ -1687,11 +1767,65 @@ class FakeDiscord:
             raise HTTPError(404, 10008, "Unknown Message")
         return msg
 
+    def _bot_permissions(self, channel: FakeChannel) -> int | None:
+        """The bot's own permissions in a guild channel (roles and overwrites), None outside guilds."""
+        if channel.guild_id is None:
+            return None
+        guild = self.guilds[channel.guild_id]
+        return guild.channel_permissions(guild.bot_member, channel.id)
+
+    def _require(self, channel: FakeChannel, needed: int) -> None:
+        """403 as Discord answers a REST call the bot lacks permissions for: 50001 Missing Access without View
+        Channel, else 50013 Missing Permissions. (Interaction responses and followups are webhooks: Discord
+        does not check the bot's channel permissions for them, and neither does the fake.)"""
+        perms = self._bot_permissions(channel)
+        if perms is None:
+            return
+        if not perms & VIEW_CHANNEL:
+            raise HTTPError(403, 50001, "Missing Access")
+        if perms & needed != needed:
+            raise HTTPError(403, 50013, "Missing Permissions")
+
+    def _posting_needs(self, payload: dict[str, Any], files: list[RecordedFile], *, create: bool) -> int:
+        needed = SEND_MESSAGES if create else 0
+        if files:
+            needed |= _ATTACH_FILES
+        if payload.get("embeds"):
+            needed |= _EMBED_LINKS
+        if create and payload.get("message_reference"):
+            needed |= READ_MESSAGE_HISTORY
+        return needed
+
+    async def _h_refresh_urls(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
+        """``POST /attachments/refresh-urls``: fresh signed URLs for attachments the fake knows (Discord's
+        endpoint for expired CDN links; not in the OpenAPI spec, so a bot using it fails the spec rule)."""
+        urls = (rec.json or {}).get("attachment_urls") if isinstance(rec.json, dict) else None
+        if not isinstance(urls, list) or not urls or len(urls) > 50:
+            raise HTTPError(
+                400,
+                50035,
+                "Invalid Form Body",
+                errors={
+                    "attachment_urls": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "Bad list"}]}
+                },
+            )
+        refreshed = []
+        for url in urls:
+            found = re.search(r"/attachments/(\d+)/", str(url))
+            att = self._attachments.get(int(found[1])) if found else None
+            if att is not None:
+                refreshed.append({"original": url, "refreshed": self.signed_url(att)})
+        return _json_response({"refreshed_urls": refreshed})
+
     async def _h_channel_get(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         return _json_response(self._channel_for(m).to_payload())
 
     async def _h_history(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         channel = self._channel_for(m)
+        self._require(channel, 0)
+        perms = self._bot_permissions(channel)
+        if perms is not None and not perms & READ_MESSAGE_HISTORY:
+            return _json_response([])  # "If the current user is missing READ_MESSAGE_HISTORY … no messages"
         msgs = self.messages(channel.id)
         limit = min(int(rec.query.get("limit", 50)), 100)
         if "before" in rec.query:
@@ -1711,6 +1845,13 @@ class FakeDiscord:
         if channel.id in self._denied_channels:
             raise HTTPError(403, 50013, "Missing Permissions")
         payload = rec.json if isinstance(rec.json, dict) else {}
+        self._require(channel, self._posting_needs(payload, rec.files, create=True))
+        nonce = payload.get("nonce")
+        nonce_key = (channel.id, self.bot_user.id, str(nonce))
+        if nonce is not None and payload.get("enforce_nonce"):
+            earlier = self._nonces.get(nonce_key)
+            if earlier is not None and time.monotonic() - earlier[0] <= self.nonce_window:
+                return _json_response(earlier[1].to_payload(self._resolve_reference))
         ref = payload.get("message_reference")
         msg = self._message_from_payload(
             payload,
@@ -1743,11 +1884,14 @@ class FakeDiscord:
                     **({"guild_id": str(target.guild_id)} if target.guild_id else {}),
                 }
                 msg.type = 19
+        if nonce is not None and payload.get("enforce_nonce"):
+            self._nonces[nonce_key] = (time.monotonic(), msg)
         await self._store_message(msg)
         return _json_response(msg.to_payload(self._resolve_reference))
 
     async def _h_message_get(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         channel = self._channel_for(m)
+        self._require(channel, READ_MESSAGE_HISTORY)
         return _json_response(self._message_for(channel, m).to_payload(self._resolve_reference))
 
     async def _h_message_patch(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
@@ -1755,6 +1899,8 @@ class FakeDiscord:
         msg = self._message_for(channel, m)
         if msg.author.id != self.bot_user.id:
             raise HTTPError(403, 50005, "Cannot edit a message authored by another user")
+        payload = rec.json if isinstance(rec.json, dict) else {}
+        self._require(channel, self._posting_needs(payload, rec.files, create=False))
         self._apply_edit(msg, rec.json if isinstance(rec.json, dict) else {}, rec.files, "channel")
         await self._echo_update(msg)
         self._notify()
@@ -1826,10 +1972,14 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------------------------------------------
     # attachments (the fake's CDN)
-    def _h_attachment(self, aid: int) -> web.Response:
+    async def _h_attachment(self, aid: int, rec: RecordedRequest) -> web.Response:
         att = self._attachments.get(aid)
         if att is None:
             return web.Response(status=404, text="Not Found")
+        if not self._cdn_url_valid(att.url, rec.query):
+            return web.Response(status=404, text="This content is no longer available.")
+        if att.serve_delay:
+            await asyncio.sleep(att.serve_delay)
         ctype = att.served_content_type or att.content_type or "application/octet-stream"
         return web.Response(body=att.data, headers={"Content-Type": ctype})
 
@@ -1984,7 +2134,8 @@ class FakeDiscord:
         it = self._interactions_by_token.get(m["token"])
         if it is None:
             raise HTTPError(401, 50027, "Invalid Webhook Token")
-        age = asyncio.get_running_loop().time() - it.created_at
+        # The token lives 15 minutes from the interaction's creation (its snowflake), not from its delivery.
+        age = time.time() - snowflake_time(it.id).timestamp()
         if it.expired or age > self.interaction_ttl:
             raise HTTPError(401, 50027, "Invalid Webhook Token")
         if it.dead or not it.acked:
@@ -2007,7 +2158,14 @@ class FakeDiscord:
         it = self._webhook_interaction(m)
         payload = rec.json if isinstance(rec.json, dict) else {}
         original = it.original_message
-        if original is not None and original.loading and not it.edits and not it.followups:
+        if (
+            original is not None
+            and original.loading
+            and not original.deleted
+            and not it.original_deleted
+            and not it.edits
+            and not it.followups
+        ):
             # Discord: the first followup after a "thinking" defer replaces the loading message.
             self._apply_edit(original, payload, rec.files, "webhook")
             it.followups.append(original)
