@@ -566,7 +566,7 @@ class FakeDiscord:
         valid for ``cdn_url_lifetime`` seconds from now. Every payload the fake sends carries fresh ones."""
         base = url.url if isinstance(url, FakeAttachment) else url.split("?", 1)[0]
         issued = int(time.time())
-        expires = issued + max(1, math.ceil(self.cdn_url_lifetime))
+        expires = issued + max(0, math.ceil(self.cdn_url_lifetime))
         return f"{base}?ex={expires:08x}&is={issued:08x}&hm={self._cdn_signature(base, expires, issued)}&"
 
     def _cdn_signature(self, base: str, expires: int, issued: int) -> str:
