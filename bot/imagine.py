@@ -272,12 +272,15 @@ class ImagineService:
         interaction_token: str | None,
         status_message_id: int | None = None,
         upload_limit: int | None = None,
-        now: datetime | None = None,
+        token_issued_at: datetime | None = None,
     ) -> Job:
-        """Store the job for a reserved plan. All or nothing: any failure releases the credits."""
+        """Store the job for a reserved plan. All or nothing: any failure releases the credits.
+
+        The interaction token lives 15 minutes from the interaction's creation (`token_issued_at`,
+        its snowflake time), not from now: checks and downloads before this may have taken a while."""
         assert plan.reservation_id is not None, "reserve() first"
         request = plan.request
-        created = now or datetime.now(UTC)
+        created = token_issued_at or datetime.now(UTC)
         job: Job | None = None
         try:
             job = await self.jobs.create(

@@ -88,15 +88,16 @@ class FirstAnswer:
         return (await self.interaction.edit_original_response(embed=embed)).id
 
     async def refuse(self, embed: discord.Embed) -> None:
-        """Answer only to the member; a public "thinking…" answer is removed."""
+        """Answer only to the member when nothing was said yet; after a "thinking…" answer, that answer
+        becomes the refusal (an edit of the original response: Discord can't turn a public deferral
+        ephemeral, and a followup would be a second message)."""
         self._timer.cancel()
         self.answered = True
         async with self._lock:
             if not self.deferred:
                 await self.interaction.response.send_message(embed=embed, ephemeral=True)
                 return
-        await self.interaction.delete_original_response()
-        await self.interaction.followup.send(embed=embed, ephemeral=True)
+        await self.interaction.edit_original_response(embed=embed, view=None)
 
 
 def launch_slots(bot: ImageHubBot) -> asyncio.Semaphore:
@@ -160,19 +161,19 @@ async def _launch(
             interaction_token=interaction.token,
             status_message_id=status_message_id,
             upload_limit=interaction.filesize_limit,
+            token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
         )
     except Refusal as refusal:
         metrics.COMMANDS.labels("imagine", "refused").inc()
-        await interaction.delete_original_response()
-        await interaction.followup.send(embed=render.refusal(str(refusal)), ephemeral=True)
+        # The public answer is already out: it becomes the refusal (edited, not a second message).
+        await interaction.edit_original_response(embed=render.refusal(str(refusal)), view=None)
         return
     except Exception:
         await services.imagine.abandon(plan)
         log.exception(kv("imagine.start_failed", guild=request.guild_id, user=request.user_id))
         if interaction.response.is_done():
-            await interaction.delete_original_response()
             failed = render.refusal(render.hub_error_text(RuntimeError()))
-            await interaction.followup.send(embed=failed, ephemeral=True)
+            await interaction.edit_original_response(embed=failed, view=None)
         return
     metrics.COMMANDS.labels("imagine", "accepted").inc()
     log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
@@ -189,6 +190,21 @@ async def _launch(
         await interaction.edit_original_response(embed=render.status_embed(job, place), view=status_view(job))
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
+    await warn_missing_permissions(bot, interaction)
+
+
+async def warn_missing_permissions(bot: ImageHubBot, interaction: discord.Interaction) -> None:
+    """Where the bot can't post results itself (no Send Messages, Attach Files, …), a result that
+    outlives the interaction's 15 minutes can't reach the channel whole: tell the member now,
+    through the interaction (which needs no channel permission), and the moderator log once."""
+    missing = render.missing_permissions(interaction.app_permissions)
+    if not missing or interaction.guild_id is None or interaction.channel_id is None:
+        return
+    try:
+        await interaction.followup.send(embed=render.permission_warning(missing), ephemeral=True)
+    except discord.HTTPException as exc:
+        log.info(kv("imagine.permission_warning_failed", status=exc.status))
+    await bot.publisher.missing_at_launch(interaction.guild_id, interaction.channel_id, missing)
 
 
 async def report_blocked(bot: ImageHubBot, request: ImagineRequest, blocked: Blocked) -> None:
@@ -201,21 +217,18 @@ async def report_blocked(bot: ImageHubBot, request: ImagineRequest, blocked: Blo
         log.warning(kv("imagine.blocked_log_failed", guild=request.guild_id, error=type(exc).__name__))
 
 
+def _text_input(label: str, **options: object) -> discord.ui.Label[ImagineModal]:
+    """A modal field the current way: a Label (type 18) holding the text input (not an action row)."""
+    return discord.ui.Label(text=label, component=discord.ui.TextInput(**options))  # type: ignore[arg-type]
+
+
 class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
     """Prompt and options for the context menu and the "Use as reference" button."""
 
-    prompt: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
-        label="Prompt", style=discord.TextStyle.paragraph, max_length=4000
-    )
-    aspect: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
-        label="Aspect ratio, e.g. 16:9 (empty = default)", required=False, max_length=8
-    )
-    resolution: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
-        label="Resolution: 1K, 2K or 4K (empty = default)", required=False, max_length=4
-    )
-    count: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
-        label="How many images, 1 to 4 (empty = 1)", required=False, max_length=2
-    )
+    prompt = _text_input("Prompt", style=discord.TextStyle.paragraph, max_length=4000)
+    aspect = _text_input("Aspect ratio, e.g. 16:9 (empty = default)", required=False, max_length=8)
+    resolution = _text_input("Resolution: 1K, 2K or 4K (empty = default)", required=False, max_length=4)
+    count = _text_input("How many images, 1 to 4 (empty = 1)", required=False, max_length=2)
 
     def __init__(
         self, bot: ImageHubBot, attachments: tuple[Attachment, ...], *, title: str | None = None
@@ -226,7 +239,7 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None and interaction.channel_id is not None
-        count_text = self.count.value.strip()
+        count_text = _value(self.count).strip()
         if count_text and not count_text.isdigit():
             await interaction.response.send_message(
                 embed=render.refusal("The number of images must be a whole number from 1 to 4."),
@@ -238,14 +251,20 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
             channel_id=interaction.channel_id,
             user_id=interaction.user.id,
             role_ids=member_roles(interaction),
-            prompt=self.prompt.value,
-            aspect=self.aspect.value.strip() or None,
-            resolution=self.resolution.value.strip().upper() or None,
+            prompt=_value(self.prompt),
+            aspect=_value(self.aspect).strip() or None,
+            resolution=_value(self.resolution).strip().upper() or None,
             count=int(count_text) if count_text else None,
             attachments=self.attachments,
             is_moderator=is_moderator(interaction),
         )
         await launch(self.bot, interaction, request)
+
+
+def _value(field: discord.ui.Label[ImagineModal]) -> str:
+    component = field.component
+    assert isinstance(component, discord.ui.TextInput)
+    return component.value
 
 
 def image_attachments(message: discord.Message) -> tuple[Attachment, ...]:
@@ -264,7 +283,11 @@ class Imagine(commands.Cog):
         self.context_menu = app_commands.ContextMenu(
             name="Imagine with these images", callback=self.from_message
         )
+        # Guild only, declared with `contexts` (dm_permission is deprecated; discord.py still sends it).
         self.context_menu.guild_only = True
+        self.context_menu.allowed_contexts = app_commands.AppCommandContext(
+            guild=True, dm_channel=False, private_channel=False
+        )
         bot.tree.add_command(self.context_menu)
 
     async def cog_unload(self) -> None:
@@ -328,9 +351,9 @@ class Imagine(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         models = await self._models_for_autocomplete()
         return [
-            app_commands.Choice(name=f"{m.id} ({m.provider})", value=m.id)
+            app_commands.Choice(name=render.choice_name(f"{m.id} ({m.provider})"), value=m.id)
             for m in models
-            if current.lower() in m.id.lower()
+            if current.lower() in m.id.lower() and len(m.id) <= render.CHOICE_MAX
         ][:25]
 
     @imagine.autocomplete("aspect")
@@ -341,7 +364,11 @@ class Imagine(commands.Cog):
         chosen = getattr(interaction.namespace, "model", None)
         model = next((m for m in models if m.id == chosen), models[0] if models else None)
         ratios = model.aspect_ratios if model else []
-        return [app_commands.Choice(name=r, value=r) for r in ratios if current in r][:25]
+        return [
+            app_commands.Choice(name=render.choice_name(r), value=r)
+            for r in ratios
+            if current in r and len(r) <= render.CHOICE_MAX
+        ][:25]
 
     async def _models_for_autocomplete(self) -> list[HubModel]:
         """Autocomplete must answer fast: what is cached, or nothing if the hub is down."""

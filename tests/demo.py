@@ -70,7 +70,7 @@ async def main() -> None:
                 it = await fake.slash(d.guild, d.general, d.admin, ["config", "key", "set"])
                 modal = await it.callback()
                 print(f"\n/config key set (admin) -> modal {modal.data.get('title')!r}")
-                field = modal.data["components"][0]["components"][0]["custom_id"]
+                field = modal.text_inputs[0]
                 show("key modal submitted", await (await fake.submit_modal(it, {field: key})).original(10))
                 show(
                     "/config quota default 100 per day",

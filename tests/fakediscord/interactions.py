@@ -6,7 +6,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .models import FLAG_EPHEMERAL, FakeAttachment, FakeChannel, FakeMember, FakeMessage, FakeRole, FakeUser
+from .models import (
+    FLAG_EPHEMERAL,
+    FakeAttachment,
+    FakeChannel,
+    FakeMember,
+    FakeMessage,
+    FakeRole,
+    FakeUser,
+    walk_components,
+)
 
 if TYPE_CHECKING:
     from .server import FakeDiscord
@@ -78,6 +87,11 @@ class FakeCallback:
     def custom_id(self) -> str | None:
         """Modal custom id (type 9)."""
         return self.data.get("custom_id")
+
+    @property
+    def text_inputs(self) -> list[str]:
+        """A modal's text inputs (type 4), in order, whether in labels (type 18) or legacy action rows."""
+        return [c["custom_id"] for c in walk_components(self.components) if c.get("type") == 4]
 
     @property
     def title(self) -> str | None:
