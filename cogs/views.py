@@ -130,7 +130,6 @@ class JobButton(
         if interaction.message is not None:
             await interaction.message.delete()
 
-
     async def _info(self, interaction: discord.Interaction, job: Job) -> None:
         """The full prompt and settings, with a copyable /imagine line; only for the presser."""
         embed, line = render.info_embed(job)

@@ -123,9 +123,7 @@ async def _set_key_through_modal(bed: Bed) -> str:
     it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.admin, ["config", "key", "set"])
     cb = await it.callback()
     assert cb.type == 9  # a modal: the key is never a slash option
-    submit = await bed.fake.submit_modal(
-        it, {cb.text_inputs[0]: new_key}
-    )
+    submit = await bed.fake.submit_modal(it, {cb.text_inputs[0]: new_key})
     reply = await submit.original()
     assert "777 credits" in str(reply.embeds) and new_key[-4:] in str(reply.embeds)
     assert new_key not in str(reply.embeds)
