@@ -58,6 +58,8 @@ class Attachment:
     filename: str
     size: int
     content_type: str | None = None
+    #: (channel id, message id, attachment id) when it came from a message (see `ReferenceSpec`)
+    source: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +204,13 @@ class ImagineService:
             n=count,
             size=size,
             references=tuple(
-                ReferenceSpec(url=a.url, filename=a.filename, content_type=a.content_type or "", size=a.size)
+                ReferenceSpec(
+                    url=a.url,
+                    filename=a.filename,
+                    content_type=a.content_type or "",
+                    size=a.size,
+                    source=a.source,
+                )
                 for a in request.attachments
             ),
         )

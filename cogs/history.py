@@ -70,7 +70,10 @@ class History(commands.Cog):
         if not may_see_job(interaction, job):
             await interaction.response.send_message(embed=render.refusal(render.SHOW_PRIVATE), ephemeral=True)
             return
-        if job.status is not JobStatus.POSTED or not job.result_urls:
+        # Posted, or made and paid for but never posted (e.g. the bot lacked Send Messages): either
+        # way the hub's images are there to post again.
+        unposted = job.status is JobStatus.FAILED and (job.last_error or "").startswith("publish:")
+        if not (job.status is JobStatus.POSTED or unposted) or not job.result_urls:
             await interaction.response.send_message(
                 embed=render.refusal(render.SHOW_NO_IMAGES), ephemeral=True
             )

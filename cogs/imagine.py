@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
+from dataclasses import replace
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 import discord
 from discord import app_commands
@@ -15,7 +18,7 @@ from discord.ext import commands
 from bot import metrics
 from bot.hub import HubError, HubModel
 from bot.hub.sizes import QUALITIES, TIERS
-from bot.imagine import Attachment, Blocked, ImagineRequest, Refusal
+from bot.imagine import Attachment, Blocked, Fetch, ImagineRequest, Refusal
 from bot.jobs import JobStatus
 from bot.logs import kv
 from cogs import render
@@ -32,6 +35,9 @@ EARLY_ANSWER_AFTER = 0.15
 # Requests checked and started at once; the others wait their turn (answered early). Bounding
 # this keeps the event loop's turns short, so every early answer goes out on time.
 LAUNCH_CONCURRENCY = 32
+# A reference's CDN URL with less than this left (seconds) is renewed before use: the scheduler
+# may download it again later (after a restart).
+URL_MARGIN = 600.0
 _launch_slots: weakref.WeakKeyDictionary[ImageHubBot, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
@@ -45,8 +51,86 @@ def is_moderator(interaction: discord.Interaction) -> bool:
     return perms.manage_guild or perms.manage_messages or perms.administrator
 
 
-def to_attachment(a: discord.Attachment) -> Attachment:
-    return Attachment(url=a.url, filename=a.filename, size=a.size, content_type=a.content_type)
+def to_attachment(a: discord.Attachment, message: discord.Message | None = None) -> Attachment:
+    """Our view of a Discord attachment; one from a message remembers where it came from, so its
+    signed URL can be renewed by fetching that message again once it expires."""
+    source = (message.channel.id, message.id, a.id) if message is not None else None
+    return Attachment(url=a.url, filename=a.filename, size=a.size, content_type=a.content_type, source=source)
+
+
+def _expires_soon(url: str) -> bool:
+    """Whether a signed CDN URL (`ex` = expiry, hex epoch seconds) is expired or close to it."""
+    query = parse_qs(urlsplit(url).query)
+    try:
+        expires = int(query["ex"][0], 16)
+    except (KeyError, IndexError, ValueError):
+        return True  # unsigned: Discord no longer serves it
+    return expires - time.time() < URL_MARGIN
+
+
+async def fresh_references(bot: ImageHubBot, request: ImagineRequest) -> ImagineRequest:
+    """Renew the expiring CDN URLs of references that came from a message by fetching that message
+    again (Discord documents that fetched payloads carry valid signed URLs; the spec has no other
+    route for it). A reroll or a form left open after the URLs expired still works; a message that
+    is gone, or the bot can't read, is a clear refusal. Slash-command uploads have no message."""
+    renewed = await _renew(bot, request.guild_id, request.attachments)
+    return request if renewed == request.attachments else replace(request, attachments=renewed)
+
+
+def renewing_fetch(bot: ImageHubBot, guild_id: int, pending: tuple[Attachment, ...] = ()) -> Fetch:
+    """Download a reference; when its URL no longer works (expired early, a clock off), renew it from
+    its message once and try again."""
+
+    renewed: dict[tuple[int, int, int], Attachment] = {}  # one fetch of a message serves all its images
+
+    async def fetch(attachment: Attachment) -> bytes:
+        try:
+            return await bot.services.fetch_attachment(attachment)
+        except Exception:
+            if attachment.source is None:
+                raise
+        if attachment.source not in renewed:
+            siblings = tuple(a for a in pending if a.source and a.source[:2] == attachment.source[:2])
+            for fresh in await _renew(bot, guild_id, siblings or (attachment,), force=True):
+                assert fresh.source is not None
+                renewed[fresh.source] = fresh
+        return await bot.services.fetch_attachment(renewed[attachment.source])
+
+    return fetch
+
+
+async def _renew(
+    bot: ImageHubBot, guild_id: int, attachments: tuple[Attachment, ...], *, force: bool = False
+) -> tuple[Attachment, ...]:
+    stale = {a.source[:2] for a in attachments if a.source is not None and (force or _expires_soon(a.url))}
+    if not stale:
+        return attachments
+    fresh: dict[int, str] = {}
+    guild = bot.get_guild(guild_id)
+    for channel_id, message_id in stale:
+        channel = guild.get_channel_or_thread(channel_id) if guild is not None else None
+        if channel is not None and guild is not None:
+            perms = channel.permissions_for(guild.me)
+            if not (perms.view_channel and perms.read_message_history):
+                raise Refusal(render.REFERENCES_UNREADABLE)
+        try:
+            message = await bot.get_partial_messageable(channel_id, guild_id=guild_id).fetch_message(
+                message_id
+            )
+        except discord.NotFound:
+            raise Refusal(render.REFERENCES_GONE) from None
+        except discord.Forbidden:
+            raise Refusal(render.REFERENCES_UNREADABLE) from None
+        fresh.update({a.id: a.url for a in message.attachments})
+    renewed = []
+    for a in attachments:
+        if a.source is not None and a.source[:2] in stale:
+            url = fresh.get(a.source[2])
+            if url is None:
+                raise Refusal(render.REFERENCES_GONE)
+            a = replace(a, url=url)
+        renewed.append(a)
+    return tuple(renewed)
 
 
 class FirstAnswer:
@@ -133,6 +217,7 @@ async def _launch(
 ) -> None:
     services = bot.services
     try:
+        request = await fresh_references(bot, request)
         plan = await services.imagine.plan(request)
         if not plan.request.attachments:
             plan = await services.imagine.reserve(plan)
@@ -152,7 +237,8 @@ async def _launch(
         references = []
         if plan.request.attachments:
             # Downloads can take a while: the public answer went first, within Discord's 3 s.
-            references = await services.imagine.fetch_references(plan, services.fetch_attachment)
+            fetch = renewing_fetch(bot, request.guild_id, plan.request.attachments)
+            references = await services.imagine.fetch_references(plan, fetch)
             plan = await services.imagine.reserve(plan)
         job = await services.imagine.start(
             plan,
@@ -273,7 +359,7 @@ def image_attachments(message: discord.Message) -> tuple[Attachment, ...]:
     for a in message.attachments:
         declared = (a.content_type or "").split(";")[0]
         if declared in IMAGE_TYPES or a.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp")):
-            found.append(to_attachment(a))
+            found.append(to_attachment(a, message))
     return tuple(found)
 
 

@@ -542,6 +542,13 @@ def result_files(
     return files, links
 
 
+REFERENCES_GONE = "The message these reference images came from was deleted, or no longer has them."
+REFERENCES_UNREADABLE = (
+    "I can't read the message these reference images came from (I need View Channel and "
+    "Read Message History there)."
+)
+
+
 def missing_permissions(perms: discord.Permissions) -> list[str]:
     """What the bot needs in a channel to post results there and does not have, by name."""
     return [name for attr, name in PERMISSION_NAMES.items() if not getattr(perms, attr)]

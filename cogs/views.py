@@ -100,7 +100,9 @@ class JobButton(
             quality=p.quality,
             count=p.n,
             attachments=tuple(
-                Attachment(url=r.url, filename=r.filename, size=r.size, content_type=r.content_type)
+                Attachment(
+                    url=r.url, filename=r.filename, size=r.size, content_type=r.content_type, source=r.source
+                )
                 for r in p.references
             ),
             is_moderator=is_moderator(interaction),

@@ -248,6 +248,7 @@ class FakeDiscord:
         #: signed attachment URLs (``ex``/``is``/``hm``) stop working this many seconds after they were issued
         self.cdn_url_lifetime = 24 * 3600.0
         self._cdn_secret = secrets.token_bytes(16)
+        self._cdn_epoch = 0
         #: ``nonce`` + ``enforce_nonce`` dedupes posts by the same author within this many seconds
         self.nonce_window = 300.0
         self._nonces: dict[tuple[int, int, str], tuple[float, FakeMessage]] = {}
@@ -571,7 +572,13 @@ class FakeDiscord:
 
     def _cdn_signature(self, base: str, expires: int, issued: int) -> str:
         path = base.split("/attachments/", 1)[-1]
-        return hmac.new(self._cdn_secret, f"{path}:{expires}:{issued}".encode(), hashlib.sha256).hexdigest()
+        signed = f"{self._cdn_epoch}:{path}:{expires}:{issued}".encode()
+        return hmac.new(self._cdn_secret, signed, hashlib.sha256).hexdigest()
+
+    def expire_cdn_urls(self) -> None:
+        """Every attachment URL issued so far stops working now, as if its ``ex`` had passed (no waiting);
+        payloads sent from now on (a fetched message, an interaction) carry fresh ones."""
+        self._cdn_epoch += 1
 
     def _cdn_url_valid(self, base: str, query: Mapping[str, str]) -> bool:
         try:
@@ -740,6 +747,14 @@ class FakeDiscord:
         self._denied_channels.add(channel_id)
         if update_overwrite:
             await self._set_bot_send_overwrite(channel_id, deny=True)
+
+    async def set_bot_overwrite(self, channel_id: int, *, allow: int = 0, deny: int = 0) -> None:
+        """Set (or with neither, remove) a member overwrite for the bot in a channel and send CHANNEL_UPDATE,
+        as when a moderator edits the channel: the fake's REST checks and the bot's cache both follow it."""
+        channel = self._channel_index[channel_id]
+        channel.set_overwrite(self.bot_user.id, type=1, allow=allow, deny=deny)
+        if channel.guild_id is not None:
+            await self._dispatch_guild_event(channel.guild_id, "CHANNEL_UPDATE", channel.to_payload())
 
     async def allow_send(self, channel_id: int) -> None:
         self._denied_channels.discard(channel_id)
