@@ -96,6 +96,7 @@ class SpecValidator:
         self._registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource).crawl()
         self._cls = Draft202012Validator
         self._validators: dict[tuple[str, str], Any] = {}
+        self._snowflake_paths: dict[tuple[str, str], frozenset[tuple[str, ...]]] = {}
 
     def has_body_schema(self, template: str, method: str) -> bool:
         op = self._spec["paths"].get(template, {}).get(method.lower(), {})
@@ -110,7 +111,20 @@ class SpecValidator:
             )
             validator = self._cls({"$ref": SPEC_URI + "#" + pointer}, registry=self._registry)
             self._validators[key] = validator
+            op = self._spec["paths"][template][method.lower()]
+            paths: dict[tuple[str, ...], set[bool]] = {}
+            _collect(self._spec, op["requestBody"]["content"]["application/json"]["schema"], (), paths, set())
+            # Only where every schema the spec has at that place is a snowflake: never coerce an integer
+            # that some branch of a union wants as an integer.
+            self._snowflake_paths[key] = frozenset(p for p, kinds in paths.items() if kinds == {True})
         return validator
+
+    def _normalise(self, template: str, method: str, body: Any) -> Any:
+        """Integers where the spec has a snowflake string, as strings (a copy; the rest untouched)."""
+        paths = self._snowflake_paths.get((template, method.lower()), frozenset())
+        if not paths or not _has_int_at(body, paths, ()):
+            return body
+        return _stringify(copy.deepcopy(body), paths, ())
 
     def check(self, template: str, method: str, body: Any) -> dict[str, Any] | None:
         """None when ``body`` is valid for the route, else Discord's 400 body (50035, with an ``errors``
@@ -118,8 +132,9 @@ class SpecValidator:
         if not self.has_body_schema(template, method):
             return None
         validator = self._validator(template, method)
+        body = self._normalise(template, method, body)
         errors = list(validator.iter_errors(body))
-        for _ in range(8):  # each pass fixes the snowflakes the previous one uncovered (unions nest)
+        for _ in range(8):  # what the precomputed places missed (unions nest): fix, judge again
             paths = [p for e in errors for p in _int_snowflakes(e)]
             if not paths:
                 break
@@ -138,6 +153,65 @@ class SpecValidator:
                 node = node.setdefault(str(key), {})
             node.setdefault("_errors", []).append({"code": code, "message": message})
         return {"message": "Invalid Form Body", "code": 50035, "errors": tree}
+
+
+def _collect(
+    spec: dict[str, Any],
+    schema: Any,
+    path: tuple[str, ...],
+    out: dict[tuple[str, ...], set[bool]],
+    seen: set[tuple[str, tuple[str, ...]]],
+) -> None:
+    """Walk a request schema (through $refs and unions) and note, for each place in a body (object keys,
+    ``[]`` for array items), whether the spec wants a snowflake there (True) or something else (False)."""
+    if not isinstance(schema, dict) or len(path) > 12:
+        return
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        if (ref, path) in seen:
+            return
+        seen.add((ref, path))
+        target: Any = spec
+        for part in ref[2:].split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        _collect(spec, target, path, out, seen)
+        return
+    if schema.get("format") == "snowflake":
+        out.setdefault(path, set()).add(True)
+        return
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else types or []
+    if "integer" in types or "number" in types:
+        out.setdefault(path, set()).add(False)
+    for union in ("oneOf", "anyOf", "allOf"):
+        for branch in schema.get(union) or ():
+            _collect(spec, branch, path, out, seen)
+    for name, sub in (schema.get("properties") or {}).items():
+        _collect(spec, sub, (*path, name), out, seen)
+    if isinstance(schema.get("items"), dict):
+        _collect(spec, schema["items"], (*path, "[]"), out, seen)
+
+
+def _has_int_at(value: Any, paths: frozenset[tuple[str, ...]], here: tuple[str, ...]) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return here in paths
+    if isinstance(value, dict):
+        return any(_has_int_at(v, paths, (*here, k)) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_int_at(v, paths, (*here, "[]")) for v in value)
+    return False
+
+
+def _stringify(value: Any, paths: frozenset[tuple[str, ...]], here: tuple[str, ...]) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if here in paths and value >= 0 else value
+    if isinstance(value, dict):
+        return {k: _stringify(v, paths, (*here, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify(v, paths, (*here, "[]")) for v in value]
+    return value
 
 
 def _int_snowflakes(error: Any) -> Iterator[list[Any]]:

@@ -130,6 +130,8 @@ class RecordedRequest:
     status: int = 0
     response: Any = field(default=None, repr=False)
     faulted: bool = False
+    #: event-loop time the request arrived (before any rate limit, validation or handling)
+    received_at: float = 0.0
 
     @property
     def route(self) -> str:
@@ -280,6 +282,8 @@ class FakeDiscord:
         self.invalid_bodies: list[InvalidBody] = []
         #: CPU seconds the validation worker spent per checked body (the fake's event loop spends none)
         self.spec_check_seconds: list[float] = []
+        #: called with each finished request (status and parsed response set): for harnesses that time things
+        self.observers: list[Callable[[RecordedRequest], None]] = []
         self._faults: list[FaultRule] = []
 
         self.sessions: list[GatewaySession] = []
@@ -1294,6 +1298,7 @@ class FakeDiscord:
             dict(request.headers),
             None,
         )
+        rec.received_at = asyncio.get_running_loop().time()
         self.requests.append(rec)
         response: web.StreamResponse
         limit_headers: dict[str, str] = {}
@@ -1326,6 +1331,11 @@ class FakeDiscord:
         ):
             with contextlib.suppress(Exception):
                 rec.response = json.loads(response.body)  # type: ignore[arg-type]
+        for observer in self.observers:
+            try:
+                observer(rec)
+            except Exception as exc:  # a broken observer is the harness's bug: make it loud
+                self.internal_errors.append(exc)
         self._notify()
         return response
 
