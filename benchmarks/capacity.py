@@ -199,6 +199,8 @@ async def measure(args: argparse.Namespace) -> Report:
     report.add("/imagine callback p99 at this rate", ms(callbacks["p99"]))
     report.add("hub polls while held", str(polls))
     report.add("errors in the bot's log", str(len(errors)), "0", not errors)
+    refused, clean = w.fake.refusals()
+    report.add("requests Discord would refuse", refused, "none", clean)
     report.details = {
         "submitted": submitted,
         "submit_seconds": submit_seconds,

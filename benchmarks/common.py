@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,15 @@ class BenchFake(FakeDiscord):
         return [
             self.callback_at[it.token] - it.created_at for it in interactions if it.token in self.callback_at
         ]
+
+    def refusals(self) -> tuple[str, bool]:
+        """What real Discord would have refused during the run: bodies against the spec or its rules (400),
+        routes outside the spec, and 401/403/429 answers (the invalid-request count). For `Report.add`."""
+        statuses = Counter(r.status for r in self.invalid_requests)
+        parts = [f"{len(self.invalid_bodies)} bad bodies", f"{len(self.unspecced_routes)} unknown routes"]
+        parts += [f"{statuses[s]}×{s}" for s in (401, 403, 429) if statuses[s]]
+        clean = not (self.invalid_bodies or self.unspecced_routes or statuses)
+        return ", ".join(parts), clean
 
     def trim(self) -> None:
         """Forget recorded request bodies (keeps the harness' memory flat on long runs)."""

@@ -156,6 +156,8 @@ async def measure(args: argparse.Namespace) -> Report:
     report.add("results posted", f"{len(posted)}/{args.jobs}", str(args.jobs), len(posted) >= args.jobs)
     report.add("results posted twice", str(duplicates), "0", duplicates == 0)
     report.add("errors in the second process's log", str(len(errors)), "0", not errors)
+    refused, clean = w.fake.refusals()
+    report.add("requests Discord would refuse", refused, "none", clean)
     report.details = {
         "delays": polled,
         "statuses": dict(statuses),
