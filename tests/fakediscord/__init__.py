@@ -19,8 +19,16 @@ Start it, point discord.py at it, build a guild, log a bot in, then drive the bo
         assert not fake.unknown_routes
 
 Pytest: ``from tests.fakediscord.fixtures import fake_discord`` in a conftest (or module) gives a started fake
-with ``fake.default`` (a :class:`DefaultSetup`), installed in-process, and asserts in teardown that no unknown
-route was hit and the fake had no internal error.
+with ``fake.default`` (a :class:`DefaultSetup`), installed in-process, and asserts in teardown
+(``fixtures.assert_clean``) that no unknown route was hit, every route is in Discord's official OpenAPI spec
+(``fake.unspecced_routes``), no body was refused as malformed (``fake.invalid_bodies``: by the spec's schema
+or by the rules below) and the fake had no internal error.
+
+Discord's official spec (``spec/openapi.json``, vendored with its LICENSE and provenance; :mod:`.openapi`):
+every JSON body and multipart ``payload_json`` is validated against its route's request schema (jsonschema
+Draft 2020-12 with a referencing registry) in one worker process, compiled once per route; the handler awaits
+the verdict, so a bad body gets Discord's 400 50035 with an ``errors`` tree. Snowflakes sent as integers are
+turned into strings where, and only where, the spec wants a snowflake.
 
 Main API (all waits take ``timeout`` seconds and raise ``TimeoutError`` with a traffic summary; no sleeps):
 
@@ -64,7 +72,26 @@ heartbeat_ack_delay=0.03, strict_commands=True, echo_message_events=True)``
   gateway: ``drop_shard(id, code=4000)`` (client RESUMEs), ``request_reconnect(id)`` (op 7),
   ``invalidate_session(id, resumable=False)`` (op 9).
 
-Discord rules the fake enforces: payload limits (content 2000, 10 embeds, embed sizes, 5 action rows,
+Documented rules the fake enforces beyond the schema (on for every test; tests of the fake change them):
+  ``fake.rate_limits`` (:class:`~.ratelimits.RateLimits`): per-route buckets (5 messages per 5 s per
+  channel, webhook/interaction-token routes per token, …) with
+  ``X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket`` on every answer and 429 + ``retry_after``
+  (``X-RateLimit-Scope`` on 429s); the global 50 requests/s that interaction endpoints are exempt from;
+  401/403/429 counted (``fake.invalid_requests``, ``invalid_request_count()``) toward the 10,000 per 10
+  minutes ban. The bot's own channel permissions on REST calls from roles and overwrites (post: View Channel
+  + Send Messages, files: Attach Files, embeds: Embed Links, replies: Read Message History; without it
+  history is ``[]``; 403 50001/50013), never on interaction responses or followups; ``await
+  fake.set_bot_overwrite(channel, allow=, deny=)``. Uploads: each file within the guild's limit by boost
+  tier (the interactions' ``attachment_size_limit``), 25 MiB per request, 10 files. Signed CDN URLs
+  (``ex``/``is``/``hm``) valid ``fake.cdn_url_lifetime`` seconds from each payload that carries them, 404
+  after; ``fake.expire_cdn_urls()``, ``fake.signed_url(att)``, ``POST /attachments/refresh-urls`` (real, but
+  outside the spec: a bot calling it fails the spec rule). ``nonce`` + ``enforce_nonce`` return the existing
+  message within ``fake.nonce_window``. A followup after the deferred original was deleted is a new message.
+  Tokens live 15 minutes from the interaction's snowflake. Harness hooks: ``fake.observers`` (called with
+  each finished :class:`RecordedRequest`), ``RecordedRequest.received_at``,
+  ``FakeAttachment(serve_delay=)``, ``FakeCallback.text_inputs``.
+
+Older rules the fake enforces: payload limits (content 2000, 10 embeds, embed sizes, 5 action rows,
 duplicate custom ids, modal title 45, 25 choices, command names/descriptions/option order), empty messages
 (50006), replies to unknown messages (50035), a second callback (40060), bot-token auth on REST (401),
 ``default_member_permissions`` (``slash`` raises ``PermissionError`` unless ``force``), required/unknown
