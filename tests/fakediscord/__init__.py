@@ -24,6 +24,37 @@ with ``fake.default`` (a :class:`DefaultSetup`), installed in-process, and asser
 (``fake.unspecced_routes``), no body was refused as malformed (``fake.invalid_bodies``: by the spec's schema
 or by the rules below) and the fake had no internal error.
 
+Where things are (one module per resource; the test API below is the resources' methods, bound on
+``FakeDiscord`` by name):
+  :mod:`.server`        ``FakeDiscord``: composes the resources, the routing table, the request pipeline
+                        (record → ``fail_next`` faults → rate limits → spec check → handler → observers),
+                        lifecycle, pointing discord.py at the fake
+  :mod:`.state`         ``FakeState``: the shared state (identity, guilds, channels, sessions, interactions,
+                        recordings, the rules' settings) and waiting (``wait_for``, ``wait_request``)
+  :mod:`.rest`          ``RecordedRequest``/``RecordedFile``/``InvalidBody``, Discord's error answers, routes
+  :mod:`.users`         ``/users/@me``, users, the application
+  :mod:`.guilds`        ``add_guild``, ``setup_default``, ``join_guild``/``remove_guild``, guild REST
+  :mod:`.channels`      channel REST, DMs, the bot's channel permissions, ``delete_channel``, ``deny_send``,
+                        ``set_bot_overwrite``
+  :mod:`.messages`      channel messages: store, history, create/edit/delete, nonces, replies, reactions,
+                        typing, attachments from uploads, upload limits, ``user_message``
+  :mod:`.cdn`           signed attachment URLs, their expiry, serving the bytes, ``refresh-urls``
+  :mod:`.commands`      application command registration and storage, ``command_syncs``
+  :mod:`.interactions`  the interactions sent (``slash``, buttons, modals…) and ``FakeInteraction``
+  :mod:`.responses`     the bot's answers: callback, ``@original``, followups (interaction webhooks)
+  :mod:`.gateway`       websocket sessions: IDENTIFY/RESUME, heartbeats, dispatch to a guild's shard,
+                        ``drop_shard``/``request_reconnect``/``invalidate_session``
+  :mod:`.faults`        ``fail_next`` (injected 429/5xx)
+  :mod:`.ratelimits`, :mod:`.openapi`, :mod:`.validation`: Discord's rate limits, spec and payload rules;
+  :mod:`.models`: users, guilds, members, roles, channels, messages, attachments, permissions.
+
+Composition: every resource is a small class holding the one shared state (``FakeState``, which
+``FakeDiscord`` extends, so tests keep reading and setting ``fake.requests``, ``fake.cdn_url_lifetime``…)
+and, passed in, the few resources it calls (``Messages(state, gateway, cdn, channels)``). No mixins: a
+resource's constructor says what it depends on, each concept has one file, and no resource reaches another
+through ``FakeDiscord``. The one exception is ``Interactions``, the test's own side, which holds the
+``FakeDiscord`` because the ``FakeInteraction``/``OptionBuilder`` it builds work on the whole fake.
+
 Discord's official spec (``spec/openapi.json``, vendored with its LICENSE and provenance; :mod:`.openapi`):
 every JSON body and multipart ``payload_json`` is validated against its route's request schema (jsonschema
 Draft 2020-12 with a referencing registry) in one worker process, compiled once per route; the handler awaits
@@ -87,9 +118,10 @@ Documented rules the fake enforces beyond the schema (on for every test; tests o
   after; ``fake.expire_cdn_urls()``, ``fake.signed_url(att)``, ``POST /attachments/refresh-urls`` (real, but
   outside the spec: a bot calling it fails the spec rule). ``nonce`` + ``enforce_nonce`` return the existing
   message within ``fake.nonce_window``. A followup after the deferred original was deleted is a new message.
-  Tokens live 15 minutes from the interaction's snowflake. Harness hooks: ``fake.observers`` (called with
-  each finished :class:`RecordedRequest`), ``RecordedRequest.received_at``,
-  ``FakeAttachment(serve_delay=)``, ``FakeCallback.text_inputs``.
+  Tokens live 15 minutes from the interaction's snowflake. Harness hooks (what benchmarks use; they never
+  override the fake's own methods): ``fake.observers`` (called with each finished :class:`RecordedRequest`),
+  ``RecordedRequest.received_at``, ``fake.rate_limits``, ``FakeAttachment(serve_delay=)``,
+  ``FakeCallback.text_inputs``.
 
 Older rules the fake enforces: payload limits (content 2000, 10 embeds, embed sizes, 5 action rows,
 duplicate custom ids, modal title 45, 25 choices, command names/descriptions/option order), empty messages
@@ -98,6 +130,8 @@ duplicate custom ids, modal title 45, 25 choices, command names/descriptions/opt
 options and choices (``ValueError``).
 """
 
+from .commands import CommandSync
+from .faults import FaultRule
 from .interactions import FakeCallback, FakeInteraction
 from .models import (
     ADMINISTRATOR,
@@ -123,7 +157,8 @@ from .models import (
     FakeRole,
     FakeUser,
 )
-from .server import CommandSync, FakeDiscord, FaultRule, InvalidBody, RecordedFile, RecordedRequest
+from .rest import InvalidBody, RecordedFile, RecordedRequest
+from .server import FakeDiscord
 
 __all__ = [
     "ADMINISTRATOR",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .interactions import FakeInteraction
-    from .server import FakeDiscord
+    from .state import FakeState
 
 DISCORD_EPOCH_MS = 1420070400000
 
@@ -399,7 +399,7 @@ class FakeMember:
 class FakeGuild:
     """A guild. Build it with :meth:`add_channel`, :meth:`add_role`, :meth:`add_member`."""
 
-    fake: FakeDiscord = field(repr=False)
+    fake: FakeState = field(repr=False)
     id: int
     name: str
     owner_id: int
