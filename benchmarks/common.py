@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url
 from bot.db import Database
 from bot.db.models import JobRow
 from bot.guild_settings import GuildSettingsStore
-from bot.hub.emulator import EmulatorState, GenerationRecord, serving
+from bot.hub.emulator import EmulatorState, GenerationEvent, GenerationRecord, serving
 from bot.keys import KeyVault
 from bot.quotas import QuotaService
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMember, RecordedRequest
@@ -144,11 +144,11 @@ def uniform_duration(rng: random.Random, low: float = 5.0, high: float = 20.0) -
 
 
 class BenchHub(EmulatorState):
-    """The emulator with a per-generation duration and timestamps (wall clock, `time.time()`).
+    """The emulator with a per-generation `duration(gen)` and timestamps (wall clock, `time.time()`).
 
-    `duration(gen)` gives each generation its length. With `gate` set (an unset `asyncio.Event`),
-    generations stay `running` until the gate opens, then finish `after_gate(gen)` seconds later.
-    Records `created_at`, `finished_at`, `durations` and every poll's time, by generation id.
+    With `gate` set (an unset `asyncio.Event`), generations stay `running` until the gate opens, then
+    finish `after_gate(gen)` seconds later. Records `created_at`, `finished_at` and every poll's time, by
+    generation id, through the emulator's public hooks (`duration`, `gate`, `observers`).
     """
 
     def __init__(
@@ -159,42 +159,23 @@ class BenchHub(EmulatorState):
         after_gate: Callable[[GenerationRecord], float] | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(**options)
-        self.duration = duration
-        self.gate = gate
-        self.after_gate = after_gate or (lambda gen: 0.0)
+        super().__init__(duration=duration, gate=gate, after_gate=after_gate, **options)
         self.created_at: dict[str, float] = {}
         self.finished_at: dict[str, float] = {}
-        self.durations: dict[str, float] = {}
         self.poll_times: dict[str, list[float]] = {}
+        self.observers.append(self._observe)
 
     def in_flight(self) -> int:
         return len(self.generations) - len(self.finished_at)
 
-    async def _run(self, gen: GenerationRecord) -> None:
-        self.created_at[gen.id] = time.time()
-        total = self.duration(gen)
-        start = time.monotonic()
-        first = total / 3
-        await self.wait_event(gen.release, first)
-        if not gen.finished and gen.status == "queued":
-            gen.status = "running"
-        if self.gate is not None:
-            await self.wait_event(self.gate, None)
-            await self.wait_event(gen.release, self.after_gate(gen))
+    def _observe(self, event: GenerationEvent, gen: GenerationRecord) -> None:
+        now = time.time()
+        if event == "created":
+            self.created_at[gen.id] = now
+        elif event == "finished":
+            self.finished_at[gen.id] = now
         else:
-            await self.wait_event(gen.release, max(0.0, total - first))
-        self.durations[gen.id] = time.monotonic() - start
-        if not gen.finished and not self.closing:
-            self._finish(gen)
-
-    def _finish(self, gen: GenerationRecord) -> None:
-        self.finished_at[gen.id] = time.time()
-        super()._finish(gen)
-
-    def record_poll(self, gen: GenerationRecord) -> None:
-        self.poll_times.setdefault(gen.id, []).append(time.time())
-        gen.polls += 1  # no waiters in benchmarks: skip the emulator's notify pass
+            self.poll_times.setdefault(gen.id, []).append(now)
 
 
 def poll_budget(seconds: float) -> int:
