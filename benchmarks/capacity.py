@@ -54,7 +54,7 @@ async def measure(args: argparse.Namespace) -> Report:
         after_gate=lambda gen: rng.uniform(0.0, args.spread),
     ) as w:
         bot = w.bot()
-        await bot.start()
+        await bot.start(synced=True, timeout=60)
         await asyncio.sleep(1.0)
         idle_rss = bot.bot_status().get("VmRSS", 0)
         hub_port = int(w.hub_url.rsplit(":", 1)[1])

@@ -2,8 +2,8 @@
 subprocess, a prepared guild and database, and result reporting.
 
 Everything listens on 127.0.0.1. The fake Discord and the emulator run in the benchmark's own process
-(one core); the bot runs as `python -m bot` in a subprocess (the other core), pointed at the fake with
-`FakeDiscord.subprocess_env()`.
+(one core); the bot runs as `python -m bot` in a subprocess (the other core): the tests' `BotProcess`
+(`tests/botprocess.py`), pointed at the fake with `FakeDiscord.subprocess_env()`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 from cryptography.fernet import Fernet, MultiFernet
 from sqlalchemy import select
@@ -42,6 +39,7 @@ from bot.guild_settings import GuildSettingsStore
 from bot.hub.emulator import EmulatorState, GenerationEvent, GenerationRecord, serving
 from bot.keys import KeyVault
 from bot.quotas import QuotaService
+from tests.botprocess import BotProcess, free_port
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMember, RecordedRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,32 +277,6 @@ class BenchFake(FakeDiscord):
 # -------------------------------------------------------------------------------------------- the bot process
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM (kB) and the thread count of a process."""
-    out: dict[str, int] = {}
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "Threads"):
-                out[key] = int(value.split()[0])
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all threads) so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def open_fds(pid: int) -> tuple[int, int]:
     """(all fds, sockets) of a process."""
     total = sockets = 0
@@ -315,161 +287,6 @@ def open_fds(pid: int) -> tuple[int, int]:
                 if os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
                     sockets += 1
     return total, sockets
-
-
-class BotProcess:
-    """`python -m bot` in a subprocess, pointed at the fake Discord, the emulator and a database."""
-
-    def __init__(
-        self,
-        fake: FakeDiscord,
-        workdir: Path,
-        *,
-        database_url: str,
-        hub_url: str,
-        encryption_key: str,
-        name: str = "bot",
-        env: dict[str, str] | None = None,
-        profile: str | None = None,
-    ) -> None:
-        self.fake = fake
-        self.workdir = workdir
-        self.name = name
-        self.metrics_port = free_port()
-        self.log_path = workdir / f"{name}.log"
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "HUB_", "DATABASE_"))}
-        full = fake.subprocess_env(base)
-        full["PYTHONPATH"] = full["PYTHONPATH"] + os.pathsep + str(ROOT)
-        if os.environ.get("BENCH_EXTRA_PYTHONPATH"):  # diagnosis only: e.g. a sitecustomize tweak
-            full["PYTHONPATH"] = os.environ["BENCH_EXTRA_PYTHONPATH"] + os.pathsep + full["PYTHONPATH"]
-        full.update(
-            {
-                "DISCORD_TOKEN": fake.token,
-                "ENCRYPTION_KEY": encryption_key,
-                "DATABASE_URL": database_url,
-                "HUB_BASE_URL": hub_url,
-                "LOG_LEVEL": "INFO",
-                "METRICS_PORT": str(self.metrics_port),
-                "LOOP_LAG_SAMPLING": "1",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        full.update(env or {})
-        self.env = full
-        self.profile = profile or os.environ.get("BENCH_PROFILE")
-        self.proc: asyncio.subprocess.Process | None = None
-        self.started_at = 0.0  # time.time() at spawn
-        self.rss_samples: list[int] = []
-        self._sampler: asyncio.Task[None] | None = None
-        self._log: Any = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def start(self, *, ready_since: int | None = None, timeout: float = 60.0) -> None:
-        """Spawn the bot; wait until it identified, got its guilds and synced its commands."""
-        since = self.fake.identify_count if ready_since is None else ready_since
-        syncs = len(self.fake.command_syncs)
-        self._log = self._open_log()
-        argv = [sys.executable, "-m", "bot"]
-        if self.profile:
-            out = self.workdir / f"{self.name}.speedscope.json"
-            argv = [
-                str(Path(sys.executable).with_name("py-spy")),
-                "record",
-                "-r",
-                "200",
-                "-f",
-                "speedscope",
-                "-o",
-                str(out),
-                "--",
-                *argv,
-            ]
-        self.started_at = time.time()
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=self.workdir, env=self.env, stdout=self._log, stderr=asyncio.subprocess.STDOUT
-        )
-        self._sampler = asyncio.create_task(self._sample())
-        await self.fake.wait_ready(timeout=timeout, since=since)
-        await self.fake.wait_for(lambda: len(self.fake.command_syncs) > syncs, timeout, what="command sync")
-
-    def _open_log(self) -> Any:
-        return open(self.log_path, "ab")  # closed in _finish()
-
-    async def _sample(self) -> None:
-        while self.proc is not None and self.proc.returncode is None:
-            rss = proc_status(self.pid).get("VmRSS")
-            if rss:
-                self.rss_samples.append(rss)
-            await asyncio.sleep(0.25)
-
-    def status(self) -> dict[str, int]:
-        return proc_status(self.pid)
-
-    async def metrics(self) -> str:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as response,
-        ):
-            return await response.text()
-
-    def check_alive(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the bot process exited ({self.proc and self.proc.returncode}):\n{tail}")
-
-    async def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            # py-spy forwards nothing: signal the bot itself (py-spy's child) when profiling.
-            target = self._bot_pid()
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(target, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        await self._finish()
-
-    async def kill(self) -> None:
-        """SIGKILL: a crash, nothing written on the way out."""
-        if self.proc is not None and self.proc.returncode is None:
-            os.kill(self._bot_pid(), signal.SIGKILL)
-            await self.proc.wait()
-        await self._finish()
-
-    def _bot_pid(self) -> int:
-        if not self.profile:
-            return self.pid
-        with contextlib.suppress(OSError):
-            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-            if children:
-                return int(children[0])
-        return self.pid
-
-    def cpu(self) -> float:
-        return cpu_seconds(self._bot_pid())
-
-    def bot_status(self) -> dict[str, int]:
-        """/proc status of the bot itself (not py-spy's wrapper when profiling)."""
-        return proc_status(self._bot_pid())
-
-    async def _finish(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_errors(self) -> list[str]:
-        """ERROR / Traceback lines from the bot's log."""
-        text = self.log_path.read_text(errors="replace")
-        return [line for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback")]
 
 
 # -------------------------------------------------------------------------------------------- the world
@@ -492,14 +309,27 @@ class World:
     bots: list[BotProcess] = field(default_factory=list)
 
     def bot(self, name: str = "bot", env: dict[str, str] | None = None) -> BotProcess:
+        """The bot as a child process (`start(synced=True, timeout=60)` it), logging to `<name>.log`."""
+        settings = {
+            "DISCORD_TOKEN": self.fake.token,
+            "ENCRYPTION_KEY": self.encryption_key,
+            "DATABASE_URL": self.database_url,
+            "HUB_BASE_URL": self.hub_url,
+            "LOG_LEVEL": "INFO",
+            "METRICS_PORT": str(free_port()),
+            "LOOP_LAG_SAMPLING": "1",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        extra = os.environ.get("BENCH_EXTRA_PYTHONPATH")  # diagnosis only: e.g. a sitecustomize tweak
         proc = BotProcess(
             self.fake,
-            self.workdir,
-            database_url=self.database_url,
-            hub_url=self.hub_url,
-            encryption_key=self.encryption_key,
-            name=name,
-            env=env,
+            settings,
+            self.workdir / f"{name}.log",
+            cwd=self.workdir,
+            fast_identify=False,
+            profile=os.environ.get("BENCH_PROFILE"),
+            pythonpath=[extra] if extra else [],
         )
         self.bots.append(proc)
         return proc

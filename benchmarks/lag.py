@@ -49,7 +49,7 @@ async def measure(args: argparse.Namespace) -> Report:
     duration = realistic_duration(rng) if args.distribution == "realistic" else uniform_duration(rng)
     async with world("lag", members=args.members, duration=duration, per_member=50) as w:
         bot = w.bot()
-        await bot.start()
+        await bot.start(synced=True, timeout=60)
         loop = asyncio.get_running_loop()
 
         sent = []

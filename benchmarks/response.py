@@ -65,7 +65,7 @@ async def burst(args: argparse.Namespace) -> Report:
         "response", members=args.members, duration=realistic_duration(rng), per_member=per_member
     ) as w:
         bot = w.bot()
-        await bot.start()
+        await bot.start(synced=True, timeout=60)
         # Warm-up, as a running bot would be: the model catalog is fetched by the first /imagine.
         warm = [await w.imagine(w.members[i]) for i in range(3)]
         await wait_until(

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from bot.hub.emulator import EmulatorState, serving
-from tests.bed import BotProcess
+from tests.botprocess import BotProcess
 from tests.fakediscord.interactions import FakeInteraction
 from tests.fakediscord.server import FakeDiscord
 
