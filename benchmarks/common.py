@@ -17,21 +17,17 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 from cryptography.fernet import Fernet, MultiFernet
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from bot.db import Database
 from bot.db.models import JobRow
@@ -40,6 +36,7 @@ from bot.hub.emulator import EmulatorState, GenerationEvent, GenerationRecord, s
 from bot.keys import KeyVault
 from bot.quotas import QuotaService
 from tests.botprocess import BotProcess, free_port
+from tests.databases import scratch_database, sqlite_url
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMember, RecordedRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -362,61 +359,6 @@ class World:
             await db.close()
 
 
-def postgres_base() -> str | None:
-    url = os.environ.get("TEST_DATABASE_URL", "").strip()
-    if url:
-        return url
-    if shutil.which("bash") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "pg-start")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-    except (subprocess.SubprocessError, OSError):
-        return None
-    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else None
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(backend: str) -> AsyncIterator[str | None]:
-    """A fresh database URL on `backend` (None when PostgreSQL is not available)."""
-    if backend == "sqlite":
-        workdir = Path(tempfile.mkdtemp(prefix="bench-quotas-"))
-        try:
-            yield f"sqlite+aiosqlite:///{workdir / 'quotas.db'}"
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return
-    base = postgres_base()
-    if base is None:
-        yield None
-        return
-    url = make_url(base)
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-def sqlite_url(workdir: Path) -> str:
-    return f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-
-
 async def prepare_database(
     url: str,
     encryption_key: str,
@@ -461,7 +403,7 @@ async def world(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if database_url is None and os.environ.get("BENCH_DATABASE", "sqlite") == "postgres":
-                database_url = await stack.enter_async_context(fresh_database("postgres"))
+                database_url = await stack.enter_async_context(scratch_database("postgres"))
                 if database_url is None:
                     raise RuntimeError(
                         "BENCH_DATABASE=postgres but no PostgreSQL (apt-get install postgresql)"
@@ -473,7 +415,7 @@ async def world(
             channel = guild.add_channel("images")
             people = [guild.add_member(f"member{i:04d}") for i in range(members)]
             encryption_key = Fernet.generate_key().decode()
-            url = database_url or sqlite_url(workdir)
+            url = database_url or sqlite_url(workdir / "bench.db")
             await prepare_database(
                 url,
                 encryption_key,

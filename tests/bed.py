@@ -26,7 +26,7 @@ from bot.hub.emulator import EmulatorState, serving
 from bot.jobs import Job, JobStatus
 from bot.services import Services
 from tests.botprocess import BotProcess as BotProcess  # the bot as a child process, with the bed's fixtures
-from tests.conftest import PG_ENV, REQUIRE_ENV, fresh_database_url, pg_base_url, require_postgres
+from tests.databases import PG_ENV, REQUIRE_ENV, fresh_database_url, pg_base_url, require_postgres
 from tests.fakediscord.interactions import FakeInteraction
 from tests.fakediscord.models import DefaultSetup, FakeAttachment, FakeMember, FakeMessage
 from tests.fakediscord.server import FakeDiscord
