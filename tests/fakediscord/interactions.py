@@ -480,6 +480,19 @@ class Interactions:
             self.fake, iid, token, itype, name, guild.id, channel_id, member, payload, source_message=message
         )
 
+    def _context_command(
+        self, kind: str, ctype: int, name: str, guild: FakeGuild, member: FakeMember, *, force: bool
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The registered context-menu command (guild scope first, and whether it is a guild command),
+        refused as Discord's client would: unknown (unless ``strict_commands`` is off), or hidden from
+        ``member`` by ``default_member_permissions`` (unless ``force``)."""
+        cmd, is_guild = self.commands.find_command(name, guild.id, ctype)
+        if cmd is None and self.fake.strict_commands:
+            raise LookupError(f"{kind} command {name!r} is not registered")
+        if cmd is not None and not force:
+            self.commands.check_command_allowed(cmd, member, name)
+        return cmd, is_guild
+
     async def _send_interaction(self, it: FakeInteraction, ready_timeout: float) -> FakeInteraction:
         session = await self.fake.wait_for(
             lambda: self.gateway.live_session_for(it.guild_id),
@@ -595,11 +608,7 @@ class Interactions:
     ) -> FakeInteraction:
         """Invoke a message context-menu command on ``target_message``."""
         guild = self.fake.guild(guild_id)
-        cmd, is_guild = self.commands.find_command(name, guild.id, 3)
-        if cmd is None and self.fake.strict_commands:
-            raise LookupError(f"message command {name!r} is not registered")
-        if cmd is not None and not force:
-            self.commands.check_command_allowed(cmd, member, name)
+        cmd, is_guild = self._context_command("message", 3, name, guild, member, force=force)
         data: dict[str, Any] = {
             "id": str(cmd["id"]) if cmd else str(self.fake._ids.next()),
             "name": name,
@@ -629,11 +638,7 @@ class Interactions:
     ) -> FakeInteraction:
         """Invoke a user context-menu command on ``target``."""
         guild = self.fake.guild(guild_id)
-        cmd, is_guild = self.commands.find_command(name, guild.id, 2)
-        if cmd is None and self.fake.strict_commands:
-            raise LookupError(f"user command {name!r} is not registered")
-        if cmd is not None and not force:
-            self.commands.check_command_allowed(cmd, member, name)
+        cmd, is_guild = self._context_command("user", 2, name, guild, member, force=force)
         builder = OptionBuilder(self.fake, guild.id, channel_id)
         builder.resolve_user(target)
         data: dict[str, Any] = {

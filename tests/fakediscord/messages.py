@@ -180,15 +180,7 @@ class Messages:
         flags_mask: int,
         source: str,
     ) -> FakeMessage:
-        error = validation.check_message(payload, len(files), create=True)
-        if error is not None:
-            raise HTTPError(
-                400,
-                error["code"],
-                error["message"],
-                **{k: v for k, v in error.items() if k not in ("code", "message")},
-            )
-        self._check_files(files, guild_id)
+        self._check_payload(payload, files, guild_id, create=True)
         attachments = self._build_attachments(payload, files, None)
         return FakeMessage(
             self.state._ids.next(),
@@ -210,15 +202,7 @@ class Messages:
     def apply_edit(
         self, msg: FakeMessage, payload: dict[str, Any], files: list[RecordedFile], source: str
     ) -> None:
-        error = validation.check_message(payload, len(files), create=False)
-        if error is not None:
-            raise HTTPError(
-                400,
-                error["code"],
-                error["message"],
-                **{k: v for k, v in error.items() if k not in ("code", "message")},
-            )
-        self._check_files(files, msg.guild_id)
+        self._check_payload(payload, files, msg.guild_id, create=False)
         new_attachments = self._build_attachments(payload, files, msg.attachments)
         if "content" in payload:
             msg.content = payload["content"] or ""
@@ -240,6 +224,20 @@ class Messages:
     def _upload_limit(self, guild_id: int | None) -> int:
         guild = self.state.guilds.get(guild_id) if guild_id else None
         return guild.upload_limit if guild else UPLOAD_LIMIT_BY_TIER[0]
+
+    def _check_payload(
+        self, payload: dict[str, Any], files: list[RecordedFile], guild_id: int | None, *, create: bool
+    ) -> None:
+        """Discord's rules for a message payload (400 with its code) and its upload limits (413)."""
+        error = validation.check_message(payload, len(files), create=create)
+        if error is not None:
+            raise HTTPError(
+                400,
+                error["code"],
+                error["message"],
+                **{k: v for k, v in error.items() if k not in ("code", "message")},
+            )
+        self._check_files(files, guild_id)
 
     def _check_files(self, files: list[RecordedFile], guild_id: int | None) -> None:
         """Discord's upload limits: each file at most the guild's limit by boost tier (what interactions carry
