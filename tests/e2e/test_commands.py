@@ -1,4 +1,4 @@
-"""Issue 4: command registration, /models, /credits, /quota and every /config path, end to end."""
+"""Command registration, /models, /credits, /quota and every /config path, end to end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5: /imagine end to end — references, context menu, buttons, refusals, quota, failures."""
+"""/imagine end to end — references, context menu, buttons, refusals, quota, failures."""
 
 from __future__ import annotations
 

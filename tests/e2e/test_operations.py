@@ -1,4 +1,4 @@
-"""The running bot process serves /healthz and /metrics on METRICS_PORT (issue 8)."""
+"""The running bot process serves /healthz and /metrics on METRICS_PORT."""
 
 from __future__ import annotations
 
