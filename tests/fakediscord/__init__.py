@@ -46,14 +46,17 @@ Where things are (one module per resource; the test API below is the resources' 
                         ``drop_shard``/``request_reconnect``/``invalidate_session``
   :mod:`.faults`        ``fail_next`` (injected 429/5xx)
   :mod:`.ratelimits`, :mod:`.openapi`, :mod:`.validation`: Discord's rate limits, spec and payload rules;
-  :mod:`.models`: users, guilds, members, roles, channels, messages, attachments, permissions.
+  :mod:`.models`: users, guilds, members, roles, channels, messages, attachments, permissions;
+  :mod:`.fixtures`: the pytest fixture; :mod:`.install`: pointing a child process at the fake.
 
 Composition: every resource is a small class holding the one shared state (``FakeState``, which
 ``FakeDiscord`` extends, so tests keep reading and setting ``fake.requests``, ``fake.cdn_url_lifetime``…)
 and, passed in, the few resources it calls (``Messages(state, gateway, cdn, channels)``). No mixins: a
 resource's constructor says what it depends on, each concept has one file, and no resource reaches another
 through ``FakeDiscord``. The one exception is ``Interactions``, the test's own side, which holds the
-``FakeDiscord`` because the ``FakeInteraction``/``OptionBuilder`` it builds work on the whole fake.
+``FakeDiscord`` because the ``FakeInteraction``/``OptionBuilder`` it builds work on the whole fake. The test
+API's names are instance attributes: a harness extends the fake through its hooks (``observers``…), not by
+overriding them in a subclass.
 
 Discord's official spec (``spec/openapi.json``, vendored with its LICENSE and provenance; :mod:`.openapi`):
 every JSON body and multipart ``payload_json`` is validated against its route's request schema (jsonschema

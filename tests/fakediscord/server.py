@@ -131,6 +131,8 @@ class FakeDiscord(FakeState):
         self.invalidate_session = gateway.invalidate_session
         self.fail_next = self._faults.fail_next
 
+    # ------------------------------------------------------------------------------------------------------
+    # lifecycle
     async def start(self) -> FakeDiscord:
         await ValidatorPool.warm()
         app = web.Application(client_max_size=512 * 1024 * 1024)
@@ -161,6 +163,8 @@ class FakeDiscord(FakeState):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    # ------------------------------------------------------------------------------------------------------
+    # pointing discord.py at the fake
     def install(self, *, fast_identify: bool = False) -> None:
         """Point discord.py in this process at the fake (``Route.BASE``, ``DEFAULT_GATEWAY``).
 
@@ -216,6 +220,8 @@ class FakeDiscord(FakeState):
             base=dict(base) if base is not None else None,
         )
 
+    # ------------------------------------------------------------------------------------------------------
+    # the request pipeline: record, injected faults, rate limits, the spec, the route's handler, observers
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path.rstrip("/") == "/gateway" and request.headers.get("Upgrade", "").lower() == "websocket":
