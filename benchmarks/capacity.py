@@ -54,7 +54,7 @@ async def measure(args: argparse.Namespace) -> Report:
         after_gate=lambda gen: rng.uniform(0.0, args.spread),
     ) as w:
         bot = w.bot()
-        await bot.start()
+        await bot.start(synced=True, timeout=60)
         await asyncio.sleep(1.0)
         idle_rss = bot.bot_status().get("VmRSS", 0)
         hub_port = int(w.hub_url.rsplit(":", 1)[1])
@@ -199,6 +199,8 @@ async def measure(args: argparse.Namespace) -> Report:
     report.add("/imagine callback p99 at this rate", ms(callbacks["p99"]))
     report.add("hub polls while held", str(polls))
     report.add("errors in the bot's log", str(len(errors)), "0", not errors)
+    refused, clean = w.fake.refusals()
+    report.add("requests Discord would refuse", refused, "none", clean)
     report.details = {
         "submitted": submitted,
         "submit_seconds": submit_seconds,

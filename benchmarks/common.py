@@ -2,8 +2,8 @@
 subprocess, a prepared guild and database, and result reporting.
 
 Everything listens on 127.0.0.1. The fake Discord and the emulator run in the benchmark's own process
-(one core); the bot runs as `python -m bot` in a subprocess (the other core), pointed at the fake with
-`FakeDiscord.subprocess_env()`.
+(one core); the bot runs as `python -m bot` in a subprocess (the other core): the tests' `BotProcess`
+(`tests/botprocess.py`), pointed at the fake with `FakeDiscord.subprocess_env()`.
 """
 
 from __future__ import annotations
@@ -17,32 +17,28 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import asyncpg  # type: ignore[import-untyped]
 from cryptography.fernet import Fernet, MultiFernet
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from bot.db import Database
 from bot.db.models import JobRow
 from bot.guild_settings import GuildSettingsStore
-from bot.hub.emulator import EmulatorState, GenerationRecord, serving
+from bot.hub.emulator import EmulatorState, GenerationEvent, GenerationRecord, serving
 from bot.keys import KeyVault
 from bot.quotas import QuotaService
 from tests.bed import hub_settings
-from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMember
+from tests.botprocess import BotProcess, free_port
+from tests.databases import scratch_database, sqlite_url
+from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMember, RecordedRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -144,11 +140,11 @@ def uniform_duration(rng: random.Random, low: float = 5.0, high: float = 20.0) -
 
 
 class BenchHub(EmulatorState):
-    """The emulator with a per-generation duration and timestamps (wall clock, `time.time()`).
+    """The emulator with a per-generation `duration(gen)` and timestamps (wall clock, `time.time()`).
 
-    `duration(gen)` gives each generation its length. With `gate` set (an unset `asyncio.Event`),
-    generations stay `running` until the gate opens, then finish `after_gate(gen)` seconds later.
-    Records `created_at`, `finished_at`, `durations` and every poll's time, by generation id.
+    With `gate` set (an unset `asyncio.Event`), generations stay `running` until the gate opens, then
+    finish `after_gate(gen)` seconds later. Records `created_at`, `finished_at` and every poll's time, by
+    generation id, through the emulator's public hooks (`duration`, `gate`, `observers`).
     """
 
     def __init__(
@@ -159,42 +155,23 @@ class BenchHub(EmulatorState):
         after_gate: Callable[[GenerationRecord], float] | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(**options)
-        self.duration = duration
-        self.gate = gate
-        self.after_gate = after_gate or (lambda gen: 0.0)
+        super().__init__(duration=duration, gate=gate, after_gate=after_gate, **options)
         self.created_at: dict[str, float] = {}
         self.finished_at: dict[str, float] = {}
-        self.durations: dict[str, float] = {}
         self.poll_times: dict[str, list[float]] = {}
+        self.observers.append(self._observe)
 
     def in_flight(self) -> int:
         return len(self.generations) - len(self.finished_at)
 
-    async def _run(self, gen: GenerationRecord) -> None:
-        self.created_at[gen.id] = time.time()
-        total = self.duration(gen)
-        start = time.monotonic()
-        first = total / 3
-        await self.wait_event(gen.release, first)
-        if not gen.finished and gen.status == "queued":
-            gen.status = "running"
-        if self.gate is not None:
-            await self.wait_event(self.gate, None)
-            await self.wait_event(gen.release, self.after_gate(gen))
+    def _observe(self, event: GenerationEvent, gen: GenerationRecord) -> None:
+        now = time.time()
+        if event == "created":
+            self.created_at[gen.id] = now
+        elif event == "finished":
+            self.finished_at[gen.id] = now
         else:
-            await self.wait_event(gen.release, max(0.0, total - first))
-        self.durations[gen.id] = time.monotonic() - start
-        if not gen.finished and not self.closing:
-            self._finish(gen)
-
-    def _finish(self, gen: GenerationRecord) -> None:
-        self.finished_at[gen.id] = time.time()
-        super()._finish(gen)
-
-    def record_poll(self, gen: GenerationRecord) -> None:
-        self.poll_times.setdefault(gen.id, []).append(time.time())
-        gen.polls += 1  # no waiters in benchmarks: skip the emulator's notify pass
+            self.poll_times.setdefault(gen.id, []).append(now)
 
 
 def poll_budget(seconds: float) -> int:
@@ -230,7 +207,13 @@ _JOB_RE = re.compile(r"job #(\d+)")
 
 
 class BenchFake(FakeDiscord):
-    """The fake Discord, recording when each interaction callback arrived and every upload of files."""
+    """The fake Discord, recording when each interaction callback arrived and every upload of files.
+
+    Everything the real Discord enforces stays on: the official spec's validation (in the fake's
+    worker process), the permissions, and the rate limits at their realistic defaults
+    (`fake.rate_limits`: 5 messages per 5 s per channel, webhook/interaction tokens bucketed per
+    token, the global 50 requests/s that interaction endpoints are exempt from). The timings come
+    from the fake's public `observers` and `RecordedRequest.received_at`, not from its handlers."""
 
     def __init__(self, **options: Any) -> None:
         options.setdefault("heartbeat_ack_delay", 0.0)
@@ -238,35 +221,27 @@ class BenchFake(FakeDiscord):
         self.callback_at: dict[str, float] = {}  # interaction token -> loop time the callback arrived
         self.status_at: dict[str, float] = {}  # token -> loop time the answer first named its job
         self.result_posts: list[ResultPost] = []
+        self.observers.append(self._observe)
 
-    async def _h_callback(self, rec: Any, m: re.Match[str]) -> Any:
-        self.callback_at.setdefault(m["token"], asyncio.get_running_loop().time())
-        return await super()._h_callback(rec, m)
-
-    def _record_upload(self, rec: Any, response: Any) -> None:
-        if rec.files and 200 <= response.status < 300:
+    def _observe(self, rec: RecordedRequest) -> None:
+        parts = rec.path.split("/")
+        if rec.method == "POST" and rec.path.endswith("/callback") and len(parts) == 5:
+            self.callback_at.setdefault(parts[3], rec.received_at)
+            return
+        ok = 200 <= rec.status < 300
+        webhook_edit = rec.method == "PATCH" and rec.path.startswith("/webhooks/") and len(parts) >= 4
+        if webhook_edit and ok and parts[3] not in self.status_at and "job #" in json.dumps(rec.json):
+            self.status_at[parts[3]] = rec.received_at
+        channel_post = (
+            rec.method == "POST" and rec.path.startswith("/channels/") and rec.path.endswith("/messages")
+        )
+        followup = rec.method == "POST" and rec.path.startswith("/webhooks/")
+        if (webhook_edit or channel_post or followup) and rec.files and ok:
             text = json.dumps(rec.json) if rec.json is not None else ""
             found = _JOB_RE.search(text)
             self.result_posts.append(
                 ResultPost(time.time(), int(found[1]) if found else None, text, len(rec.files))
             )
-
-    async def _h_webhook_patch(self, rec: Any, m: re.Match[str]) -> Any:
-        now = asyncio.get_running_loop().time()
-        response = await super()._h_webhook_patch(rec, m)
-        self._record_upload(rec, response)
-        if (
-            m["token"] not in self.status_at
-            and 200 <= response.status < 300
-            and "job #" in json.dumps(rec.json)
-        ):
-            self.status_at[m["token"]] = now
-        return response
-
-    async def _h_message_create(self, rec: Any, m: re.Match[str]) -> Any:
-        response = await super()._h_message_create(rec, m)
-        self._record_upload(rec, response)
-        return response
 
     def posted_jobs(self) -> dict[int, float]:
         """Job id -> when its files were first posted."""
@@ -282,6 +257,15 @@ class BenchFake(FakeDiscord):
             self.callback_at[it.token] - it.created_at for it in interactions if it.token in self.callback_at
         ]
 
+    def refusals(self) -> tuple[str, bool]:
+        """What real Discord would have refused during the run: bodies against the spec or its rules (400),
+        routes outside the spec, and 401/403/429 answers (the invalid-request count). For `Report.add`."""
+        statuses = Counter(r.status for r in self.invalid_requests)
+        parts = [f"{len(self.invalid_bodies)} bad bodies", f"{len(self.unspecced_routes)} unknown routes"]
+        parts += [f"{statuses[s]}×{s}" for s in (401, 403, 429) if statuses[s]]
+        clean = not (self.invalid_bodies or self.unspecced_routes or statuses)
+        return ", ".join(parts), clean
+
     def trim(self) -> None:
         """Forget recorded request bodies (keeps the harness' memory flat on long runs)."""
         self.requests.clear()
@@ -289,32 +273,6 @@ class BenchFake(FakeDiscord):
 
 
 # -------------------------------------------------------------------------------------------- the bot process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM (kB) and the thread count of a process."""
-    out: dict[str, int] = {}
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "Threads"):
-                out[key] = int(value.split()[0])
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all threads) so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def open_fds(pid: int) -> tuple[int, int]:
@@ -327,161 +285,6 @@ def open_fds(pid: int) -> tuple[int, int]:
                 if os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
                     sockets += 1
     return total, sockets
-
-
-class BotProcess:
-    """`python -m bot` in a subprocess, pointed at the fake Discord, the emulator and a database."""
-
-    def __init__(
-        self,
-        fake: FakeDiscord,
-        workdir: Path,
-        *,
-        database_url: str,
-        hub_url: str,
-        encryption_key: str,
-        name: str = "bot",
-        env: dict[str, str] | None = None,
-        profile: str | None = None,
-    ) -> None:
-        self.fake = fake
-        self.workdir = workdir
-        self.name = name
-        self.metrics_port = free_port()
-        self.log_path = workdir / f"{name}.log"
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "HUB_", "DATABASE_"))}
-        full = fake.subprocess_env(base)
-        full["PYTHONPATH"] = full["PYTHONPATH"] + os.pathsep + str(ROOT)
-        if os.environ.get("BENCH_EXTRA_PYTHONPATH"):  # diagnosis only: e.g. a sitecustomize tweak
-            full["PYTHONPATH"] = os.environ["BENCH_EXTRA_PYTHONPATH"] + os.pathsep + full["PYTHONPATH"]
-        full.update(
-            {
-                "DISCORD_TOKEN": fake.token,
-                "ENCRYPTION_KEY": encryption_key,
-                "DATABASE_URL": database_url,
-                **hub_settings(hub_url),
-                "LOG_LEVEL": "INFO",
-                "METRICS_PORT": str(self.metrics_port),
-                "LOOP_LAG_SAMPLING": "1",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        full.update(env or {})
-        self.env = full
-        self.profile = profile or os.environ.get("BENCH_PROFILE")
-        self.proc: asyncio.subprocess.Process | None = None
-        self.started_at = 0.0  # time.time() at spawn
-        self.rss_samples: list[int] = []
-        self._sampler: asyncio.Task[None] | None = None
-        self._log: Any = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def start(self, *, ready_since: int | None = None, timeout: float = 60.0) -> None:
-        """Spawn the bot; wait until it identified, got its guilds and synced its commands."""
-        since = self.fake.identify_count if ready_since is None else ready_since
-        syncs = len(self.fake.command_syncs)
-        self._log = self._open_log()
-        argv = [sys.executable, "-m", "bot"]
-        if self.profile:
-            out = self.workdir / f"{self.name}.speedscope.json"
-            argv = [
-                str(Path(sys.executable).with_name("py-spy")),
-                "record",
-                "-r",
-                "200",
-                "-f",
-                "speedscope",
-                "-o",
-                str(out),
-                "--",
-                *argv,
-            ]
-        self.started_at = time.time()
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=self.workdir, env=self.env, stdout=self._log, stderr=asyncio.subprocess.STDOUT
-        )
-        self._sampler = asyncio.create_task(self._sample())
-        await self.fake.wait_ready(timeout=timeout, since=since)
-        await self.fake.wait_for(lambda: len(self.fake.command_syncs) > syncs, timeout, what="command sync")
-
-    def _open_log(self) -> Any:
-        return open(self.log_path, "ab")  # closed in _finish()
-
-    async def _sample(self) -> None:
-        while self.proc is not None and self.proc.returncode is None:
-            rss = proc_status(self.pid).get("VmRSS")
-            if rss:
-                self.rss_samples.append(rss)
-            await asyncio.sleep(0.25)
-
-    def status(self) -> dict[str, int]:
-        return proc_status(self.pid)
-
-    async def metrics(self) -> str:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as response,
-        ):
-            return await response.text()
-
-    def check_alive(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the bot process exited ({self.proc and self.proc.returncode}):\n{tail}")
-
-    async def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            # py-spy forwards nothing: signal the bot itself (py-spy's child) when profiling.
-            target = self._bot_pid()
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(target, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        await self._finish()
-
-    async def kill(self) -> None:
-        """SIGKILL: a crash, nothing written on the way out."""
-        if self.proc is not None and self.proc.returncode is None:
-            os.kill(self._bot_pid(), signal.SIGKILL)
-            await self.proc.wait()
-        await self._finish()
-
-    def _bot_pid(self) -> int:
-        if not self.profile:
-            return self.pid
-        with contextlib.suppress(OSError):
-            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-            if children:
-                return int(children[0])
-        return self.pid
-
-    def cpu(self) -> float:
-        return cpu_seconds(self._bot_pid())
-
-    def bot_status(self) -> dict[str, int]:
-        """/proc status of the bot itself (not py-spy's wrapper when profiling)."""
-        return proc_status(self._bot_pid())
-
-    async def _finish(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_errors(self) -> list[str]:
-        """ERROR / Traceback lines from the bot's log."""
-        text = self.log_path.read_text(errors="replace")
-        return [line for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback")]
 
 
 # -------------------------------------------------------------------------------------------- the world
@@ -504,14 +307,27 @@ class World:
     bots: list[BotProcess] = field(default_factory=list)
 
     def bot(self, name: str = "bot", env: dict[str, str] | None = None) -> BotProcess:
+        """The bot as a child process (`start(synced=True, timeout=60)` it), logging to `<name>.log`."""
+        settings = {
+            "DISCORD_TOKEN": self.fake.token,
+            "ENCRYPTION_KEY": self.encryption_key,
+            "DATABASE_URL": self.database_url,
+            **hub_settings(self.hub_url),
+            "LOG_LEVEL": "INFO",
+            "METRICS_PORT": str(free_port()),
+            "LOOP_LAG_SAMPLING": "1",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        extra = os.environ.get("BENCH_EXTRA_PYTHONPATH")  # diagnosis only: e.g. a sitecustomize tweak
         proc = BotProcess(
             self.fake,
-            self.workdir,
-            database_url=self.database_url,
-            hub_url=self.hub_url,
-            encryption_key=self.encryption_key,
-            name=name,
-            env=env,
+            settings,
+            self.workdir / f"{name}.log",
+            cwd=self.workdir,
+            fast_identify=False,
+            profile=os.environ.get("BENCH_PROFILE"),
+            pythonpath=[extra] if extra else [],
         )
         self.bots.append(proc)
         return proc
@@ -542,61 +358,6 @@ class World:
                 return list(result.all())
         finally:
             await db.close()
-
-
-def postgres_base() -> str | None:
-    url = os.environ.get("TEST_DATABASE_URL", "").strip()
-    if url:
-        return url
-    if shutil.which("bash") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "pg-start")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-    except (subprocess.SubprocessError, OSError):
-        return None
-    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else None
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(backend: str) -> AsyncIterator[str | None]:
-    """A fresh database URL on `backend` (None when PostgreSQL is not available)."""
-    if backend == "sqlite":
-        workdir = Path(tempfile.mkdtemp(prefix="bench-quotas-"))
-        try:
-            yield f"sqlite+aiosqlite:///{workdir / 'quotas.db'}"
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return
-    base = postgres_base()
-    if base is None:
-        yield None
-        return
-    url = make_url(base)
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-def sqlite_url(workdir: Path) -> str:
-    return f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
 
 
 async def prepare_database(
@@ -643,7 +404,7 @@ async def world(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if database_url is None and os.environ.get("BENCH_DATABASE", "sqlite") == "postgres":
-                database_url = await stack.enter_async_context(fresh_database("postgres"))
+                database_url = await stack.enter_async_context(scratch_database("postgres"))
                 if database_url is None:
                     raise RuntimeError(
                         "BENCH_DATABASE=postgres but no PostgreSQL (apt-get install postgresql)"
@@ -655,7 +416,7 @@ async def world(
             channel = guild.add_channel("images")
             people = [guild.add_member(f"member{i:04d}") for i in range(members)]
             encryption_key = Fernet.generate_key().decode()
-            url = database_url or sqlite_url(workdir)
+            url = database_url or sqlite_url(workdir / "bench.db")
             await prepare_database(
                 url,
                 encryption_key,

@@ -49,7 +49,7 @@ async def measure(args: argparse.Namespace) -> Report:
     duration = realistic_duration(rng) if args.distribution == "realistic" else uniform_duration(rng)
     async with world("lag", members=args.members, duration=duration, per_member=50) as w:
         bot = w.bot()
-        await bot.start()
+        await bot.start(synced=True, timeout=60)
         loop = asyncio.get_running_loop()
 
         sent = []
@@ -182,6 +182,8 @@ async def measure(args: argparse.Namespace) -> Report:
     report.add('/imagine first answer p99; "thinking…" first', f"{ms(callbacks['p99'])}; {deferred}")
     report.add("polls used / allowed (mean)", f"{sum(measured_polls) / max(1, len(measured_polls)):.2f}")
     report.add("errors in the bot's log", str(len(errors)), "0", not errors)
+    refused, clean = w.fake.refusals()
+    report.add("requests Discord would refuse", refused, "none", clean)
     report.details = {"lag": d, "polls_mean": mean_polls, "baseline": base, "errors": errors[:20]}
     return report
 

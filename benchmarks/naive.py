@@ -23,7 +23,8 @@ import time
 
 import aiohttp
 
-from benchmarks.common import open_fds, proc_status
+from benchmarks.common import open_fds
+from tests.botprocess import proc_status
 
 TIERS = {"1K": "1024x1024", "2K": "2048x2048", "4K": "4096x4096"}
 

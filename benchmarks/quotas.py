@@ -23,10 +23,11 @@ import time
 
 from sqlalchemy import func, select
 
-from benchmarks.common import Report, cli, dist, fresh_database, ms, ratio
+from benchmarks.common import Report, cli, dist, ms, ratio
 from bot.db import Database
 from bot.db.models import QuotaReservation
 from bot.quotas import QuotaExceeded, QuotaService, ReservationState
+from tests.databases import scratch_database
 
 GUILD = 1
 COST = 8
@@ -114,7 +115,7 @@ async def measure(args: argparse.Namespace) -> Report:
     report = Report("quotas", f"Quotas: reservations with {args.members} concurrent members")
     results: dict[str, dict[str, dict[str, float]]] = {}
     for backend in ("sqlite", "postgres"):
-        async with fresh_database(backend) as url:
+        async with scratch_database(backend) as url:
             if url is None:
                 report.add(f"{backend}: skipped", "PostgreSQL not available (apt-get install postgresql)")
                 continue

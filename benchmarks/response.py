@@ -65,7 +65,7 @@ async def burst(args: argparse.Namespace) -> Report:
         "response", members=args.members, duration=realistic_duration(rng), per_member=per_member
     ) as w:
         bot = w.bot()
-        await bot.start()
+        await bot.start(synced=True, timeout=60)
         # Warm-up, as a running bot would be: the model catalog is fetched by the first /imagine.
         warm = [await w.imagine(w.members[i]) for i in range(3)]
         await wait_until(
@@ -161,6 +161,8 @@ async def burst(args: argparse.Namespace) -> Report:
         report.add("bot peak RSS", f"{status.get('VmHWM', 0) / 1024:.0f} MB")
         errors = bot.log_errors()
         report.add("errors in the bot's log", str(len(errors)), "0", not errors)
+        refused, clean = w.fake.refusals()
+        report.add("requests Discord would refuse", refused, "none", clean)
         refusals = Counter(
             str(it.callback_attempts[0].embeds)[:160]
             for it in interactions

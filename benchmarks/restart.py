@@ -105,7 +105,7 @@ async def measure(args: argparse.Namespace) -> Report:
     ) as w:
         job_gens = await seed_jobs(w, args.jobs, rng)
         first = w.bot("bot-1")
-        await first.start()
+        await first.start(synced=True, timeout=60)
         await asyncio.sleep(args.warm)
         polled_by_first = sum(1 for g in job_gens.values() if w.hub.generations[g].polls)
         await first.kill()
@@ -114,7 +114,7 @@ async def measure(args: argparse.Namespace) -> Report:
 
         second = w.bot("bot-2")
         polls_at_kill = {g: w.hub.generations[g].polls for g in job_gens.values()}
-        await second.start()
+        await second.start(synced=True, timeout=60)
         spawned = second.started_at
 
         def first_poll_after(gen_id: str) -> float | None:
@@ -156,6 +156,8 @@ async def measure(args: argparse.Namespace) -> Report:
     report.add("results posted", f"{len(posted)}/{args.jobs}", str(args.jobs), len(posted) >= args.jobs)
     report.add("results posted twice", str(duplicates), "0", duplicates == 0)
     report.add("errors in the second process's log", str(len(errors)), "0", not errors)
+    refused, clean = w.fake.refusals()
+    report.add("requests Discord would refuse", refused, "none", clean)
     report.details = {
         "delays": polled,
         "statuses": dict(statuses),

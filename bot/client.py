@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import discord
 from discord.ext import commands
+from discord.http import handle_message_parameters
 
 from bot import metrics
 from bot.jobs import Job, JobStatus
@@ -31,6 +34,10 @@ COGS = ("cogs.imagine", "cogs.info", "cogs.admin", "cogs.history")
 PROGRESS_MIN_INTERVAL = 5.0
 # Stop using the interaction webhook a little before Discord's 15 minutes run out.
 TOKEN_MARGIN = timedelta(seconds=30)
+# A 413 repacks the files smaller; after this many tries only links are left.
+MAX_REPACKS = 5
+# A moderator-log line about missing permissions, at most this often per channel (seconds).
+REPORT_EVERY = 3600.0
 
 
 class ImageHubBot(commands.AutoShardedBot):
@@ -155,25 +162,77 @@ class EditTimes:
 
 
 class DiscordPublisher:
-    """The scheduler's `Publisher`: status edits, result posts and notices through Discord."""
+    """The scheduler's `Publisher`: status edits, result posts and notices through Discord.
+
+    Discord's rules it keeps (each checked by the fake Discord in the tests):
+    - While a job's interaction token lives, everything goes through it (edits of the status
+      message, or a followup): interaction webhooks don't need the bot's channel permissions.
+    - A status message that answered 404 is never edited again, and a token that answered 401
+      is never used again (both also cleared in the job row): no loop of invalid requests.
+    - A channel post is shaped by the bot's permissions there, read from the cache before the
+      call: no Attach Files → links, no Embed Links → plain text, no Read Message History → no
+      reply; without View Channel or Send Messages nothing is sent and the moderator log says why.
+    - One request carries at most 10 files and 25 MiB, each file within the upload limit; a 413
+      repacks smaller (the rest as links) and retries at once: never a permanent failure.
+    - Channel posts carry `nonce` + `enforce_nonce`, so Discord itself dedupes a post repeated
+      after a crash within its window.
+    """
 
     def __init__(self, bot: ImageHubBot) -> None:
         self.bot = bot
         self._last_edit = EditTimes()
         self._last_queue_edit = EditTimes()  # queue positions: throttled on their own
+        # Jobs whose status message answered 404 / whose token answered 401 (the row forgets them
+        # too): forgotten when the job ends, so they hold only running jobs.
+        self._gone_status: set[int] = set()
+        self._dead_tokens: set[int] = set()
+        self._reported: dict[tuple[int, tuple[str, ...]], float] = {}  # mod-log lines already sent
+
+    # -- the interaction token ------------------------------------------------------------------
+
+    def _token_usable(self, job: Job) -> bool:
+        return job.id not in self._dead_tokens and self.bot.token_usable(job)
+
+    def _status_editable(self, job: Job) -> bool:
+        return (
+            job.status_message_id is not None and job.id not in self._gone_status and self._token_usable(job)
+        )
+
+    async def _forget(self, job: Job, exc: discord.HTTPException) -> None:
+        """A 404 (message or webhook gone) or 401 (token dead): never use it again, here or after a
+        restart (the job row forgets it too)."""
+        fields: dict[str, object] = {}
+        if exc.status == 401 or (exc.status == 404 and exc.code == 10015):  # the token: expired, unknown
+            self._dead_tokens.add(job.id)
+            fields["interaction_token"] = None
+        else:  # 404 Unknown Message: the status message was deleted
+            self._gone_status.add(job.id)
+            fields["status_message_id"] = None
+        log.info(kv("publish.status_gone", job=job.id, status=exc.status, code=exc.code))
+        with contextlib.suppress(Exception):
+            await self.bot.services.jobs.update(job.id, None, **fields)
+
+    async def _edit_status(self, job: Job, **fields: Any) -> discord.Message | None:
+        """Edit the status message through the token; None when that is no longer possible."""
+        assert job.status_message_id is not None
+        try:
+            return await self.bot.interaction_webhook(job).edit_message(job.status_message_id, **fields)
+        except discord.HTTPException as exc:
+            if exc.status not in (401, 404):
+                raise
+            await self._forget(job, exc)
+            return None
 
     async def progress(self, job: Job) -> None:
         from cogs import render
 
-        if job.status_message_id is None or not self.bot.token_usable(job):
+        if not self._status_editable(job):
             return
         now = time.monotonic()
         if now - self._last_edit.last(job.id, now) < PROGRESS_MIN_INTERVAL:
             return
         self._last_edit.mark(job.id, now)
-        await self.bot.interaction_webhook(job).edit_message(
-            job.status_message_id, embed=render.status_embed(job)
-        )
+        await self._edit_status(job, embed=render.status_embed(job))
 
     async def queued(self, job: Job, place: Place) -> bool:
         """Show a queued job's place (the `QueueNotifier`); False when throttled.
@@ -184,7 +243,7 @@ class DiscordPublisher:
         """
         from cogs import render
 
-        if job.status_message_id is None or not self.bot.token_usable(job):
+        if not self._status_editable(job):
             return True
         now = time.monotonic()
         last = max(self._last_edit.last(job.id, now), self._last_queue_edit.last(job.id, now))
@@ -195,9 +254,7 @@ class DiscordPublisher:
             self._last_queue_edit.forget(job.id)
             return True
         self._last_queue_edit.mark(job.id, now)
-        await self.bot.interaction_webhook(job).edit_message(
-            job.status_message_id, embed=render.status_embed(current, place)
-        )
+        await self._edit_status(job, embed=render.status_embed(current, place))
         return True
 
     async def low_balance(self, guild_id: int, credits: int, threshold: int) -> None:
@@ -212,67 +269,151 @@ class DiscordPublisher:
 
         await self.mod_log(guild_id, render.ignored_patterns_embed(ignored))
 
+    # -- results ------------------------------------------------------------------------------
+
     async def result(self, job: Job, result: Result) -> list[int]:
         from cogs import render
-        from cogs.views import result_view
 
         self._last_edit.forget(job.id)
         limit = job.upload_limit or self._upload_limit(job)
-        files, links = render.result_files(job, result, limit)
-        if not files and not links:
-            await self.notice(job, Notice(NoticeKind.DOWNLOAD_FAILED, charged=result.charged))
-            return []
-        embed = render.result_embed(job, result, links)
-        view = result_view(job)
+        budget = render.FILES_BUDGET
         try:
-            if self.bot.token_usable(job) and job.status_message_id is not None:
+            for attempt in range(MAX_REPACKS):
+                if attempt == MAX_REPACKS - 1:
+                    budget = 0  # the last try: links only
+                files, links = render.result_files(job, result, limit, total=budget)
+                if not files and not links:
+                    await self.notice(job, Notice(NoticeKind.DOWNLOAD_FAILED, charged=result.charged))
+                    return []
                 try:
-                    message = await self.bot.interaction_webhook(job).edit_message(
-                        job.status_message_id, embed=embed, attachments=files, view=view
-                    )
-                    return [message.id]
+                    posted = await self._post_result(job, result, files, links)
+                    self._ended(job.id)
+                    return posted
                 except discord.HTTPException as exc:
-                    if exc.status not in (401, 403, 404):
+                    if exc.status != 413 or not files:
                         raise
-                    # The token died early (expired, message deleted): fall back to the channel.
-                    log.info(kv("publish.webhook_failed", job=job.id, status=exc.status))
-                    for file in files:
-                        file.reset()
-            channel = self._channel(job)
-            earlier = await self._posted_earlier(channel, job)
-            if earlier is not None:
-                log.info(kv("publish.already_posted", job=job.id, message=earlier.id))
-                return [earlier.id]
-            reference = (
-                discord.MessageReference(
-                    message_id=job.status_message_id, channel_id=job.channel_id, fail_if_not_exists=False
-                )
-                if job.status_message_id
-                else None
-            )
-            sent = await channel.send(
-                embed=embed,
-                files=files,
-                view=view,
-                reference=reference,  # type: ignore[arg-type]
-                nonce=f"job-{job.id}",
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
-            return [sent.id]
+                    # Too large for Discord after all (a limit lower than we knew): fewer bytes per
+                    # request, the rest as links, and at last links only. Paid for: never given up.
+                    sent = sum(len(image.data or b"") for image in result.images if image.url not in links)
+                    budget = sent // 2 if len(files) > 1 else 0
+                    log.info(kv("publish.too_large", job=job.id, files=len(files), next_budget=budget))
+            raise PublishError("413 even without files", permanent=False)
         except (discord.NotFound, discord.Forbidden) as exc:
             metrics.DISCORD_ERRORS.labels(str(exc.status)).inc()
             raise PublishError(f"{exc.status} {exc.text}", permanent=True) from None
         except discord.HTTPException as exc:
             metrics.DISCORD_ERRORS.labels(str(exc.status)).inc()
             raise PublishError(
-                f"{exc.status} {exc.text}", permanent=exc.status < 500 and exc.status != 429
+                f"{exc.status} {exc.text}", permanent=exc.status < 500 and exc.status not in (413, 429)
             ) from None
         except (TimeoutError, OSError) as exc:
             raise PublishError(repr(exc), permanent=False) from None
 
+    async def _post_result(
+        self, job: Job, result: Result, files: list[discord.File], links: list[str]
+    ) -> list[int]:
+        from cogs import render
+        from cogs.views import result_view
+
+        embed = render.result_embed(job, result, links)
+        view = result_view(job)
+        if self._status_editable(job):
+            message = await self._edit_status(job, embed=embed, attachments=files, view=view)
+            if message is not None:
+                return [message.id]
+            for file in files:
+                file.reset()
+        if self._token_usable(job):
+            # The status message is gone but the token lives: a followup through the interaction
+            # (no channel permission needed).
+            try:
+                sent = await self.bot.interaction_webhook(job).send(
+                    embed=embed,
+                    files=files,
+                    view=view,
+                    wait=True,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+                return [sent.id]
+            except discord.HTTPException as exc:
+                if exc.status not in (401, 404):
+                    raise
+                await self._forget(job, exc)
+                for file in files:
+                    file.reset()
+        return await self._post_to_channel(job, result, files, links)
+
+    async def _post_to_channel(
+        self, job: Job, result: Result, files: list[discord.File], links: list[str]
+    ) -> list[int]:
+        from cogs import render
+        from cogs.views import result_view
+
+        perms = self._permissions(job)
+        missing = render.missing_permissions(perms) if perms is not None else []
+        if "View Channel" in missing or "Send Messages" in missing:
+            blocking = [m for m in missing if m in ("View Channel", "Send Messages")]
+            await self._report(
+                job.guild_id,
+                job.channel_id,
+                blocking,
+                render.missing_permission_line(job.channel_id, blocking, job.id),
+            )
+            raise PublishError(f"missing {', '.join(blocking)} in channel {job.channel_id}", permanent=True)
+        reduced = [m for m in missing if m in ("Attach Files", "Embed Links")]
+        if "Attach Files" in missing and files:
+            files, links = [], [image.url for image in result.images if image.data is not None]
+        embed = render.result_embed(job, result, links)
+        history = "Read Message History" not in missing
+        channel = self._channel(job)
+        if history:
+            earlier = await self._posted_earlier(channel, job)
+            if earlier is not None:
+                log.info(kv("publish.already_posted", job=job.id, message=earlier.id))
+                return [earlier.id]
+        reference = (
+            discord.MessageReference(
+                message_id=job.status_message_id, channel_id=job.channel_id, fail_if_not_exists=False
+            )
+            if job.status_message_id and history and job.id not in self._gone_status
+            else None
+        )
+        with_embed = "Embed Links" not in missing
+        message_id = await self._send_with_nonce(
+            job.channel_id,
+            f"job-{job.id}",
+            content=None if with_embed else render.embed_as_text(embed),
+            embed=embed if with_embed else None,
+            files=files,
+            view=result_view(job),
+            message_reference=reference.to_message_reference_dict() if reference else None,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        if reduced:
+            await self._report(
+                job.guild_id, job.channel_id, reduced, render.degraded_line(job.channel_id, reduced, job.id)
+            )
+        return [message_id]
+
+    async def _send_with_nonce(self, channel_id: int, nonce: str, **fields: Any) -> int:
+        """POST a channel message with `nonce` and `enforce_nonce` (discord.py's `send` has no
+        `enforce_nonce`): within Discord's window, the same nonce returns the message it already
+        made instead of a second one."""
+        fields = {k: v for k, v in fields.items() if v is not None}
+        with handle_message_parameters(nonce=nonce, **fields) as params:
+            if params.payload is not None:
+                params.payload["enforce_nonce"] = True
+            elif params.multipart:
+                body = json.loads(params.multipart[0]["value"])
+                body["enforce_nonce"] = True
+                params.multipart[0]["value"] = json.dumps(body)
+            data = await self.bot.http.send_message(channel_id, params=params)
+        return int(data["id"])
+
     async def _posted_earlier(self, channel: discord.PartialMessageable, job: Job) -> discord.Message | None:
         """This job's result if an earlier attempt already posted it to the channel: the bot can die
-        after Discord stored the post and before the job was marked posted (a nonce doesn't dedupe)."""
+        after Discord stored the post and before the job was marked posted. `enforce_nonce` covers
+        a retry within Discord's few minutes; this covers a restart after a longer outage."""
         me = self.bot.user
         marker = re.compile(rf"\bjob #{job.id}\b")
         try:
@@ -280,46 +421,105 @@ class DiscordPublisher:
                 if (
                     me is not None
                     and message.author.id == me.id
-                    and message.attachments
-                    and any(marker.search(embed.footer.text or "") for embed in message.embeds)
+                    and (message.attachments or marker.search(message.content))
+                    and (
+                        any(marker.search(embed.footer.text or "") for embed in message.embeds)
+                        or marker.search(message.content)
+                    )
                 ):
                     return message
         except discord.HTTPException as exc:
             log.info(kv("publish.history_failed", job=job.id, status=exc.status))
         return None
 
+    # -- notices and the moderator log --------------------------------------------------------
+
     async def notice(self, job: Job, notice: Notice) -> None:
+        try:
+            await self._notice(job, notice)
+        finally:
+            self._ended(job.id)
+
+    async def _notice(self, job: Job, notice: Notice) -> None:
         from cogs import render
 
-        self._last_edit.forget(job.id)  # the job has ended
-        self._last_queue_edit.forget(job.id)
         embed = render.notice_embed(job, notice)
-        if self.bot.token_usable(job) and job.status_message_id is not None:
+        if self._status_editable(job):
             try:
-                await self.bot.interaction_webhook(job).edit_message(
-                    job.status_message_id, embed=embed, view=None
-                )
-            except discord.HTTPException:
-                await self._channel(job).send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
+                if await self._edit_status(job, embed=embed, view=None) is not None:
+                    if notice.kind == NoticeKind.OUTCOME_UNKNOWN:
+                        await self.mod_log(job.guild_id, embed)
+                    return
+            except discord.HTTPException as exc:
+                log.info(kv("notice.edit_failed", job=job.id, status=exc.status))
+        perms = self._permissions(job)
+        missing = render.missing_permissions(perms) if perms is not None else []
+        if "View Channel" in missing or "Send Messages" in missing:
+            blocking = [m for m in missing if m in ("View Channel", "Send Messages")]
+            line = render.missing_permission_line(job.channel_id, blocking)
+            await self._report(job.guild_id, job.channel_id, blocking, line)
         else:
-            await self._channel(job).send(
-                content=f"<@{job.user_id}>",
-                embed=embed,
-                allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
-            )
+            mention = discord.AllowedMentions(users=[discord.Object(job.user_id)])
+            content = f"<@{job.user_id}>"
+            if "Embed Links" in missing:
+                await self._channel(job).send(
+                    content=f"{content} {render.embed_as_text(embed)}"[:2000], allowed_mentions=mention
+                )
+            else:
+                await self._channel(job).send(content=content, embed=embed, allowed_mentions=mention)
         if notice.kind == NoticeKind.OUTCOME_UNKNOWN:
             await self.mod_log(job.guild_id, embed)
 
+    def _ended(self, job_id: int) -> None:
+        """The job has ended (result posted, or told why not): what was kept for it goes."""
+        self._last_edit.forget(job_id)
+        self._last_queue_edit.forget(job_id)
+        self._gone_status.discard(job_id)
+        self._dead_tokens.discard(job_id)
+
+    async def _report(self, guild_id: int, channel_id: int, missing: list[str], line: discord.Embed) -> None:
+        """One moderator-log line per channel and missing permissions per hour."""
+        key = (channel_id, tuple(missing))
+        now = time.monotonic()
+        if now - self._reported.get(key, -REPORT_EVERY) < REPORT_EVERY:
+            return
+        if len(self._reported) >= 1024:  # keep only lines still within their hour
+            self._reported = {k: at for k, at in self._reported.items() if now - at < REPORT_EVERY}
+        self._reported[key] = now
+        log.warning(kv("publish.missing_permissions", guild=guild_id, channel=channel_id, missing=missing))
+        await self.mod_log(guild_id, line)
+
+    async def missing_at_launch(self, guild_id: int, channel_id: int, missing: list[str]) -> None:
+        """The moderator-log line when /imagine is used where the bot can't post results itself."""
+        from cogs import render
+
+        await self._report(guild_id, channel_id, missing, render.missing_permission_line(channel_id, missing))
+
     async def mod_log(self, guild_id: int, embed: discord.Embed) -> None:
-        """Post to the server's moderator log channel, if it set one."""
+        """Post to the server's moderator log channel, if it set one and the bot may post there."""
         config = await self.bot.services.guilds.get(guild_id)
         if config.mod_log_channel_id is None:
             return
+        guild = self.bot.get_guild(guild_id)
+        channel = guild.get_channel(config.mod_log_channel_id) if guild is not None else None
+        if guild is not None and channel is not None:
+            perms = channel.permissions_for(guild.me)
+            if not (perms.view_channel and perms.send_messages and perms.embed_links):
+                log.warning(kv("modlog.no_permission", guild=guild_id, channel=channel.id))
+                return
         try:
-            channel = self.bot.get_partial_messageable(config.mod_log_channel_id, guild_id=guild_id)
-            await channel.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
+            target = self.bot.get_partial_messageable(config.mod_log_channel_id, guild_id=guild_id)
+            await target.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:
             log.warning(kv("modlog.failed", guild=guild_id, status=exc.status))
+
+    def _permissions(self, job: Job) -> discord.Permissions | None:
+        """The bot's permissions in the job's channel from the cache (None when not cached)."""
+        guild = self.bot.get_guild(job.guild_id)
+        channel = guild.get_channel_or_thread(job.channel_id) if guild is not None else None
+        if guild is None or channel is None:
+            return None
+        return channel.permissions_for(guild.me)
 
     def _channel(self, job: Job) -> discord.PartialMessageable:
         return self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)

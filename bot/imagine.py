@@ -69,6 +69,8 @@ class Attachment:
     filename: str
     size: int
     content_type: str | None = None
+    #: (channel id, message id, attachment id) when it came from a message (see `ReferenceSpec`)
+    source: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +308,13 @@ class ImagineService:
             n=count,
             size=size,
             references=tuple(
-                ReferenceSpec(url=a.url, filename=a.filename, content_type=a.content_type or "", size=a.size)
+                ReferenceSpec(
+                    url=a.url,
+                    filename=a.filename,
+                    content_type=a.content_type or "",
+                    size=a.size,
+                    source=a.source,
+                )
                 for a in request.attachments
             ),
         )
@@ -382,12 +390,15 @@ class ImagineService:
         interaction_token: str | None,
         status_message_id: int | None = None,
         upload_limit: int | None = None,
-        now: datetime | None = None,
+        token_issued_at: datetime | None = None,
     ) -> Job:
-        """Store the job for a reserved plan. All or nothing: any failure releases the credits."""
+        """Store the job for a reserved plan. All or nothing: any failure releases the credits.
+
+        The interaction token lives 15 minutes from the interaction's creation (`token_issued_at`,
+        its snowflake time), not from now: checks and downloads before this may have taken a while."""
         assert plan.reservation_id is not None, "reserve() first"
         request = plan.request
-        created = now or datetime.now(UTC)
+        created = token_issued_at or datetime.now(UTC)
         job: Job | None = None
         admit = self.queue.admission(request.guild_id, request.user_id, plan.config) if self.queue else None
         try:

@@ -73,6 +73,31 @@ class ReferenceSpec:
     filename: str
     content_type: str
     size: int
+    #: (channel id, message id, attachment id) when the image came from a message: its signed CDN
+    #: URL expires, and fetching that message again gives a fresh one (a reroll days later)
+    source: tuple[int, int, int] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "url": self.url,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+        }
+        if self.source is not None:
+            data["source"] = list(self.source)
+        return data
+
+    @classmethod
+    def from_json(cls, r: Mapping[str, Any]) -> ReferenceSpec:
+        source = r.get("source")
+        return cls(
+            url=str(r["url"]),
+            filename=str(r["filename"]),
+            content_type=str(r["content_type"]),
+            size=int(r["size"]),
+            source=(int(source[0]), int(source[1]), int(source[2])) if source else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -97,10 +122,7 @@ class JobParams:
             "quality": self.quality,
             "n": self.n,
             "size": self.size,
-            "references": [
-                {"url": r.url, "filename": r.filename, "content_type": r.content_type, "size": r.size}
-                for r in self.references
-            ],
+            "references": [r.to_json() for r in self.references],
         }
 
     @classmethod
@@ -113,15 +135,7 @@ class JobParams:
             quality=str(data["quality"]),
             n=int(data.get("n", 1)),
             size=data.get("size"),
-            references=tuple(
-                ReferenceSpec(
-                    url=str(r["url"]),
-                    filename=str(r["filename"]),
-                    content_type=str(r["content_type"]),
-                    size=int(r["size"]),
-                )
-                for r in data.get("references", ())
-            ),
+            references=tuple(ReferenceSpec.from_json(r) for r in data.get("references", ())),
         )
 
 

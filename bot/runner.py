@@ -8,6 +8,7 @@ import logging
 import signal
 
 import discord
+from discord import app_commands
 
 from bot.config import Settings
 from bot.logs import kv, setup_logging
@@ -72,6 +73,12 @@ def run(settings: Settings) -> int:
     except discord.LoginFailure:
         log.error("DISCORD_TOKEN was refused by Discord: copy the bot token again from the developer portal")
         return 2
+    except app_commands.CommandSyncFailure as exc:
+        # discord.py names the command, the option and Discord's message over several lines.
+        log.error(
+            "Discord refused the command sync: " + " / ".join(line.strip() for line in str(exc).splitlines())
+        )
+        return 3
     except KeyboardInterrupt:
         pass
     return 0

@@ -46,8 +46,10 @@ async def _reply(interaction: discord.Interaction, text: str, *, ok: bool = True
 
 
 class KeyModal(discord.ui.Modal, title="Set the image hub key"):
-    key: discord.ui.TextInput[KeyModal] = discord.ui.TextInput(
-        label="API key (gih_live_…)", placeholder="gih_live_…", min_length=8, max_length=200
+    # A Label (type 18) holding the text input: the current modal layout, not an action row.
+    key: discord.ui.Label[KeyModal] = discord.ui.Label(
+        text="API key (gih_live_…)",
+        component=discord.ui.TextInput(placeholder="gih_live_…", min_length=8, max_length=200),
     )
 
     def __init__(self, bot: ImageHubBot) -> None:
@@ -58,7 +60,9 @@ class KeyModal(discord.ui.Modal, title="Set the image hub key"):
         assert interaction.guild_id is not None
         if not await require_manage_guild(interaction):
             return
-        raw = self.key.value.strip()
+        field = self.key.component
+        assert isinstance(field, discord.ui.TextInput)
+        raw = field.value.strip()
         services = self.bot.services
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:

@@ -78,7 +78,7 @@ class History(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(job_id="The job number (in a result's footer, or from /history)")
     async def show(
-        self, interaction: discord.Interaction, job_id: app_commands.Range[int, 1, 2**53]
+        self, interaction: discord.Interaction, job_id: app_commands.Range[int, 1, 2**53 - 1]
     ) -> None:
         assert interaction.guild_id is not None and interaction.channel_id is not None
         services = self.bot.services
@@ -91,7 +91,10 @@ class History(commands.Cog):
         if not await may_see_job(interaction, job):
             await interaction.response.send_message(embed=render.refusal(render.SHOW_PRIVATE), ephemeral=True)
             return
-        if job.status is not JobStatus.POSTED or not job.result_urls:
+        # Posted, or made and paid for but never posted (e.g. the bot lacked Send Messages): either
+        # way the hub's images are there to post again.
+        unposted = job.status is JobStatus.FAILED and (job.last_error or "").startswith("publish:")
+        if not (job.status is JobStatus.POSTED or unposted) or not job.result_urls:
             await interaction.response.send_message(
                 embed=render.refusal(render.SHOW_NO_IMAGES), ephemeral=True
             )

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
+from dataclasses import replace
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 import discord
 from discord import app_commands
@@ -15,7 +18,7 @@ from discord.ext import commands
 from bot import metrics
 from bot.hub import HubError, HubModel
 from bot.hub.sizes import QUALITIES, TIERS
-from bot.imagine import Attachment, Blocked, ImagineRequest, Plan, Refusal
+from bot.imagine import Attachment, Blocked, Fetch, ImagineRequest, Plan, Refusal
 from bot.jobs import JobStatus
 from bot.logs import kv
 from cogs import render
@@ -37,6 +40,9 @@ EARLY_ANSWER_AFTER = 0.15
 # Requests checked and started at once; the others wait their turn (answered early). Bounding
 # this keeps the event loop's turns short, so every early answer goes out on time.
 LAUNCH_CONCURRENCY = 32
+# A reference's CDN URL with less than this left (seconds) is renewed before use: the scheduler
+# may download it again later (after a restart).
+URL_MARGIN = 600.0
 _launch_slots: weakref.WeakKeyDictionary[ImageHubBot, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
@@ -59,8 +65,86 @@ def is_moderator(interaction: discord.Interaction) -> bool:
     return perms.manage_guild or perms.manage_messages or perms.administrator
 
 
-def to_attachment(a: discord.Attachment) -> Attachment:
-    return Attachment(url=a.url, filename=a.filename, size=a.size, content_type=a.content_type)
+def to_attachment(a: discord.Attachment, message: discord.Message | None = None) -> Attachment:
+    """Our view of a Discord attachment; one from a message remembers where it came from, so its
+    signed URL can be renewed by fetching that message again once it expires."""
+    source = (message.channel.id, message.id, a.id) if message is not None else None
+    return Attachment(url=a.url, filename=a.filename, size=a.size, content_type=a.content_type, source=source)
+
+
+def _expires_soon(url: str) -> bool:
+    """Whether a signed CDN URL (`ex` = expiry, hex epoch seconds) is expired or close to it."""
+    query = parse_qs(urlsplit(url).query)
+    try:
+        expires = int(query["ex"][0], 16)
+    except (KeyError, IndexError, ValueError):
+        return True  # unsigned: Discord no longer serves it
+    return expires - time.time() < URL_MARGIN
+
+
+async def fresh_references(bot: ImageHubBot, request: ImagineRequest) -> ImagineRequest:
+    """Renew the expiring CDN URLs of references that came from a message by fetching that message
+    again (Discord documents that fetched payloads carry valid signed URLs; the spec has no other
+    route for it). A reroll or a form left open after the URLs expired still works; a message that
+    is gone, or the bot can't read, is a clear refusal. Slash-command uploads have no message."""
+    renewed = await _renew(bot, request.guild_id, request.attachments)
+    return request if renewed == request.attachments else replace(request, attachments=renewed)
+
+
+def renewing_fetch(bot: ImageHubBot, guild_id: int, pending: tuple[Attachment, ...] = ()) -> Fetch:
+    """Download a reference; when its URL no longer works (expired early, a clock off), renew it from
+    its message once and try again."""
+
+    renewed: dict[tuple[int, int, int], Attachment] = {}  # one fetch of a message serves all its images
+
+    async def fetch(attachment: Attachment) -> bytes:
+        try:
+            return await bot.services.fetch_attachment(attachment)
+        except Exception:
+            if attachment.source is None:
+                raise
+        if attachment.source not in renewed:
+            siblings = tuple(a for a in pending if a.source and a.source[:2] == attachment.source[:2])
+            for fresh in await _renew(bot, guild_id, siblings or (attachment,), force=True):
+                assert fresh.source is not None
+                renewed[fresh.source] = fresh
+        return await bot.services.fetch_attachment(renewed[attachment.source])
+
+    return fetch
+
+
+async def _renew(
+    bot: ImageHubBot, guild_id: int, attachments: tuple[Attachment, ...], *, force: bool = False
+) -> tuple[Attachment, ...]:
+    stale = {a.source[:2] for a in attachments if a.source is not None and (force or _expires_soon(a.url))}
+    if not stale:
+        return attachments
+    fresh: dict[int, str] = {}
+    guild = bot.get_guild(guild_id)
+    for channel_id, message_id in stale:
+        channel = guild.get_channel_or_thread(channel_id) if guild is not None else None
+        if channel is not None and guild is not None:
+            perms = channel.permissions_for(guild.me)
+            if not (perms.view_channel and perms.read_message_history):
+                raise Refusal(render.REFERENCES_UNREADABLE)
+        try:
+            message = await bot.get_partial_messageable(channel_id, guild_id=guild_id).fetch_message(
+                message_id
+            )
+        except discord.NotFound:
+            raise Refusal(render.REFERENCES_GONE) from None
+        except discord.Forbidden:
+            raise Refusal(render.REFERENCES_UNREADABLE) from None
+        fresh.update({a.id: a.url for a in message.attachments})
+    renewed = []
+    for a in attachments:
+        if a.source is not None and a.source[:2] in stale:
+            url = fresh.get(a.source[2])
+            if url is None:
+                raise Refusal(render.REFERENCES_GONE)
+            a = replace(a, url=url)
+        renewed.append(a)
+    return tuple(renewed)
 
 
 class FirstAnswer:
@@ -102,15 +186,16 @@ class FirstAnswer:
         return (await self.interaction.edit_original_response(embed=embed)).id
 
     async def refuse(self, embed: discord.Embed) -> None:
-        """Answer only to the member; a public "thinking…" answer is removed."""
+        """Answer only to the member when nothing was said yet; after a "thinking…" answer, that answer
+        becomes the refusal (an edit of the original response: Discord can't turn a public deferral
+        ephemeral, and a followup would be a second message)."""
         self._timer.cancel()
         self.answered = True
         async with self._lock:
             if not self.deferred:
                 await self.interaction.response.send_message(embed=embed, ephemeral=True)
                 return
-        await self.interaction.delete_original_response()
-        await self.interaction.followup.send(embed=embed, ephemeral=True)
+        await self.interaction.edit_original_response(embed=embed, view=None)
 
 
 def launch_slots(bot: ImageHubBot) -> asyncio.Semaphore:
@@ -148,6 +233,7 @@ async def _launch(
     services = bot.services
     plan: Plan | None = None
     try:
+        request = await fresh_references(bot, request)
         plan = await services.imagine.plan(request)
         # Reserved before anything is downloaded: a member who can't pay makes the bot fetch nothing.
         plan = await services.imagine.reserve(plan)
@@ -171,7 +257,8 @@ async def _launch(
             references = []
             if plan.request.attachments:
                 # Downloads can take a while: the public answer went first, within Discord's 3 s.
-                references = await services.imagine.fetch_references(plan, services.fetch_attachment)
+                fetch = renewing_fetch(bot, request.guild_id, plan.request.attachments)
+                references = await services.imagine.fetch_references(plan, fetch)
         job = await services.imagine.start(
             plan,
             references,
@@ -179,20 +266,20 @@ async def _launch(
             interaction_token=interaction.token,
             status_message_id=status_message_id,
             upload_limit=interaction.filesize_limit,
+            token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
         )
     except Refusal as refusal:
         await services.imagine.abandon(plan)  # (start() already did, for its own refusals)
         metrics.COMMANDS.labels("imagine", "refused").inc()
-        await interaction.delete_original_response()
-        await interaction.followup.send(embed=render.refusal(str(refusal)), ephemeral=True)
+        # The public answer is already out: it becomes the refusal (edited, not a second message).
+        await interaction.edit_original_response(embed=render.refusal(str(refusal)), view=None)
         return
     except Exception:
         await services.imagine.abandon(plan)
         log.exception(kv("imagine.start_failed", guild=request.guild_id, user=request.user_id))
         if interaction.response.is_done():
-            await interaction.delete_original_response()
             failed = render.refusal(render.hub_error_text(RuntimeError()))
-            await interaction.followup.send(embed=failed, ephemeral=True)
+            await interaction.edit_original_response(embed=failed, view=None)
         return
     metrics.COMMANDS.labels("imagine", "accepted").inc()
     log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
@@ -209,6 +296,21 @@ async def _launch(
         await interaction.edit_original_response(embed=render.status_embed(job, place), view=status_view(job))
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
+    await warn_missing_permissions(bot, interaction)
+
+
+async def warn_missing_permissions(bot: ImageHubBot, interaction: discord.Interaction) -> None:
+    """Where the bot can't post results itself (no Send Messages, Attach Files, …), a result that
+    outlives the interaction's 15 minutes can't reach the channel whole: tell the member now,
+    through the interaction (which needs no channel permission), and the moderator log once."""
+    missing = render.missing_permissions(interaction.app_permissions)
+    if not missing or interaction.guild_id is None or interaction.channel_id is None:
+        return
+    try:
+        await interaction.followup.send(embed=render.permission_warning(missing), ephemeral=True)
+    except discord.HTTPException as exc:
+        log.info(kv("imagine.permission_warning_failed", status=exc.status))
+    await bot.publisher.missing_at_launch(interaction.guild_id, interaction.channel_id, missing)
 
 
 async def report_blocked(bot: ImageHubBot, request: ImagineRequest, blocked: Blocked) -> None:
@@ -221,21 +323,18 @@ async def report_blocked(bot: ImageHubBot, request: ImagineRequest, blocked: Blo
         log.warning(kv("imagine.blocked_log_failed", guild=request.guild_id, error=type(exc).__name__))
 
 
+def _text_input(label: str, **options: object) -> discord.ui.Label[ImagineModal]:
+    """A modal field the current way: a Label (type 18) holding the text input (not an action row)."""
+    return discord.ui.Label(text=label, component=discord.ui.TextInput(**options))  # type: ignore[arg-type]
+
+
 class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
     """Prompt and options for the context menu and the "Use as reference" button."""
 
-    prompt: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
-        label="Prompt", style=discord.TextStyle.paragraph, max_length=4000
-    )
-    aspect: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
-        label="Aspect ratio, e.g. 16:9 (empty = default)", required=False, max_length=8
-    )
-    resolution: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
-        label="Resolution: 1K, 2K or 4K (empty = default)", required=False, max_length=4
-    )
-    count: discord.ui.TextInput[ImagineModal] = discord.ui.TextInput(
-        label="How many images, 1 to 4 (empty = 1)", required=False, max_length=2
-    )
+    prompt = _text_input("Prompt", style=discord.TextStyle.paragraph, max_length=4000)
+    aspect = _text_input("Aspect ratio, e.g. 16:9 (empty = default)", required=False, max_length=8)
+    resolution = _text_input("Resolution: 1K, 2K or 4K (empty = default)", required=False, max_length=4)
+    count = _text_input("How many images, 1 to 4 (empty = 1)", required=False, max_length=2)
 
     def __init__(
         self, bot: ImageHubBot, attachments: tuple[Attachment, ...], *, title: str | None = None
@@ -249,7 +348,7 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None and interaction.channel_id is not None
-        count_text = self.count.value.strip()
+        count_text = _value(self.count).strip()
         if count_text and count_text not in COUNTS:  # ASCII 1-4 only: "²" and "٣" pass isdigit()
             await interaction.response.send_message(
                 embed=render.refusal("The number of images must be a whole number from 1 to 4."),
@@ -261,14 +360,20 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
             channel_id=interaction.channel_id,
             user_id=interaction.user.id,
             role_ids=member_roles(interaction),
-            prompt=self.prompt.value,
-            aspect=self.aspect.value.strip() or None,
-            resolution=self.resolution.value.strip().upper() or None,
+            prompt=_value(self.prompt),
+            aspect=_value(self.aspect).strip() or None,
+            resolution=_value(self.resolution).strip().upper() or None,
             count=COUNTS[count_text] if count_text else None,
             attachments=self.attachments,
             is_moderator=is_moderator(interaction),
         )
         await launch(self.bot, interaction, request)
+
+
+def _value(field: discord.ui.Label[ImagineModal]) -> str:
+    component = field.component
+    assert isinstance(component, discord.ui.TextInput)
+    return component.value
 
 
 def image_attachments(message: discord.Message) -> tuple[Attachment, ...]:
@@ -277,7 +382,7 @@ def image_attachments(message: discord.Message) -> tuple[Attachment, ...]:
     for a in message.attachments:
         declared = (a.content_type or "").split(";")[0]
         if declared in IMAGE_TYPES or a.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp")):
-            found.append(to_attachment(a))
+            found.append(to_attachment(a, message))
     return tuple(found)
 
 
@@ -287,7 +392,11 @@ class Imagine(commands.Cog):
         self.context_menu = app_commands.ContextMenu(
             name="Imagine with these images", callback=self.from_message
         )
+        # Guild only, declared with `contexts` (dm_permission is deprecated; discord.py still sends it).
         self.context_menu.guild_only = True
+        self.context_menu.allowed_contexts = app_commands.AppCommandContext(
+            guild=True, dm_channel=False, private_channel=False
+        )
         bot.tree.add_command(self.context_menu)
 
     async def cog_unload(self) -> None:
@@ -351,9 +460,9 @@ class Imagine(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         models = await self._models_for_autocomplete()
         return [
-            app_commands.Choice(name=f"{m.id} ({m.provider})", value=m.id)
+            app_commands.Choice(name=render.choice_name(f"{m.id} ({m.provider})"), value=m.id)
             for m in models
-            if current.lower() in m.id.lower()
+            if current.lower() in m.id.lower() and len(m.id) <= render.CHOICE_MAX
         ][:25]
 
     @imagine.autocomplete("aspect")
@@ -364,7 +473,11 @@ class Imagine(commands.Cog):
         chosen = getattr(interaction.namespace, "model", None)
         model = next((m for m in models if m.id == chosen), models[0] if models else None)
         ratios = model.aspect_ratios if model else []
-        return [app_commands.Choice(name=r, value=r) for r in ratios if current in r][:25]
+        return [
+            app_commands.Choice(name=render.choice_name(r), value=r)
+            for r in ratios
+            if current in r and len(r) <= render.CHOICE_MAX
+        ][:25]
 
     async def _models_for_autocomplete(self) -> list[HubModel]:
         """Autocomplete must answer fast: what is cached, or nothing if the hub is down."""

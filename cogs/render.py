@@ -40,6 +40,19 @@ FIELD_VALUE_MAX = 1024
 FOOTER_MAX = 2048
 FIELDS_MAX = 25
 EMBED_TOTAL_MAX = 6000
+# Application command choices: name and value are 1 to 100 characters.
+CHOICE_MAX = 100
+# One message: at most 10 attachments and 25 MiB in all; the files leave room for the JSON part.
+FILES_MAX = 10
+REQUEST_MAX_BYTES = 25 * 1024 * 1024
+FILES_BUDGET = REQUEST_MAX_BYTES - 256 * 1024
+PERMISSION_NAMES = {
+    "view_channel": "View Channel",
+    "send_messages": "Send Messages",
+    "attach_files": "Attach Files",
+    "embed_links": "Embed Links",
+    "read_message_history": "Read Message History",
+}
 
 
 def clip(text: str, limit: int) -> str:
@@ -51,6 +64,11 @@ def clip(text: str, limit: int) -> str:
     if "```" not in cut and cut.count("`") % 2:
         cut = text[: max(limit - 2, 0)] + "…`"
     return cut[:limit]
+
+
+def choice_name(text: str) -> str:
+    """An autocomplete choice's name, cut to Discord's 100 characters (a longer one refuses the answer)."""
+    return text if len(text) <= CHOICE_MAX else text[: CHOICE_MAX - 1] + "…"
 
 
 def capped_lines(lines: Sequence[str], limit: int = DESCRIPTION_MAX, sep: str = "\n") -> str:
@@ -531,19 +549,93 @@ def ledger_line(at: datetime, kind: str, credits: int) -> str:
     return f"{ts(at)} · {_LEDGER_WORDS.get(kind, kind)} {abs(credits):,} credits"
 
 
-def result_files(job: Job, result: Result, limit: int) -> tuple[list[discord.File], list[str]]:
-    """The images as files while they fit the upload limit; the rest as links to the hub's copy."""
+def result_files(
+    job: Job,
+    result: Result,
+    limit: int,
+    *,
+    total: int = FILES_BUDGET,
+    max_files: int = FILES_MAX,
+) -> tuple[list[discord.File], list[str]]:
+    """The images as files while they fit one request: each at most `limit` bytes (the upload limit
+    per file, the interaction's `attachment_size_limit`), all together at most `total` bytes and
+    `max_files` files (Discord: 25 MiB and 10 attachments per message). The rest go as links to
+    the hub's copy."""
     files: list[discord.File] = []
     links: list[str] = []
-    total = 0
+    used = 0
     for image in result.images:
         if image.data is None:
             continue
-        if total + len(image.data) > limit:
+        size = len(image.data)
+        if size > limit or used + size > total or len(files) >= max_files:
             links.append(image.url)
             continue
-        total += len(image.data)
+        used += size
         ext = {"image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}.get(image.content_type, "png")
         name = f"image-{job.id}-{image.index + 1}.{ext}"
         files.append(discord.File(io.BytesIO(image.data), filename=name))
     return files, links
+
+
+REFERENCES_GONE = "The message these reference images came from was deleted, or no longer has them."
+REFERENCES_UNREADABLE = (
+    "I can't read the message these reference images came from (I need View Channel and "
+    "Read Message History there)."
+)
+
+
+def missing_permissions(perms: discord.Permissions) -> list[str]:
+    """What the bot needs in a channel to post results there and does not have, by name."""
+    return [name for attr, name in PERMISSION_NAMES.items() if not getattr(perms, attr)]
+
+
+def _names(missing: Sequence[str]) -> str:
+    return ", ".join(f"**{name}**" for name in missing)
+
+
+def permission_warning(missing: Sequence[str]) -> discord.Embed:
+    """Told to the member through the interaction while its token lives."""
+    return refusal(
+        f"I'm missing {_names(missing)} in this channel. Your result is shown in the message above "
+        "if it is ready within 15 minutes; after that I may not be able to post it here. "
+        "The moderators have been told."
+    )
+
+
+def missing_permission_line(
+    channel_id: int, missing: Sequence[str], job_id: int | None = None
+) -> discord.Embed:
+    """One clear moderator-log line naming the missing permission."""
+    where = f"<#{channel_id}>"
+    if job_id is None:
+        text = (
+            f"I'm missing {_names(missing)} in {where}: results that take longer than 15 minutes "
+            "can't be posted there."
+        )
+    else:
+        text = (
+            f"I couldn't post the result of job #{job_id} in {where}: missing {_names(missing)}. "
+            f"Grant it, then `/show {job_id}` posts it again."
+        )
+    return discord.Embed(description=text, colour=WARN)
+
+
+def degraded_line(channel_id: int, missing: Sequence[str], job_id: int) -> discord.Embed:
+    """Moderator-log line: the result was posted, but without what a missing permission forbids."""
+    return discord.Embed(
+        description=(
+            f"Posted the result of job #{job_id} in <#{channel_id}> in a reduced form: "
+            f"missing {_names(missing)}."
+        ),
+        colour=WARN,
+    )
+
+
+def embed_as_text(embed: discord.Embed, limit: int = 2000) -> str:
+    """An embed as plain message content, for a channel where the bot may not send embeds."""
+    parts = [embed.title or "", embed.description or ""]
+    parts += [f"**{field.name}**: {field.value}" for field in embed.fields]
+    if embed.footer.text:
+        parts.append(f"-# {embed.footer.text}")
+    return clip("\n".join(p for p in parts if p), limit)

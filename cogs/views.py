@@ -100,7 +100,9 @@ class JobButton(
             quality=p.quality,
             count=p.n,
             attachments=tuple(
-                Attachment(url=r.url, filename=r.filename, size=r.size, content_type=r.content_type)
+                Attachment(
+                    url=r.url, filename=r.filename, size=r.size, content_type=r.content_type, source=r.source
+                )
                 for r in p.references
             ),
             is_moderator=is_moderator(interaction),
@@ -129,7 +131,6 @@ class JobButton(
         await interaction.response.defer()
         if interaction.message is not None:
             await interaction.message.delete()
-
 
     async def _info(self, interaction: discord.Interaction, job: Job) -> None:
         """The full prompt and settings, with a copyable /imagine line; only for the presser."""

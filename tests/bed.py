@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import signal
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,8 @@ from bot.config import load_settings
 from bot.hub.emulator import EmulatorState, serving
 from bot.jobs import Job, JobStatus
 from bot.services import Services
-from tests.conftest import PG_ENV, REQUIRE_ENV, fresh_database_url, pg_base_url, require_postgres
+from tests.botprocess import BotProcess as BotProcess  # the bot as a child process, with the bed's fixtures
+from tests.databases import PG_ENV, REQUIRE_ENV, fresh_database_url, pg_base_url, require_postgres
 from tests.fakediscord.interactions import FakeInteraction
 from tests.fakediscord.models import DefaultSetup, FakeAttachment, FakeMember, FakeMessage
 from tests.fakediscord.server import FakeDiscord
@@ -201,58 +199,3 @@ async def bed(
         )
     finally:
         await stop_bot(bot)
-
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class BotProcess:
-    """`python -m bot` as a child process logged into the fake Discord, for kill/restart tests.
-
-    The child runs the working tree's code (the repo root leads PYTHONPATH) with the fake's
-    `sitecustomize` patching discord.py, and logs to a file the test can read on failure.
-    """
-
-    def __init__(self, fake: FakeDiscord, settings: dict[str, str], log_path: Path) -> None:
-        self.fake = fake
-        self.settings = settings
-        self.log_path = log_path
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self, *, shards: int | None = 1) -> None:
-        """Start the child; wait until `shards` shards are ready (None: don't wait)."""
-        env = self.fake.subprocess_env(fast_identify=True)
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
-        env.update(self.settings)
-        since = self.fake.identify_count
-        log = self.log_path.open("ab")
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", env=env, cwd=REPO_ROOT, stdout=log, stderr=log
-        )
-        log.close()
-        if shards is None:
-            return
-        try:
-            await self.fake.wait_ready(shard_count=shards, since=since, timeout=20)
-        except TimeoutError:
-            raise AssertionError(f"bot process did not log in:\n{self.log()}") from None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    async def kill(self) -> None:
-        """SIGKILL: no clean shutdown, exactly like a crash."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        """SIGTERM and wait for the clean shutdown."""
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), 15)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()

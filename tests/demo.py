@@ -19,7 +19,8 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from bot.hub.emulator import EmulatorState, serving
-from tests.bed import BotProcess, hub_settings
+from tests.bed import hub_settings
+from tests.botprocess import BotProcess
 from tests.fakediscord.interactions import FakeInteraction
 from tests.fakediscord.server import FakeDiscord
 
@@ -70,7 +71,7 @@ async def main() -> None:
                 it = await fake.slash(d.guild, d.general, d.admin, ["config", "key", "set"])
                 modal = await it.callback()
                 print(f"\n/config key set (admin) -> modal {modal.data.get('title')!r}")
-                field = modal.data["components"][0]["components"][0]["custom_id"]
+                field = modal.text_inputs[0]
                 show("key modal submitted", await (await fake.submit_modal(it, {field: key})).original(10))
                 show(
                     "/config quota default 100 per day",

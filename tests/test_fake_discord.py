@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import re
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -215,6 +218,12 @@ def add_commands(bot: ProofBot) -> None:
         except discord.HTTPException as exc:
             bot.record(exc)
 
+    @tree.command(description="Defer, delete the thinking message, then follow up")
+    async def vanish(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.delete_original_response()
+        bot.record(await interaction.followup.send("after the delete", wait=True))
+
     @tree.command(description="Which shard")
     async def where(interaction: discord.Interaction) -> None:
         assert interaction.guild is not None
@@ -279,6 +288,7 @@ async def test_commands_registered(fake_discord: FakeDiscord, bot: ProofBot) -> 
         "sleepy",
         "wait",
         "where",
+        "vanish",
     }
     assert commands_["admin"]["default_member_permissions"] == str(MANAGE_GUILD)
     assert commands_["echo"]["default_member_permissions"] is None
@@ -290,7 +300,7 @@ async def test_commands_registered(fake_discord: FakeDiscord, bot: ProofBot) -> 
     assert key["type"] == 2 and {o["name"] for o in key["options"]} == {"set", "show"}
     assert commands_["pick"]["options"][0]["autocomplete"] is True
     (sync,) = fake_discord.command_syncs
-    assert sync.guild_id is None and len(sync.payload) == 12
+    assert sync.guild_id is None and len(sync.payload) == 13
 
 
 async def test_slash_with_attachment_round_trip(fake_discord: FakeDiscord, bot: ProofBot) -> None:
@@ -625,7 +635,7 @@ async def test_unknown_routes_faults_and_downloads_raw(fake_discord: FakeDiscord
     )
     auth = {"Authorization": f"Bot {fake_discord.token}"}
     async with aiohttp.ClientSession() as http:
-        async with http.get(att.url) as resp:
+        async with http.get(att.signed_url) as resp:
             assert resp.status == 200 and resp.content_type == "image/gif" and await resp.read() == b"GIF89a"
         async with http.get(f"{fake_discord.api_base}/users/@me") as resp:
             assert resp.status == 401
@@ -642,3 +652,323 @@ async def test_unknown_routes_faults_and_downloads_raw(fake_discord: FakeDiscord
             assert resp.status == 404 and await resp.json() == {"message": "404: Not Found", "code": 0}
     assert [r.route for r in fake_discord.unknown_routes] == ["GET /voice/regions"]
     fake_discord.unknown_routes.clear()
+
+
+# -- Discord's official spec and documented rules (issue: real Discord, not only our fake) -------------------
+
+
+@contextlib.asynccontextmanager
+async def raw_api(fake: FakeDiscord) -> AsyncIterator[Any]:
+    """An aiohttp session speaking to the fake's API as the bot would (bot token), without discord.py."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(
+        base_url=fake.url, headers={"Authorization": f"Bot {fake.token}"}
+    ) as http:
+        yield http
+
+
+def _multipart(payload: dict[str, Any], files: list[tuple[str, bytes]]) -> Any:
+    import aiohttp
+
+    form = aiohttp.FormData(quote_fields=False)
+    form.add_field("payload_json", json.dumps(payload), content_type="application/json")
+    for i, (name, data) in enumerate(files):
+        form.add_field(f"files[{i}]", data, filename=name, content_type="image/png")
+    return form
+
+
+def _integer_command(max_value: int) -> list[dict[str, Any]]:
+    option = {"type": 4, "name": "job_id", "description": "job", "required": True, "min_value": 1}
+    return [
+        {"name": "show", "description": "Show", "type": 1, "options": [{**option, "max_value": max_value}]}
+    ]
+
+
+async def test_spec_validation_refuses_bad_bodies_and_fails_the_test(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    d = fake.default
+    assert d is not None
+    app = f"/api/v10/applications/{fake.application_id}/commands"
+    callback = "/api/v10/interactions/123/not-a-token/callback"
+    async with raw_api(fake) as http:
+        # The documented INTEGER range ends at 2**53 - 1; one more refuses the whole bulk overwrite.
+        async with http.put(app, json=_integer_command(2**53)) as resp:
+            body = await resp.json()
+            assert resp.status == 400 and body["code"] == 50035 and body["message"] == "Invalid Form Body"
+            error = body["errors"]["0"]["options"]["0"]["max_value"]["_errors"][0]
+            assert error["code"] == "NUMBER_TYPE_MAX" and "9007199254740991" in error["message"]
+        async with http.put(app, json=_integer_command(2**53 - 1)) as resp:
+            assert resp.status == 200 and (await resp.json())[0]["options"][0]["max_value"] == 2**53 - 1
+
+        # Autocomplete choice names: 1 to 100 characters (judged before the interaction is even looked up).
+        choices = {"type": 8, "data": {"choices": [{"name": "x" * 101, "value": "x"}]}}
+        async with http.post(callback, json=choices) as resp:
+            body = await resp.json()
+            assert resp.status == 400
+            assert (
+                body["errors"]["data"]["choices"]["0"]["name"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+            )
+        choices["data"]["choices"][0]["name"] = "x" * 100
+        async with http.post(callback, json=choices) as resp:
+            assert resp.status == 404 and (await resp.json())["code"] == 10062  # valid: reached the handler
+
+        # An embed description of 4097 characters.
+        message = {"type": 4, "data": {"embeds": [{"title": "t", "description": "d" * 4097}]}}
+        async with http.post(callback, json=message) as resp:
+            body = await resp.json()
+            assert resp.status == 400
+            assert "description" in body["errors"]["data"]["embeds"]["0"]
+
+        # 11 files (discord.py lists each in ``attachments``: at most 10), in multipart payload_json.
+        files = [(f"f{i}.png", PNG) for i in range(11)]
+        payload = {
+            "content": "many",
+            "attachments": [{"id": i, "filename": n} for i, (n, _) in enumerate(files)],
+        }
+        async with http.post(
+            f"/api/v10/channels/{d.general}/messages", data=_multipart(payload, files)
+        ) as resp:
+            body = await resp.json()
+            assert resp.status == 400 and "attachments" in body["errors"]
+        assert not fake.messages(d.general)
+
+        # Snowflakes sent as integers are normalised (only those): a reply with an int message id is valid.
+        first = await fake.user_message(d.general, d.alice, "hello")
+        reply = {"content": "hi", "message_reference": {"message_id": first.id, "fail_if_not_exists": False}}
+        async with http.post(f"/api/v10/channels/{d.general}/messages", json=reply) as resp:
+            assert resp.status == 200
+        async with http.post(f"/api/v10/channels/{d.general}/messages", json={"content": 5}) as resp:
+            assert resp.status == 400  # an integer where the spec wants a string is not coerced
+
+        # A route the spec does not know is recorded (and fails the test) even though the fake answers it.
+        async with http.get("/api/v10/voice/regions-of-mars") as resp:
+            assert resp.status == 404
+    fake.unknown_routes.clear()
+
+    assert [b.source for b in fake.invalid_bodies] == ["spec"] * 5
+    assert [r.route for r in fake.unspecced_routes] == ["GET /voice/regions-of-mars"]
+    with pytest.raises(AssertionError, match="OpenAPI spec does not know"):
+        assert_clean(fake)
+    fake.unspecced_routes.clear()
+    with pytest.raises(AssertionError, match="Discord would refuse these bodies"):
+        assert_clean(fake)
+    fake.invalid_bodies.clear()
+    # Validation ran in the worker process: the fake's event loop only awaited the verdicts.
+    assert len(fake.spec_check_seconds) == 8  # every body (GETs carry none)
+
+
+async def test_upload_limits_per_file_per_request_and_count(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    boosted = fake.add_guild("Boosted", premium_tier=2)  # 50 MiB per file
+    channel = boosted.add_channel("art")
+    mib = 1024 * 1024
+    small = fake.default
+    assert small is not None and small.guild.upload_limit == 10 * mib
+
+    async def post(channel_id: int, sizes: list[int]) -> int:
+        files = [(f"f{i}.png", b"\0" * size) for i, size in enumerate(sizes)]
+        payload = {"attachments": [{"id": i, "filename": n} for i, (n, _) in enumerate(files)]}
+        async with raw_api(fake) as http:
+            url = f"/api/v10/channels/{channel_id}/messages"
+            async with http.post(url, data=_multipart(payload, files)) as resp:
+                return resp.status
+
+    assert await post(small.general, [10 * mib + 1]) == 413  # one file over the guild's per-file limit
+    assert await post(small.general, [9 * mib, 9 * mib]) == 200  # each under 10 MiB, 18 MiB together
+    assert await post(channel, [20 * mib]) == 200  # tier 2 allows a 20 MiB file
+    assert await post(channel, [9 * mib, 9 * mib, 8 * mib]) == 413  # 26 MiB in one request: over 25 MiB
+    assert await post(small.general, [10] * 10) == 200
+    assert await post(small.general, [10] * 11) == 400  # at most 10 attachments
+    fake.invalid_bodies.clear()
+
+
+async def test_the_bots_channel_permissions_on_rest_calls(fake_discord: FakeDiscord, bot: ProofBot) -> None:
+    from tests.fakediscord import ATTACH_FILES, EMBED_LINKS, READ_MESSAGE_HISTORY, SEND_MESSAGES, VIEW_CHANNEL
+
+    fake = fake_discord
+    d = fake.default
+    assert d is not None
+    channel = fake.channel(d.general)
+    bot_id = fake.bot_user.id
+    target = await fake.user_message(d.general, d.alice, "to reply to")
+    url = f"/api/v10/channels/{d.general}/messages"
+    (rule,) = [r for r in fake.rate_limits.routes if r.name == "message-create"]
+    rule.limit = 100  # this test is about permissions, not the 5-per-5-s bucket
+
+    async def status(deny: int, body: dict[str, Any], files: int = 0) -> tuple[int, Any]:
+        channel.set_overwrite(bot_id, type=1, deny=deny)
+        async with raw_api(fake) as http:
+            if files:
+                data = _multipart({**body, "attachments": [{"id": 0, "filename": "a.png"}]}, [("a.png", PNG)])
+                async with http.post(url, data=data) as resp:
+                    return resp.status, await resp.json()
+            async with http.post(url, json=body) as resp:
+                return resp.status, await resp.json()
+
+    assert (await status(SEND_MESSAGES, {"content": "x"}))[1]["code"] == 50013
+    assert (await status(VIEW_CHANNEL, {"content": "x"}))[1]["code"] == 50001
+    assert (await status(ATTACH_FILES, {"content": "x"}, files=1))[0] == 403
+    assert (await status(ATTACH_FILES, {"content": "x"}))[0] == 200  # no file: allowed
+    assert (await status(EMBED_LINKS, {"embeds": [{"title": "e"}]}))[0] == 403
+    reply = {"content": "r", "message_reference": {"message_id": str(target.id)}}
+    assert (await status(READ_MESSAGE_HISTORY, reply))[0] == 403
+    assert (await status(READ_MESSAGE_HISTORY, {"content": "plain"}))[0] == 200
+
+    # Without Read Message History, listing messages answers an empty list and fetching one is refused.
+    async with raw_api(fake) as http:
+        async with http.get(url) as resp:
+            assert resp.status == 200 and await resp.json() == []
+        async with http.get(f"{url}/{target.id}") as resp:
+            assert resp.status == 403 and (await resp.json())["code"] == 50013
+    channel.set_overwrite(bot_id, type=1)
+    async with raw_api(fake) as http, http.get(url) as resp:
+        assert len(await resp.json()) == 3  # the member's message and the two posts allowed above
+
+    # Interaction responses and followups are webhooks: the bot's channel permissions don't apply.
+    channel.set_overwrite(bot_id, type=1, deny=SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES)
+    it = await fake.slash(d.guild, d.general, d.alice, "slow")
+    assert (await it.original()).content == "done"
+    assert (await it.followup(0)).content == "extra"
+    assert sum(1 for r in fake.invalid_requests if r.status == 403) == 6
+    channel.set_overwrite(bot_id, type=1)
+
+
+async def test_cdn_urls_are_signed_expire_and_can_be_refreshed(fake_discord: FakeDiscord) -> None:
+    import aiohttp
+
+    fake = fake_discord
+    d = fake.default
+    assert d is not None
+    message = await fake.user_message(d.general, d.alice, "pic", attachments=[FakeAttachment("p.png", PNG)])
+    att = message.attachments[0]
+    url = message.to_payload()["attachments"][0]["url"]
+    assert {"ex", "is", "hm"} <= set(re.findall(r"[?&](\w+)=", url))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            assert resp.status == 200 and await resp.read() == PNG
+        async with http.get(att.url) as resp:  # unsigned
+            assert resp.status == 404
+        async with http.get(url.replace("hm=", "hm=0")) as resp:  # forged signature
+            assert resp.status == 404
+
+        fake.cdn_url_lifetime = 0  # every URL issued from now on has already expired
+        stale = fake.signed_url(att)
+        async with http.get(stale) as resp:
+            assert resp.status == 404 and await resp.text() == "This content is no longer available."
+        fake.cdn_url_lifetime = 60
+        async with raw_api(fake) as api:
+            body = {"attachment_urls": [stale]}
+            async with api.post("/api/v10/attachments/refresh-urls", json=body) as resp:
+                (entry,) = (await resp.json())["refreshed_urls"]
+        assert entry["original"] == stale and entry["refreshed"] != stale
+        async with http.get(entry["refreshed"]) as resp:
+            assert resp.status == 200 and await resp.read() == PNG
+    # Fetching the message again also gives fresh URLs (what Discord documents for bots).
+    async with raw_api(fake) as api, api.get(f"/api/v10/channels/{d.general}/messages/{message.id}") as resp:
+        fresh = (await resp.json())["attachments"][0]["url"]
+    async with aiohttp.ClientSession() as http, http.get(fresh) as resp:
+        assert resp.status == 200
+    # refresh-urls is Discord's, but not in its OpenAPI spec: a bot that calls it fails the spec rule.
+    assert [r.route for r in fake.unspecced_routes] == ["POST /attachments/refresh-urls"]
+    fake.unspecced_routes.clear()
+
+
+async def test_followup_after_the_deferred_original_was_deleted_is_a_new_message(
+    fake_discord: FakeDiscord, bot: ProofBot
+) -> None:
+    d = fake_discord.default
+    assert d is not None
+    it = await fake_discord.slash(d.guild, d.general, d.alice, "vanish")
+    (sent,) = await bot.wait_result()
+    assert it.original_deleted and it.original_message is not None and it.original_message.deleted
+    followup = await it.followup(0)
+    assert followup.id == sent.id != it.original_message.id and followup.content == "after the delete"
+    assert not followup.deleted and followup in fake_discord.messages(d.general)
+
+
+async def test_rate_limit_buckets_headers_and_429(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    d = fake.default
+    assert d is not None
+    async with raw_api(fake) as http:
+        seen = []
+        for i in range(6):
+            async with http.post(f"/api/v10/channels/{d.general}/messages", json={"content": str(i)}) as resp:
+                seen.append((resp.status, dict(resp.headers), await resp.json()))
+        for i, (status, headers, _) in enumerate(seen[:5]):
+            assert status == 200 and headers["X-RateLimit-Limit"] == "5"
+            assert headers["X-RateLimit-Remaining"] == str(4 - i)
+            assert 0 < float(headers["X-RateLimit-Reset-After"]) <= 5
+            assert float(headers["X-RateLimit-Reset"]) > time.time()
+            assert "X-RateLimit-Scope" not in headers  # only on 429s, as Discord sends it
+        status, headers, body = seen[5]
+        assert status == 429 and body["global"] is False and 0 < body["retry_after"] <= 5
+        assert headers["X-RateLimit-Scope"] == "user" and headers["Via"] and headers["Retry-After"]
+        assert headers["X-RateLimit-Bucket"] == seen[0][1]["X-RateLimit-Bucket"]
+        # Buckets are per channel: another channel is untouched.
+        async with http.post(f"/api/v10/channels/{d.images}/messages", json={"content": "x"}) as resp:
+            assert resp.status == 200 and resp.headers["X-RateLimit-Remaining"] == "4"
+    assert [r.status for r in fake.invalid_requests] == [429]  # a 429 counts as an invalid request
+
+
+async def test_global_rate_limit_spares_interaction_endpoints(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    fake.rate_limits.global_per_second = 3  # 50 in Discord; small here so a test reaches it
+    statuses = []
+    async with raw_api(fake) as http:
+        for _ in range(4):
+            async with http.get("/api/v10/users/@me") as resp:
+                statuses.append(resp.status)
+                last = (dict(resp.headers), await resp.json())
+        for _ in range(3):
+            async with http.post("/api/v10/interactions/1/t/callback", json={"type": 5}) as resp:
+                assert resp.status == 404  # not 429: interaction endpoints don't count toward it
+        async with http.get(f"/api/v10/webhooks/{fake.application_id}/tok/messages/@original") as resp:
+            assert resp.status == 401  # an interaction webhook (unknown token), not a global 429
+    assert statuses == [200, 200, 200, 429]
+    assert last[1]["global"] is True and last[0]["X-RateLimit-Global"] == "true"
+    assert last[0]["X-RateLimit-Scope"] == "global" and 0 < last[1]["retry_after"] <= 1
+
+
+async def test_invalid_requests_lead_to_a_ban(fake_discord: FakeDiscord) -> None:
+    import aiohttp
+
+    fake = fake_discord
+    fake.rate_limits.invalid_limit = 3
+    async with aiohttp.ClientSession(base_url=fake.url) as http:
+        for _ in range(3):
+            async with http.get("/api/v10/users/@me", headers={"Authorization": "Bot wrong"}) as resp:
+                assert resp.status == 401
+        assert fake.invalid_request_count() == 3
+        async with http.get("/api/v10/users/@me", headers={"Authorization": f"Bot {fake.token}"}) as resp:
+            assert resp.status == 429 and "Via" not in resp.headers and "1015" in await resp.text()
+
+
+async def test_discord_py_honours_the_rate_limit_headers(fake_discord: FakeDiscord, bot: ProofBot) -> None:
+    d = fake_discord.default
+    assert d is not None
+    (rule,) = [r for r in fake_discord.rate_limits.routes if r.name == "message-create"]
+    rule.per = 0.5  # 5 messages per 0.5 s, so the test stays short
+    channel = bot.get_channel(d.general)
+    assert isinstance(channel, discord.TextChannel)
+    sent = await asyncio.gather(*(channel.send(f"m{i}") for i in range(12)))
+    assert len({m.id for m in sent}) == 12
+    assert not [r for r in fake_discord.requests if r.status == 429]  # waited on Remaining: 0 instead
+
+
+async def test_enforce_nonce_returns_the_existing_message(fake_discord: FakeDiscord) -> None:
+    d = fake_discord.default
+    assert d is not None
+    url = f"/api/v10/channels/{d.general}/messages"
+    async with raw_api(fake_discord) as http:
+        ids = []
+        for body in (
+            {"content": "a", "nonce": "job-7", "enforce_nonce": True},
+            {"content": "b", "nonce": "job-7", "enforce_nonce": True},
+            {"content": "c", "nonce": "job-7"},
+        ):
+            async with http.post(url, json=body) as resp:
+                ids.append((await resp.json())["id"])
+    assert ids[0] == ids[1] != ids[2]
+    assert [m.content for m in fake_discord.messages(d.general)] == ["a", "c"]

@@ -1,4 +1,4 @@
-"""Helpers for the queue, cancel, filter, history and usage tests (issue 9)."""
+"""Helpers for the queue, cancel, filter, history and usage tests."""
 
 from __future__ import annotations
 

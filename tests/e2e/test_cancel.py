@@ -1,4 +1,4 @@
-"""Issue 9: the Cancel button — full refund before the hub, "already spent" after."""
+"""The Cancel button — full refund before the hub, "already spent" after."""
 
 from __future__ import annotations
 

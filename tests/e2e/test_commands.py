@@ -1,4 +1,4 @@
-"""Issue 4: command registration, /models, /credits, /quota and every /config path, end to end."""
+"""Command registration, /models, /credits, /quota and every /config path, end to end."""
 
 from __future__ import annotations
 
@@ -123,9 +123,7 @@ async def _set_key_through_modal(bed: Bed) -> str:
     it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.admin, ["config", "key", "set"])
     cb = await it.callback()
     assert cb.type == 9  # a modal: the key is never a slash option
-    submit = await bed.fake.submit_modal(
-        it, {cb.data["components"][0]["components"][0]["custom_id"]: new_key}
-    )
+    submit = await bed.fake.submit_modal(it, {cb.text_inputs[0]: new_key})
     reply = await submit.original()
     assert "777 credits" in str(reply.embeds) and new_key[-4:] in str(reply.embeds)
     assert new_key not in str(reply.embeds)
@@ -146,7 +144,7 @@ async def _set_key_through_modal(bed: Bed) -> str:
 async def test_wrong_key_is_refused_and_nothing_saved(bed: Bed) -> None:
     it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.admin, ["config", "key", "set"])
     cb = await it.callback()
-    field = cb.data["components"][0]["components"][0]["custom_id"]
+    field = cb.text_inputs[0]
     submit = await bed.fake.submit_modal(it, {field: "gih_live_" + "x" * 32})
     reply = await submit.original()
     assert "doesn't recognise" in str(reply.embeds)

@@ -1,4 +1,4 @@
-"""Issue 9: prompt filters — /config filter, blocked before anything is reserved, moderator log."""
+"""Prompt filters — /config filter, blocked before anything is reserved, moderator log."""
 
 from __future__ import annotations
 

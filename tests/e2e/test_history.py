@@ -1,4 +1,4 @@
-"""Issue 9: /history, /show (re-posted with working buttons) and the Info button."""
+"""/history, /show (re-posted with working buttons) and the Info button."""
 
 from __future__ import annotations
 

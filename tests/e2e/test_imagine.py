@@ -1,4 +1,4 @@
-"""Issue 5: /imagine end to end — references, context menu, buttons, refusals, quota, failures."""
+"""/imagine end to end — references, context menu, buttons, refusals, quota, failures."""
 
 from __future__ import annotations
 
@@ -99,10 +99,10 @@ async def test_bad_references_are_refused_and_nothing_is_spent(bed: Bed) -> None
         cb = await it.callback()
         if cb.ephemeral:
             text = str(cb.embeds)
-        else:  # refused after the public answer: it is deleted and an ephemeral followup explains
-            followup = await it.followup()
-            assert followup.ephemeral and it.original_deleted
-            text = str(followup.embeds)
+        else:  # refused after the public answer: that answer is edited into the refusal
+            shown = await it.original(predicate=lambda m: "⚠️" in str(m.embeds))
+            assert not it.followups and not it.original_deleted
+            text = str(shown.embeds)
         assert reason in text, (attachment.filename, text)
     huge = cases[2][0]
     assert not [r for r in bed.fake.requests if huge.url and str(huge.id) in r.path]  # never downloaded
@@ -137,7 +137,7 @@ async def test_context_menu_turns_a_messages_images_into_references(bed: Bed) ->
     )
     cb = await it.callback()
     assert cb.type == 9
-    inputs = [row["components"][0]["custom_id"] for row in cb.data["components"]]
+    inputs = cb.text_inputs
     submit = await bed.fake.submit_modal(
         it, {inputs[0]: "in the same style", inputs[1]: "16:9", inputs[3]: "2"}
     )
@@ -170,7 +170,7 @@ async def test_reroll_reference_and_delete_buttons(bed: Bed) -> None:
     use = await bed.fake.press_button(message, f"imagine:reference:{first.id}", bed.d.alice)
     modal = await use.callback()
     assert modal.type == 9
-    prompt_field = modal.data["components"][0]["components"][0]["custom_id"]
+    prompt_field = modal.text_inputs[0]
     derived = await bed.job_of(await bed.fake.submit_modal(use, {prompt_field: "now in winter"}))
     await bed.wait_job(derived.id, JobStatus.POSTED)
     request = bed.hub.requests_to("/api/v1/images/generations", "POST")[-1]
@@ -205,7 +205,11 @@ async def test_ten_concurrent_requests_against_a_budget_for_two(bed: Bed) -> Non
     callbacks = await asyncio.gather(*(it.callback() for it in its))
     await bed.hub.wait_generation_created(2)
     accepted = [it for it, cb in zip(its, callbacks, strict=True) if not cb.ephemeral]
-    jobs = [await bed.job_of(it) for it in accepted if not it.original_deleted]
+    settled = [
+        await it.original(predicate=lambda m: "job #" in str(m.embeds) or "⚠️" in str(m.embeds))
+        for it in accepted
+    ]
+    jobs = [await bed.job_of(it) for it, m in zip(accepted, settled, strict=True) if "job #" in str(m.embeds)]
     assert len(jobs) == 2
     budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
     assert budget.reserved + budget.spent == 16 and budget.remaining == 0

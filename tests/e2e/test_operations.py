@@ -1,4 +1,4 @@
-"""The running bot process serves /healthz and /metrics on METRICS_PORT (issue 8)."""
+"""The running bot process serves /healthz and /metrics on METRICS_PORT."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ async def test_health_and_metrics_of_the_running_bot(
             async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
                 text = await response.text()
         assert response.status == 200
-        assert 'imagehub_commands_total' in text and "imagehub_queue_depth" in text
+        assert "imagehub_commands_total" in text and "imagehub_queue_depth" in text
     finally:
         await bot.stop()
     assert "Traceback" not in bot.log(), bot.log()

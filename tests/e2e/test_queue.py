@@ -1,4 +1,4 @@
-"""Issue 9: at a concurrency limit /imagine queues instead of refusing; fair order; restarts."""
+"""At a concurrency limit /imagine queues instead of refusing; fair order; restarts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8: two bot processes, each owning one shard, sharing one PostgreSQL database."""
+"""Two bot processes, each owning one shard, sharing one PostgreSQL database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 9: /config usage (a PNG chart beside the numbers) and the one low-balance alert."""
+"""/config usage (a PNG chart beside the numbers) and the one low-balance alert."""
 
 from __future__ import annotations
 

@@ -19,8 +19,50 @@ Start it, point discord.py at it, build a guild, log a bot in, then drive the bo
         assert not fake.unknown_routes
 
 Pytest: ``from tests.fakediscord.fixtures import fake_discord`` in a conftest (or module) gives a started fake
-with ``fake.default`` (a :class:`DefaultSetup`), installed in-process, and asserts in teardown that no unknown
-route was hit and the fake had no internal error.
+with ``fake.default`` (a :class:`DefaultSetup`), installed in-process, and asserts in teardown
+(``fixtures.assert_clean``) that no unknown route was hit, every route is in Discord's official OpenAPI spec
+(``fake.unspecced_routes``), no body was refused as malformed (``fake.invalid_bodies``: by the spec's schema
+or by the rules below) and the fake had no internal error.
+
+Where things are (one module per resource; the test API below is the resources' methods, bound on
+``FakeDiscord`` by name):
+  :mod:`.server`        ``FakeDiscord``: composes the resources, the routing table, the request pipeline
+                        (record → ``fail_next`` faults → rate limits → spec check → handler → observers),
+                        lifecycle, pointing discord.py at the fake
+  :mod:`.state`         ``FakeState``: the shared state (identity, guilds, channels, sessions, interactions,
+                        recordings, the rules' settings) and waiting (``wait_for``, ``wait_request``)
+  :mod:`.rest`          ``RecordedRequest``/``RecordedFile``/``InvalidBody``, Discord's error answers, routes
+  :mod:`.users`         ``/users/@me``, users, the application
+  :mod:`.guilds`        ``add_guild``, ``setup_default``, ``join_guild``/``remove_guild``, guild REST
+  :mod:`.channels`      channel REST, DMs, the bot's channel permissions, ``delete_channel``, ``deny_send``,
+                        ``set_bot_overwrite``
+  :mod:`.messages`      channel messages: store, history, create/edit/delete, nonces, replies, reactions,
+                        typing, attachments from uploads, upload limits, ``user_message``
+  :mod:`.cdn`           signed attachment URLs, their expiry, serving the bytes, ``refresh-urls``
+  :mod:`.commands`      application command registration and storage, ``command_syncs``
+  :mod:`.interactions`  the interactions sent (``slash``, buttons, modals…) and ``FakeInteraction``
+  :mod:`.responses`     the bot's answers: callback, ``@original``, followups (interaction webhooks)
+  :mod:`.gateway`       websocket sessions: IDENTIFY/RESUME, heartbeats, dispatch to a guild's shard,
+                        ``drop_shard``/``request_reconnect``/``invalidate_session``
+  :mod:`.faults`        ``fail_next`` (injected 429/5xx)
+  :mod:`.ratelimits`, :mod:`.openapi`, :mod:`.validation`: Discord's rate limits, spec and payload rules;
+  :mod:`.models`: users, guilds, members, roles, channels, messages, attachments, permissions;
+  :mod:`.fixtures`: the pytest fixture; :mod:`.install`: pointing a child process at the fake.
+
+Composition: every resource is a small class holding the one shared state (``FakeState``, which
+``FakeDiscord`` extends, so tests keep reading and setting ``fake.requests``, ``fake.cdn_url_lifetime``…)
+and, passed in, the few resources it calls (``Messages(state, gateway, cdn, channels)``). No mixins: a
+resource's constructor says what it depends on, each concept has one file, and no resource reaches another
+through ``FakeDiscord``. The one exception is ``Interactions``, the test's own side, which holds the
+``FakeDiscord`` because the ``FakeInteraction``/``OptionBuilder`` it builds work on the whole fake. The test
+API's names are instance attributes: a harness extends the fake through its hooks (``observers``…), not by
+overriding them in a subclass.
+
+Discord's official spec (``spec/openapi.json``, vendored with its LICENSE and provenance; :mod:`.openapi`):
+every JSON body and multipart ``payload_json`` is validated against its route's request schema (jsonschema
+Draft 2020-12 with a referencing registry) in one worker process, compiled once per route; the handler awaits
+the verdict, so a bad body gets Discord's 400 50035 with an ``errors`` tree. Snowflakes sent as integers are
+turned into strings where, and only where, the spec wants a snowflake.
 
 Main API (all waits take ``timeout`` seconds and raise ``TimeoutError`` with a traffic summary; no sleeps):
 
@@ -64,13 +106,35 @@ heartbeat_ack_delay=0.03, strict_commands=True, echo_message_events=True)``
   gateway: ``drop_shard(id, code=4000)`` (client RESUMEs), ``request_reconnect(id)`` (op 7),
   ``invalidate_session(id, resumable=False)`` (op 9).
 
-Discord rules the fake enforces: payload limits (content 2000, 10 embeds, embed sizes, 5 action rows,
+Documented rules the fake enforces beyond the schema (on for every test; tests of the fake change them):
+  ``fake.rate_limits`` (:class:`~.ratelimits.RateLimits`): per-route buckets (5 messages per 5 s per
+  channel, webhook/interaction-token routes per token, …) with
+  ``X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket`` on every answer and 429 + ``retry_after``
+  (``X-RateLimit-Scope`` on 429s); the global 50 requests/s that interaction endpoints are exempt from;
+  401/403/429 counted (``fake.invalid_requests``, ``invalid_request_count()``) toward the 10,000 per 10
+  minutes ban. The bot's own channel permissions on REST calls from roles and overwrites (post: View Channel
+  + Send Messages, files: Attach Files, embeds: Embed Links, replies: Read Message History; without it
+  history is ``[]``; 403 50001/50013), never on interaction responses or followups; ``await
+  fake.set_bot_overwrite(channel, allow=, deny=)``. Uploads: each file within the guild's limit by boost
+  tier (the interactions' ``attachment_size_limit``), 25 MiB per request, 10 files. Signed CDN URLs
+  (``ex``/``is``/``hm``) valid ``fake.cdn_url_lifetime`` seconds from each payload that carries them, 404
+  after; ``fake.expire_cdn_urls()``, ``fake.signed_url(att)``, ``POST /attachments/refresh-urls`` (real, but
+  outside the spec: a bot calling it fails the spec rule). ``nonce`` + ``enforce_nonce`` return the existing
+  message within ``fake.nonce_window``. A followup after the deferred original was deleted is a new message.
+  Tokens live 15 minutes from the interaction's snowflake. Harness hooks (what benchmarks use; they never
+  override the fake's own methods): ``fake.observers`` (called with each finished :class:`RecordedRequest`),
+  ``RecordedRequest.received_at``, ``fake.rate_limits``, ``FakeAttachment(serve_delay=)``,
+  ``FakeCallback.text_inputs``.
+
+Older rules the fake enforces: payload limits (content 2000, 10 embeds, embed sizes, 5 action rows,
 duplicate custom ids, modal title 45, 25 choices, command names/descriptions/option order), empty messages
 (50006), replies to unknown messages (50035), a second callback (40060), bot-token auth on REST (401),
 ``default_member_permissions`` (``slash`` raises ``PermissionError`` unless ``force``), required/unknown
 options and choices (``ValueError``).
 """
 
+from .commands import CommandSync
+from .faults import FaultRule
 from .interactions import FakeCallback, FakeInteraction
 from .models import (
     ADMINISTRATOR,
@@ -83,6 +147,7 @@ from .models import (
     MANAGE_GUILD,
     MANAGE_MESSAGES,
     MODERATE_MEMBERS,
+    READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     VIEW_CHANNEL,
     DefaultSetup,
@@ -95,7 +160,8 @@ from .models import (
     FakeRole,
     FakeUser,
 )
-from .server import CommandSync, FakeDiscord, FaultRule, RecordedFile, RecordedRequest
+from .rest import InvalidBody, RecordedFile, RecordedRequest
+from .server import FakeDiscord
 
 __all__ = [
     "ADMINISTRATOR",
@@ -108,6 +174,7 @@ __all__ = [
     "MANAGE_GUILD",
     "MANAGE_MESSAGES",
     "MODERATE_MEMBERS",
+    "READ_MESSAGE_HISTORY",
     "SEND_MESSAGES",
     "VIEW_CHANNEL",
     "CommandSync",
@@ -124,6 +191,7 @@ __all__ = [
     "FakeRole",
     "FakeUser",
     "FaultRule",
+    "InvalidBody",
     "RecordedFile",
     "RecordedRequest",
 ]

@@ -17,9 +17,17 @@ from .server import FakeDiscord
 
 
 def assert_clean(fake: FakeDiscord) -> None:
-    """What every test's teardown asserts: no unknown route was hit and the fake had no internal error."""
+    """What every test's teardown asserts: no unknown route was hit, every route is in Discord's official
+    OpenAPI spec, no body was refused as malformed (by the spec's schema or the fake's rules), and the fake
+    had no internal error."""
     assert not fake.unknown_routes, "bot hit routes the fake does not know: " + ", ".join(
         r.route for r in fake.unknown_routes
+    )
+    assert not fake.unspecced_routes, "bot hit routes Discord's OpenAPI spec does not know: " + ", ".join(
+        r.route for r in fake.unspecced_routes
+    )
+    assert not fake.invalid_bodies, "Discord would refuse these bodies (400):\n" + "\n".join(
+        str(b) for b in fake.invalid_bodies
     )
     assert not fake.internal_errors, f"fake Discord internal errors: {fake.internal_errors!r}"
 

@@ -1,14 +1,32 @@
-"""Interactions the fake sends (INTERACTION_CREATE) and what the bot answered to them."""
+"""Interactions the fake sends (INTERACTION_CREATE) and what the bot answered to them, and
+:class:`Interactions`: the test's side, a member using Discord's client (slash and context-menu commands,
+autocomplete, buttons, selects, modals), which builds each payload and dispatches it on the shard owning the
+guild. What the bot answers goes through :mod:`.responses`."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .models import FLAG_EPHEMERAL, FakeAttachment, FakeChannel, FakeMember, FakeMessage, FakeRole, FakeUser
+from .models import (
+    FLAG_EPHEMERAL,
+    FakeAttachment,
+    FakeChannel,
+    FakeGuild,
+    FakeMember,
+    FakeMessage,
+    FakeRole,
+    FakeUser,
+    walk_components,
+)
 
 if TYPE_CHECKING:
+    from .commands import Commands
+    from .gateway import Gateway
+    from .messages import Messages
     from .server import FakeDiscord
 
 # interaction types
@@ -78,6 +96,11 @@ class FakeCallback:
     def custom_id(self) -> str | None:
         """Modal custom id (type 9)."""
         return self.data.get("custom_id")
+
+    @property
+    def text_inputs(self) -> list[str]:
+        """A modal's text inputs (type 4), in order, whether in labels (type 18) or legacy action rows."""
+        return [c["custom_id"] for c in walk_components(self.components) if c.get("type") == 4]
 
     @property
     def title(self) -> str | None:
@@ -398,3 +421,321 @@ def modal_submit_components(
     if unknown:
         raise ValueError(f"the modal has no inputs {sorted(unknown)}")
     return comps, resolved
+
+
+class Interactions:
+    """The test's side of interactions. It holds the whole fake (what it builds, :class:`FakeInteraction` and
+    :class:`OptionBuilder`, reaches it), and the resources whose internals it needs."""
+
+    def __init__(self, fake: FakeDiscord, commands: Commands, gateway: Gateway, messages: Messages) -> None:
+        self.fake = fake
+        self.commands = commands
+        self.gateway = gateway
+        self.messages = messages
+
+    def _new_interaction(
+        self,
+        itype: int,
+        name: str | None,
+        guild: FakeGuild,
+        channel_id: int,
+        member: FakeMember,
+        data: dict[str, Any],
+        *,
+        message: FakeMessage | None = None,
+        locale: str = "en-US",
+    ) -> FakeInteraction:
+        if channel_id not in guild.channels:
+            raise KeyError(f"channel {channel_id} is not in guild {guild.name!r}")
+        if member.id not in guild.members:
+            raise KeyError(f"{member.name} is not a member of guild {guild.name!r}")
+        iid = self.fake._ids.next()
+        token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
+        channel = guild.channels[channel_id].to_payload()
+        channel["permissions"] = str(guild.channel_permissions(member, channel_id))
+        payload: dict[str, Any] = {
+            "id": str(iid),
+            "application_id": str(self.fake.application_id),
+            "type": itype,
+            "data": data,
+            "guild": guild.interaction_guild_payload(),
+            "guild_id": str(guild.id),
+            "channel": channel,
+            "channel_id": str(channel_id),
+            "member": member.to_payload(permissions=guild.channel_permissions(member, channel_id)),
+            "token": token,
+            "version": 1,
+            "app_permissions": str(guild.channel_permissions(guild.bot_member, channel_id)),
+            "locale": locale,
+            "guild_locale": guild.preferred_locale,
+            "entitlements": [],
+            "entitlement_sku_ids": [],
+            "authorizing_integration_owners": {"0": str(guild.id)},
+            "context": 0,
+            "attachment_size_limit": guild.upload_limit,
+        }
+        if message is not None:
+            payload["message"] = message.to_payload(self.messages.resolve_reference)
+        return FakeInteraction(
+            self.fake, iid, token, itype, name, guild.id, channel_id, member, payload, source_message=message
+        )
+
+    def _context_command(
+        self, kind: str, ctype: int, name: str, guild: FakeGuild, member: FakeMember, *, force: bool
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The registered context-menu command (guild scope first, and whether it is a guild command),
+        refused as Discord's client would: unknown (unless ``strict_commands`` is off), or hidden from
+        ``member`` by ``default_member_permissions`` (unless ``force``)."""
+        cmd, is_guild = self.commands.find_command(name, guild.id, ctype)
+        if cmd is None and self.fake.strict_commands:
+            raise LookupError(f"{kind} command {name!r} is not registered")
+        if cmd is not None and not force:
+            self.commands.check_command_allowed(cmd, member, name)
+        return cmd, is_guild
+
+    async def _send_interaction(self, it: FakeInteraction, ready_timeout: float) -> FakeInteraction:
+        session = await self.fake.wait_for(
+            lambda: self.gateway.live_session_for(it.guild_id),
+            ready_timeout,
+            what=f"a connected, ready gateway session for guild {it.guild_id}",
+        )
+        self.fake.interactions.append(it)
+        self.fake._interactions_by_token[it.token] = it
+        it.created_at = asyncio.get_running_loop().time()
+        await session.dispatch("INTERACTION_CREATE", it.payload)
+        self.fake._notify()
+        return it
+
+    async def slash(
+        self,
+        guild_id: int | FakeGuild,
+        channel_id: int,
+        member: FakeMember,
+        command: str | Sequence[str],
+        options: Mapping[str, Any] | Sequence[dict[str, Any]] | None = None,
+        *,
+        attachments: Sequence[FakeAttachment] = (),
+        force: bool = False,
+        locale: str = "en-US",
+        ready_timeout: float = 5.0,
+        _autocomplete_focus: str | None = None,
+    ) -> FakeInteraction:
+        """Invoke a slash command. ``command``: "name", "group sub" or ["group", "sub"]; ``options``: a dict
+        of leaf option values (typed by the registered definition: FakeAttachment, FakeMember, FakeRole,
+        channel id…), a nested dict ``{"sub": {"opt": 1}}``, or raw Discord option dicts. ``attachments``
+        fill the command's attachment options in order. Refuses (``PermissionError``) when ``member`` lacks
+        the command's ``default_member_permissions``, unless ``force``."""
+        guild = self.fake.guild(guild_id)
+        path = command.split() if isinstance(command, str) else list(command)
+        values: Mapping[str, Any] | None = options if isinstance(options, Mapping) else None
+        while values is not None and len(values) == 1:
+            ((key, inner),) = values.items()
+            if isinstance(inner, Mapping):
+                path.append(key)
+                values = inner
+            else:
+                break
+        root, sub = path[0], path[1:]
+        cmd, is_guild = self.commands.find_command(root, guild.id, 1)
+        if cmd is None and self.fake.strict_commands:
+            raise LookupError(
+                f"slash command {root!r} is not registered (registered: "
+                f"{[c['name'] for c in self.fake.commands() + self.fake.commands(guild.id)]})"
+            )
+        if cmd is not None and not force:
+            self.commands.check_command_allowed(cmd, member, root)
+        builder = OptionBuilder(self.fake, guild.id, channel_id)
+        if options is not None and not isinstance(options, Mapping):
+            leaf: list[dict[str, Any]] = [dict(o) for o in options]
+            built = nest_options(sub, leaf, cmd.get("options") if cmd else None) if sub else leaf
+        else:
+            defs = leaf_definitions(cmd, sub)
+            vals = dict(values or {})
+            pending = list(attachments)
+            for d in defs or []:
+                if pending and d.get("type") == OPT_ATTACHMENT and d["name"] not in vals:
+                    vals[d["name"]] = pending.pop(0)
+            if pending:
+                raise ValueError("more attachments than attachment options")
+            leaf = builder.build(defs, vals, focused=_autocomplete_focus, validate=not force)
+            built = nest_options(sub, leaf, cmd.get("options") if cmd else None)
+        data: dict[str, Any] = {
+            "id": str(cmd["id"]) if cmd else str(self.fake._ids.next()),
+            "name": root,
+            "type": 1,
+        }
+        if built:
+            data["options"] = built
+        if builder.resolved:
+            data["resolved"] = builder.resolved
+        if is_guild:
+            data["guild_id"] = str(guild.id)
+        itype = AUTOCOMPLETE if _autocomplete_focus is not None else APPLICATION_COMMAND
+        it = self._new_interaction(itype, " ".join(path), guild, channel_id, member, data, locale=locale)
+        return await self._send_interaction(it, ready_timeout)
+
+    async def autocomplete(
+        self,
+        guild_id: int | FakeGuild,
+        channel_id: int,
+        member: FakeMember,
+        command: str | Sequence[str],
+        options: Mapping[str, Any],
+        focused: str,
+        *,
+        timeout: float = 5.0,
+    ) -> list[dict[str, Any]]:
+        """Send an autocomplete interaction (``focused`` names the option being typed, its value in
+        ``options`` is the partial text) and return the choices the bot answered with."""
+        if focused not in options:
+            raise ValueError(f"{focused!r} must be in options (its value is the text typed so far)")
+        it = await self.slash(
+            guild_id, channel_id, member, command, options, force=True, _autocomplete_focus=focused
+        )
+        return await it.choices(timeout)
+
+    async def message_command(
+        self,
+        guild_id: int | FakeGuild,
+        channel_id: int,
+        member: FakeMember,
+        name: str,
+        target_message: FakeMessage,
+        *,
+        force: bool = False,
+        locale: str = "en-US",
+        ready_timeout: float = 5.0,
+    ) -> FakeInteraction:
+        """Invoke a message context-menu command on ``target_message``."""
+        guild = self.fake.guild(guild_id)
+        cmd, is_guild = self._context_command("message", 3, name, guild, member, force=force)
+        data: dict[str, Any] = {
+            "id": str(cmd["id"]) if cmd else str(self.fake._ids.next()),
+            "name": name,
+            "type": 3,
+            "target_id": str(target_message.id),
+            "resolved": {
+                "messages": {
+                    str(target_message.id): target_message.to_payload(self.messages.resolve_reference)
+                }
+            },
+        }
+        if is_guild:
+            data["guild_id"] = str(guild.id)
+        it = self._new_interaction(APPLICATION_COMMAND, name, guild, channel_id, member, data, locale=locale)
+        return await self._send_interaction(it, ready_timeout)
+
+    async def user_command(
+        self,
+        guild_id: int | FakeGuild,
+        channel_id: int,
+        member: FakeMember,
+        name: str,
+        target: FakeMember,
+        *,
+        force: bool = False,
+        ready_timeout: float = 5.0,
+    ) -> FakeInteraction:
+        """Invoke a user context-menu command on ``target``."""
+        guild = self.fake.guild(guild_id)
+        cmd, is_guild = self._context_command("user", 2, name, guild, member, force=force)
+        builder = OptionBuilder(self.fake, guild.id, channel_id)
+        builder.resolve_user(target)
+        data: dict[str, Any] = {
+            "id": str(cmd["id"]) if cmd else str(self.fake._ids.next()),
+            "name": name,
+            "type": 2,
+            "target_id": str(target.id),
+            "resolved": builder.resolved,
+        }
+        if is_guild:
+            data["guild_id"] = str(guild.id)
+        it = self._new_interaction(APPLICATION_COMMAND, name, guild, channel_id, member, data)
+        return await self._send_interaction(it, ready_timeout)
+
+    async def press_button(
+        self,
+        message: FakeMessage,
+        custom_id: str,
+        member: FakeMember,
+        *,
+        values: Sequence[str] | None = None,
+        force: bool = False,
+        ready_timeout: float = 5.0,
+    ) -> FakeInteraction:
+        """Click a button (or pick ``values`` in a select) of ``message``. Refuses missing/disabled components
+        unless ``force`` (Discord's client could not send those)."""
+        comp = message.find_component(custom_id)
+        if comp is None and not force:
+            raise LookupError(
+                f"message {message.id} has no component {custom_id!r} (has {message.custom_ids})"
+            )
+        if comp is not None and comp.get("disabled") and not force:
+            raise ValueError(f"component {custom_id!r} is disabled")
+        ctype = int(comp["type"]) if comp else (3 if values is not None else 2)
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": ctype}
+        if ctype in (3, 5, 6, 7, 8):
+            data["values"] = [str(v) for v in values or []]
+        if message.guild_id is None:
+            raise ValueError("component interactions are only supported in guild channels")
+        guild = self.fake.guilds[message.guild_id]
+        it = self._new_interaction(
+            MESSAGE_COMPONENT, custom_id, guild, message.channel_id, member, data, message=message
+        )
+        return await self._send_interaction(it, ready_timeout)
+
+    async def select(
+        self, message: FakeMessage, custom_id: str, values: Sequence[str], member: FakeMember, **kwargs: Any
+    ) -> FakeInteraction:
+        return await self.press_button(message, custom_id, member, values=values, **kwargs)
+
+    async def submit_modal(
+        self,
+        source: FakeInteraction | str,
+        values: Mapping[str, Any],
+        member: FakeMember | None = None,
+        *,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        components: list[dict[str, Any]] | None = None,
+        timeout: float = 5.0,
+    ) -> FakeInteraction:
+        """Submit the modal the bot opened in answer to ``source`` (or a modal by custom id, with
+        ``components`` or plain text inputs named by ``values``). ``values``: custom_id → text (text input),
+        list of strings (selects, checkbox group), list of FakeAttachment (file upload), bool (checkbox)."""
+        message: FakeMessage | None = None
+        if isinstance(source, FakeInteraction):
+            cb = await source.callback(timeout)
+            if cb.type != CB_MODAL:
+                raise AssertionError(f"the bot answered with callback type {cb.type}, not a modal (9)")
+            custom_id = cb.data["custom_id"]
+            comps = cb.data.get("components") or []
+            member = member or source.member
+            guild_id = source.guild_id
+            channel_id = source.channel_id
+            message = source.source_message
+        else:
+            custom_id = source
+            comps = components or [
+                {"type": 1, "components": [{"type": 4, "custom_id": k, "required": False}]} for k in values
+            ]
+            if member is None or guild_id is None or channel_id is None:
+                raise ValueError("a modal by custom id needs member, guild_id and channel_id")
+        submit, resolved = modal_submit_components(
+            comps, values, lambda a: self.fake.register_attachment(a).to_payload()
+        )
+        data: dict[str, Any] = {"custom_id": custom_id, "components": submit}
+        if resolved:
+            data["resolved"] = resolved
+        guild = self.fake.guilds[guild_id]
+        it = self._new_interaction(MODAL_SUBMIT, custom_id, guild, channel_id, member, data, message=message)
+        return await self._send_interaction(it, timeout)
+
+    def expire_interaction(self, interaction: FakeInteraction | str) -> None:
+        """Make the interaction token unusable as after 15 minutes: webhook calls answer 401 50027."""
+        it = (
+            interaction
+            if isinstance(interaction, FakeInteraction)
+            else self.fake._interactions_by_token[interaction]
+        )
+        it.expired = True

@@ -9,13 +9,13 @@ import datetime as _dt
 import io
 import mimetypes
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .interactions import FakeInteraction
-    from .server import FakeDiscord
+    from .state import FakeState
 
 DISCORD_EPOCH_MS = 1420070400000
 
@@ -177,6 +177,10 @@ class FakeAttachment:
     ephemeral: bool = False
     #: multipart part content type the bot used when uploading (bot-posted files only)
     upload_content_type: str | None = None
+    #: seconds the fake's CDN waits before serving the bytes (a slow download)
+    serve_delay: float = 0.0
+    #: signs ``url`` for a payload (set by the fake when it registers the attachment)
+    signer: Callable[[str], str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.content_type is None:
@@ -191,13 +195,19 @@ class FakeAttachment:
     def spoiler(self) -> bool:
         return self.filename.startswith("SPOILER_")
 
+    @property
+    def signed_url(self) -> str:
+        """The URL as a payload carries it: signed and valid from now for the fake's ``cdn_url_lifetime``."""
+        return self.signer(self.url) if self.signer is not None else self.url
+
     def to_payload(self) -> dict[str, Any]:
+        url = self.signed_url
         payload: dict[str, Any] = {
             "id": str(self.id),
             "filename": self.filename,
             "size": self.size,
-            "url": self.url,
-            "proxy_url": self.url + ("&" if "?" in self.url else "?") + "proxy=1",
+            "url": url,
+            "proxy_url": url + ("&" if "?" in url else "?") + "proxy=1",
         }
         if self.content_type:
             payload["content_type"] = self.content_type
@@ -414,7 +424,7 @@ class FakeMember:
 class FakeGuild:
     """A guild. Build it with :meth:`add_channel`, :meth:`add_role`, :meth:`add_member`."""
 
-    fake: FakeDiscord = field(repr=False)
+    fake: FakeState = field(repr=False)
     id: int
     name: str
     owner_id: int

@@ -114,6 +114,50 @@ async def test_wait_polls_and_wait_generation_created(state, hub):
         await state.wait_generation_created(2, within=0.05)
 
 
+async def test_duration_per_generation_and_observers(serve_app, client_for):
+    """Harness hooks: each generation takes `duration(gen)` seconds; observers see it created, polled and
+    finished (what the benchmarks time, without touching the emulator's internals)."""
+    state = EmulatorState(duration=lambda gen: 0.3 if gen.n == 1 else 0.9)
+    seen: list[tuple[str, str, float]] = []
+    loop = asyncio.get_running_loop()
+    state.observers.append(lambda event, gen: seen.append((event, gen.id, loop.time())))
+    key = state.add_key()
+    async with serve_app(create_app(state)) as url, client_for(url, key) as hub:
+        short = await hub.generate(model="gpt-image-2", prompt="p", n=1)
+        long = await hub.generate(model="gpt-image-2", prompt="p", n=2)
+        await hub.get_generation(short.id)
+        await state.wait_finished(long.id)
+    times = {(event, gen_id): at for event, gen_id, at in seen}
+    assert [(e, g) for e, g, _ in seen if e == "finished"] == [("finished", short.id), ("finished", long.id)]
+    assert 0.29 <= times["finished", short.id] - times["created", short.id] < 0.9
+    assert times["finished", long.id] - times["created", long.id] >= 0.89
+    assert [g for e, g, _ in seen if e == "polled"] == [short.id] and state.polls(short.id) == 1
+
+
+async def test_gate_holds_generations_running_until_it_opens(serve_app, client_for):
+    """A gate keeps generations `running` until it is set; each then finishes `after_gate(gen)` s later."""
+    gate = asyncio.Event()
+    state = EmulatorState(duration=lambda gen: 0.03, gate=gate, after_gate=lambda gen: 0.3 * (gen.n - 1))
+    finished: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+    state.observers.append(
+        lambda event, gen: finished.setdefault(gen.id, loop.time()) if event == "finished" else None
+    )
+    key = state.add_key()
+    async with serve_app(create_app(state)) as url, client_for(url, key) as hub:
+        now = await hub.generate(model="gpt-image-2", prompt="p", n=1)
+        later = await hub.generate(model="gpt-image-2", prompt="p", n=2)
+        await state.wait_status(later.id, "running")
+        with pytest.raises(TimeoutError):
+            await state.wait_finished(now.id, within=0.2)
+        opened = loop.time()
+        gate.set()
+        await state.wait_finished(later.id)
+        assert state.generations[now.id].finished
+    assert finished[now.id] - opened < 0.25
+    assert finished[later.id] - opened >= 0.29
+
+
 async def test_slow_delays_every_response(state, hub):
     import time
 

@@ -59,14 +59,14 @@ def no_crash(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 async def refusal(it: FakeInteraction) -> str:
-    """The member-facing refusal: the ephemeral first answer, or (after a public first answer) the
-    ephemeral followup that replaces it."""
+    """The member-facing refusal: the ephemeral first answer, or (after a public first answer) that
+    answer edited into the refusal (no second message)."""
     cb = await it.callback()
     if cb.ephemeral:
         return text_of(cb)
-    followup = await it.followup()
-    assert followup.ephemeral and it.original_deleted
-    return text_of(followup)
+    shown = await it.original(predicate=lambda m: "⚠️" in text_of(m))
+    assert not it.followups and not it.original_deleted
+    return text_of(shown)
 
 
 async def assert_nothing_spent(bed: Bed, balance: int) -> None:
@@ -213,7 +213,7 @@ async def test_seventeen_images_through_the_context_menu_are_capped_to_the_model
     )
     cb = await it.callback()
     assert cb.type == 9  # the prompt form
-    prompt_field = cb.data["components"][0]["components"][0]["custom_id"]
+    prompt_field = cb.text_inputs[0]
     job = await rbed.job_of(await rbed.fake.submit_modal(it, {prompt_field: "in this style"}))
     job = await rbed.wait_job(job.id, JobStatus.POSTED)
     (request,) = rbed.hub.requests_to(GENERATIONS, "POST")

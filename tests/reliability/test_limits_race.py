@@ -24,7 +24,7 @@ BURST = 8
 
 async def outcome(it: FakeInteraction, timeout: float = 15.0) -> str:
     """"job <id>" when the request was accepted (its status message names the job), else the text
-    of the ephemeral refusal (the first answer, or the followup that replaced a public one)."""
+    of the refusal (the ephemeral first answer, or the public or "thinking…" answer edited into it)."""
 
     def decided() -> str | None:
         cb = it.callback_record
@@ -39,6 +39,8 @@ async def outcome(it: FakeInteraction, timeout: float = 15.0) -> str:
             match = re.search(r"job #(\d+)", str(original.embeds))
             if match:
                 return f"job {match.group(1)}"
+            if "⚠️" in str(original.embeds):
+                return text_of(original)
         return None
 
     return await it.fake.wait_for(decided, timeout, what="the request's outcome")

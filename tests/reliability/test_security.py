@@ -67,9 +67,9 @@ async def test_a_database_error_while_storing_a_job_logs_neither_its_token_nor_i
         root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
         async with failing_write(bed, "INSERT", "NEW.guild_id IS NOT NULL"):
             it = await bed.imagine(prompt=prompt)
-            cb = await it.callback()
-            answer = cb if cb.ephemeral else await it.followup()
-            assert answer.ephemeral
+            cb = await it.callback()  # the member is told (the public answer edited into the failure)
+            answer = cb if cb.ephemeral else await it.original(predicate=lambda m: "⚠️" in text_of(m))
+            assert "⚠️" in text_of(answer)
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
@@ -136,7 +136,7 @@ async def test_a_key_set_through_the_modal_is_never_echoed_logged_or_stored_in_c
         it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.admin, ["config", "key", "set"])
         cb = await it.callback()
         assert cb.type == 9  # a private form, never a slash option
-        field = cb.data["components"][0]["components"][0]["custom_id"]
+        field = cb.text_inputs[0]
         reply = await (await bed.fake.submit_modal(it, {field: key})).original()
         assert "4,321 credits" in text_of(reply) and reply.ephemeral
         for command in (["config", "key", "show"], "credits"):
@@ -269,8 +269,9 @@ async def test_attachment_downloads_are_capped_whatever_size_discord_declared(
     attachment = FakeAttachment("liar.png", data, content_type="image/png", size=100)
     it = await bed.imagine(attachments=(attachment,))
     cb = await it.callback()
-    followup = cb if cb.ephemeral else await it.followup()
-    assert followup.ephemeral and "couldn't download" in text_of(followup)
+    # Refused after the public answer: that answer is edited into the refusal.
+    shown = cb if cb.ephemeral else await it.original(predicate=lambda m: "⚠️" in text_of(m))
+    assert "couldn't download" in text_of(shown) and not it.followups
     assert hub_posts(bed) == 0
     # Reserved before the download, returned when it failed.
     ledger = [(e.kind.value, e.credits) for e in reversed(await bed.services.quotas.recent(bed.guild_id))]

@@ -8,6 +8,7 @@ from bot.hub.emulator.app import ADMIN_ACTIONS, STATE, create_app, generation_js
 from bot.hub.emulator.images import render_png, sniff_image_type
 from bot.hub.emulator.state import (
     EmulatorState,
+    GenerationEvent,
     GenerationRecord,
     ImageRecord,
     ModelSpec,
@@ -22,6 +23,7 @@ __all__ = [
     "ADMIN_ACTIONS",
     "STATE",
     "EmulatorState",
+    "GenerationEvent",
     "GenerationRecord",
     "ImageRecord",
     "ModelSpec",

@@ -14,12 +14,15 @@ import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from bot.hub.emulator.images import dimensions, render_png
 from bot.hub.sizes import ASPECT_RATIOS, QUALITIES, TIERS
 
 T = TypeVar("T")
+
+#: what `EmulatorState.observers` are told about a generation
+GenerationEvent = Literal["created", "polled", "finished"]
 
 MAX_REFERENCE_BYTES = 50 * 1024 * 1024
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -222,7 +225,12 @@ class Fault:
 
 class EmulatorState:
     """The emulated hub. Options: `delay` (seconds a generation takes), `image_px` (long side of the
-    generated PNGs), `max_reference_bytes`, `hold` (generations wait for `complete()`)."""
+    generated PNGs), `max_reference_bytes`, `hold` (generations wait for `complete()`).
+
+    Harness hooks (load tests and benchmarks use these, never the emulator's internals): `duration(gen)`
+    gives each generation its own length instead of `delay`; with `gate` (an `asyncio.Event`) generations
+    stay `running` until it is set, then finish `after_gate(gen)` seconds later; `observers` are called
+    with each generation's "created", "polled" and "finished" events."""
 
     def __init__(
         self,
@@ -233,8 +241,15 @@ class EmulatorState:
         max_reference_bytes: int = MAX_REFERENCE_BYTES,
         hold: bool = False,
         models: Iterable[ModelSpec] | None = None,
+        duration: Callable[[GenerationRecord], float] | None = None,
+        gate: asyncio.Event | None = None,
+        after_gate: Callable[[GenerationRecord], float] | None = None,
     ) -> None:
         self.delay = delay
+        self.duration = duration
+        self.gate = gate
+        self.after_gate = after_gate
+        self.observers: list[Callable[[GenerationEvent, GenerationRecord], None]] = []
         self.image_px = image_px
         self.account_type = account_type
         self.max_reference_bytes = max_reference_bytes
@@ -505,10 +520,12 @@ class EmulatorState:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self._notify()
+        self._observe("created", gen)
         return gen
 
     async def _run(self, gen: GenerationRecord) -> None:
-        first = self.delay / 3
+        total = self.delay if self.duration is None else self.duration(gen)
+        first = total / 3
         if first > 0:
             await self.wait_event(gen.release, first)
         if not gen.finished and gen.status == "queued":
@@ -516,8 +533,11 @@ class EmulatorState:
             self._notify()
         if self.hold:
             await self.wait_event(gen.release, None)
-        elif self.delay - first > 0:
-            await self.wait_event(gen.release, self.delay - first)
+        elif self.gate is not None:
+            await self.wait_event(self.gate, None)
+            await self.wait_event(gen.release, self.after_gate(gen) if self.after_gate else 0.0)
+        elif total - first > 0:
+            await self.wait_event(gen.release, total - first)
         if not gen.finished and not (self._closing and self._closing.is_set()):
             self._finish(gen)
 
@@ -542,6 +562,7 @@ class EmulatorState:
         gen.done.set()
         gen.release.set()
         self._notify()
+        self._observe("finished", gen)
 
     def complete(self, generation_id: str, *, images: int | None = None, fail: bool = False) -> None:
         """Finish a generation now: with `images` delivered (default all), or failed."""
@@ -561,6 +582,11 @@ class EmulatorState:
     def record_poll(self, gen: GenerationRecord) -> None:
         gen.polls += 1
         self._notify()
+        self._observe("polled", gen)
+
+    def _observe(self, event: GenerationEvent, gen: GenerationRecord) -> None:
+        for observer in self.observers:
+            observer(event, gen)
 
     def polls(self, generation_id: str) -> int:
         return self.generations[generation_id].polls
