@@ -130,5 +130,6 @@ class History(commands.Cog):
                 allowed_mentions=discord.AllowedMentions.none(),
             )
 
+
 async def setup(bot: ImageHubBot) -> None:
     await bot.add_cog(History(bot))
