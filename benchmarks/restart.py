@@ -23,7 +23,8 @@ from sqlalchemy import func, select
 
 from benchmarks.common import Report, cli, dist, secs, wait_until, world
 from bot.db.models import JobRow
-from bot.jobs import JobParams, JobStatus, JobStore
+from bot.job_store import JobStore
+from bot.jobs import JobParams, JobStatus
 from bot.quotas import QuotaService
 
 TIERS = ("1K", "2K", "4K")

@@ -24,7 +24,8 @@ from bot.catalog import ModelCatalog
 from bot.guild_settings import GuildConfig, GuildSettingsStore
 from bot.hub import HubError, HubModel, Reference
 from bot.hub.sizes import QUALITIES, size_for
-from bot.jobs import Job, JobParams, JobStatus, JobStore, ReferenceSpec
+from bot.job_store import JobStore
+from bot.jobs import Job, JobParams, JobStatus, ReferenceSpec
 from bot.keys import KeyUnreadable, KeyVault
 from bot.limits import WorkCounts
 from bot.logs import kv

@@ -39,7 +39,8 @@ from bot.db import Database
 from bot.db.models import JobRow
 from bot.db.sql import advisory_lock
 from bot.guild_settings import GuildConfig, GuildSettingsStore
-from bot.jobs import ACTIVE, Job, JobStatus, JobStore
+from bot.job_store import JobStore
+from bot.jobs import ACTIVE, Job, JobStatus
 from bot.logs import kv
 
 log = logging.getLogger(__name__)

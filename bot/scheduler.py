@@ -38,7 +38,8 @@ from bot.hub import (
     OutcomeUnknown,
     Reference,
 )
-from bot.jobs import Job, JobStatus, JobStore, LeaseLost
+from bot.job_store import JobStore
+from bot.jobs import Job, JobStatus, LeaseLost
 from bot.logs import kv
 from bot.quotas import QuotaService
 from bot.references import sniff_result_type

@@ -22,7 +22,7 @@ from bot.guild_settings import GuildSettingsStore
 from bot.hub import HubClient, HubModel
 from bot.hub.netguard import AddressPolicy, GuardedResolver, parse_allowed
 from bot.imagine import Attachment, ImagineService, ReferenceCache
-from bot.jobs import JobStore
+from bot.job_store import JobStore
 from bot.keys import KeyUnreadable, KeyVault
 from bot.logs import kv
 from bot.queue import JobQueue

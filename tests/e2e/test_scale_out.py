@@ -11,7 +11,8 @@ from cryptography.fernet import Fernet, MultiFernet
 from bot.db import Database
 from bot.guild_settings import GuildSettingsStore
 from bot.hub.emulator import EmulatorState
-from bot.jobs import JobStatus, JobStore
+from bot.job_store import JobStore
+from bot.jobs import JobStatus
 from bot.keys import KeyVault
 from tests.bed import BotProcess, hub_settings
 from tests.fakediscord.server import FakeDiscord

@@ -27,7 +27,8 @@ from bot.db import Database
 from bot.db.models import QuotaReservation
 from bot.guild_settings import GuildSettingsStore
 from bot.hub.emulator import EmulatorState
-from bot.jobs import Job, JobStatus, JobStore
+from bot.job_store import JobStore
+from bot.jobs import Job, JobStatus
 from bot.keys import KeyVault
 from bot.quotas import QuotaService
 from bot.scheduler import ORPHAN_AGE

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from bot.clock import ManualClock
 from bot.db import Database
 from bot.db.models import QuotaReservation
-from bot.jobs import JobParams, JobStatus, JobStore
+from bot.job_store import JobStore
+from bot.jobs import JobParams, JobStatus
 from bot.quotas import QuotaExceeded, QuotaService
 
 G, U = 7_000_000_000_000_000_001, 8_000_000_000_000_000_001

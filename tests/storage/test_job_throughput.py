@@ -11,7 +11,8 @@ import pytest
 
 from bot.clock import ManualClock
 from bot.db import Database
-from bot.jobs import JobParams, JobStatus, JobStore, dead_local_owner
+from bot.job_store import JobStore, dead_local_owner
+from bot.jobs import JobParams, JobStatus
 
 G, U, CH = 11, 22, 33
 RUNNING = {"status": JobStatus.RUNNING, "hub_status": "running"}

@@ -9,17 +9,8 @@ import pytest
 
 from bot.clock import ManualClock
 from bot.db import Database
-from bot.jobs import (
-    ACTIVE,
-    TERMINAL,
-    Job,
-    JobParams,
-    JobStatus,
-    JobStore,
-    LeaseLost,
-    ReferenceSpec,
-    UnknownJob,
-)
+from bot.job_store import JobStore
+from bot.jobs import ACTIVE, TERMINAL, Job, JobParams, JobStatus, LeaseLost, ReferenceSpec, UnknownJob
 
 G = 1_000_000_000_000_000_001
 U = 2_000_000_000_000_000_001

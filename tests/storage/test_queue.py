@@ -9,7 +9,8 @@ from datetime import timedelta
 from bot.clock import ManualClock
 from bot.db import Database
 from bot.guild_settings import GuildSettingsStore
-from bot.jobs import ACTIVE, JobParams, JobStatus, JobStore
+from bot.job_store import JobStore
+from bot.jobs import ACTIVE, JobParams, JobStatus
 from bot.queue import DEFAULT_GENERATION_SECONDS, JobQueue
 
 G = 7_000_000_000_000_000_002

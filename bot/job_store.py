@@ -1,0 +1,620 @@
+"""All the job SQL: creating, leasing, claiming, updating, posting records and pruning jobs.
+
+A worker (the engine) `claim_due`s jobs: it takes a lease (`lease_owner`, `lease_until`)
+on ACTIVE jobs whose `next_poll_at` has come and whose lease is free or expired, works on them,
+writes progress with `update(job_id, owner, ...)` — which raises `LeaseLost` once another
+worker has taken the job over — and hands them back with `release(job_id, owner, next_poll_at)`.
+Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL and a `BEGIN IMMEDIATE` transaction on
+SQLite, so two workers never hold the same job. A job found in `submitting` after a crash
+becomes `unknown` (`recover`). The job itself (states, parameters, snapshots) is `bot.jobs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import Clock, as_utc, utcnow
+from bot.db import Database
+from bot.db.models import JobRow, QuotaReservation
+from bot.jobs import (
+    ACTIVE,
+    TERMINAL,
+    Job,
+    JobConflict,
+    JobError,
+    JobParams,
+    JobStatus,
+    LeaseLost,
+    UnknownJob,
+)
+
+log = logging.getLogger(__name__)
+
+_ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
+_TERMINAL_VALUES = sorted(s.value for s in TERMINAL)
+_TABLE: Table = JobRow.__table__  # type: ignore[assignment]
+_COLUMNS = tuple(_TABLE.columns)
+# Hand-backs written in one transaction at most (see `JobStore.hand_back`).
+HAND_BACK_BATCH = 500
+_FIXED = {"id", "guild_id", "user_id", "created_at", "lease_owner", "lease_until"}
+UPDATABLE_FIELDS: frozenset[str] = frozenset(c.name for c in _COLUMNS) - _FIXED
+
+
+def _snapshot(row: Row[Any]) -> Job:
+    m = row._mapping
+    return Job(
+        id=m["id"],
+        guild_id=m["guild_id"],
+        channel_id=m["channel_id"],
+        user_id=m["user_id"],
+        application_id=m["application_id"],
+        interaction_token=m["interaction_token"],
+        token_expires_at=m["token_expires_at"],
+        status_message_id=m["status_message_id"],
+        upload_limit=m["upload_limit"],
+        reply_to_message_id=m["reply_to_message_id"],
+        params=JobParams.from_json(m["params"]),
+        cost=m["cost"],
+        reservation_id=m["reservation_id"],
+        hub_generation_id=m["hub_generation_id"],
+        status=JobStatus(m["status"]),
+        hub_status=m["hub_status"],
+        next_poll_at=m["next_poll_at"],
+        poll_attempts=m["poll_attempts"],
+        error_attempts=m["error_attempts"],
+        last_error=m["last_error"],
+        result_urls=list(m["result_urls"] or []),
+        delivered_images=m["delivered_images"],
+        charged_credits=m["charged_credits"],
+        posted_message_ids=[int(i) for i in m["posted_message_ids"] or []],
+        lease_owner=m["lease_owner"],
+        lease_until=m["lease_until"],
+        created_at=m["created_at"],
+        submitted_at=m["submitted_at"],
+        finished_at=m["finished_at"],
+        posted_at=m["posted_at"],
+    )
+
+
+def _convert(name: str, value: Any) -> Any:
+    if name not in UPDATABLE_FIELDS:
+        raise ValueError(f"job field {name!r} cannot be updated")
+    if name == "params":
+        return value.to_json() if isinstance(value, JobParams) else dict(value)
+    if name == "status":
+        return JobStatus(value).value
+    if name == "result_urls":
+        return [str(u) for u in value]
+    if name == "posted_message_ids":
+        return [int(i) for i in value]
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return value
+
+
+def dead_local_owner(other: str, me: str) -> bool:
+    """Whether worker `other` was a process of this host that is gone.
+
+    Worker names are `host:pid:nonce` (see `bot.services`). Same host and our own pid with
+    another nonce: our previous life (pids repeat across restarts, e.g. 1 in a container).
+    Same host, another pid that no longer exists: a crashed sibling. Anything else (another
+    host, a live pid, a name of another shape) is treated as alive: its leases run out.
+    """
+    mine, theirs = me.rsplit(":", 2), other.rsplit(":", 2)
+    if len(mine) != 3 or len(theirs) != 3 or mine[0] != theirs[0] or not theirs[1].isdigit():
+        return False
+    pid = int(theirs[1])
+    if str(pid) == mine[1]:
+        return other != me
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+async def _write_groups(groups: Mapping[tuple[str, ...], list[dict[str, Any]]], s: AsyncSession) -> None:
+    """One executemany UPDATE per kind of hand-back (see `JobStore.hand_back`)."""
+    table = _TABLE
+    for names, rows in groups.items():
+        values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names}
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.lease_owner == bindparam("b_owner"))
+            .values(lease_owner=None, lease_until=None, **values)
+        )
+        await s.execute(statement, rows)
+
+
+class JobStore:
+    """Creates, claims, updates and prunes jobs. Every method returns `Job` snapshots."""
+
+    def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
+        self._db = db
+        self._clock = clock
+        self._hand_backs: list[tuple[int, str, dict[str, Any], asyncio.Future[None]]] = []
+        self._hand_back_writer: asyncio.Task[None] | None = None
+
+    # -- creation and reads ---------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        params: JobParams,
+        cost: int,
+        application_id: int | None = None,
+        interaction_token: str | None = None,
+        token_expires_at: datetime | None = None,
+        status_message_id: int | None = None,
+        upload_limit: int | None = None,
+        reply_to_message_id: int | None = None,
+        reservation_id: int | None = None,
+        status: JobStatus = JobStatus.PENDING_SUBMIT,
+        next_poll_at: datetime | None = None,
+        admit: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    ) -> Job:
+        """A new job, `pending_submit` (due now) by default, or `queued` (not due until promoted).
+
+        `admit` runs first in the same transaction and may refuse by raising (the queue's
+        length check: `JobQueue.admission`), so a limit counted there holds under races."""
+        status = JobStatus(status)
+        if status not in (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT):
+            raise ValueError("a job starts as queued or pending_submit")
+        now = self._clock()
+        if status is JobStatus.PENDING_SUBMIT and next_poll_at is None:
+            next_poll_at = now
+        values: dict[str, Any] = {
+            "guild_id": guild_id,
+            "channel_id": channel_id,
+            "user_id": user_id,
+            "application_id": application_id,
+            "interaction_token": interaction_token,
+            "token_expires_at": token_expires_at,
+            "status_message_id": status_message_id,
+            "upload_limit": upload_limit,
+            "reply_to_message_id": reply_to_message_id,
+            "params": params.to_json(),
+            "cost": cost,
+            "reservation_id": reservation_id,
+            "hub_generation_id": None,
+            "status": status.value,
+            "hub_status": None,
+            "next_poll_at": next_poll_at,
+            "poll_attempts": 0,
+            "error_attempts": 0,
+            "last_error": None,
+            "result_urls": [],
+            "delivered_images": 0,
+            "charged_credits": None,
+            "posted_message_ids": [],
+            "lease_owner": None,
+            "lease_until": None,
+            "created_at": now,
+            "submitted_at": None,
+            "finished_at": None,
+            "posted_at": None,
+        }
+
+        async def work(s: AsyncSession) -> Job:
+            if admit is not None:
+                await admit(s)
+            row = (await s.execute(insert(JobRow).values(**values).returning(*_COLUMNS))).one()
+            return _snapshot(row)
+
+        return await self._db.run(work)
+
+    async def get(self, job_id: int, guild_id: int | None = None) -> Job | None:
+        """The job, or None (also when it belongs to another server than `guild_id`)."""
+        query = select(*_COLUMNS).where(JobRow.id == job_id)
+        if guild_id is not None:
+            query = query.where(JobRow.guild_id == guild_id)
+        async with self._db.session() as s:
+            row = (await s.execute(query)).one_or_none()
+        return None if row is None else _snapshot(row)
+
+    async def _list(self, query: Any) -> list[Job]:
+        async with self._db.session() as s:
+            return [_snapshot(r) for r in (await s.execute(query)).all()]
+
+    async def list_for_member(self, guild_id: int, user_id: int, limit: int = 10) -> list[Job]:
+        """The member's newest jobs in the server, newest first."""
+        return await self._list(
+            select(*_COLUMNS)
+            .where(JobRow.guild_id == guild_id, JobRow.user_id == user_id)
+            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            .limit(limit)
+        )
+
+    async def list_by_status(self, statuses: Iterable[JobStatus], limit: int = 100) -> list[Job]:
+        """Jobs in any of `statuses`, oldest first (for operators and recovery)."""
+        values = [JobStatus(s).value for s in statuses]
+        return await self._list(
+            select(*_COLUMNS).where(JobRow.status.in_(values)).order_by(JobRow.id).limit(limit)
+        )
+
+    async def _count(self, statuses: Sequence[str], guild_id: int, user_id: int | None) -> int:
+        query = (
+            select(func.count())
+            .select_from(JobRow)
+            .where(JobRow.guild_id == guild_id, JobRow.status.in_(statuses))
+        )
+        if user_id is not None:
+            query = query.where(JobRow.user_id == user_id)
+        async with self._db.session() as s:
+            return int((await s.execute(query)).scalar_one())
+
+    async def count_active(self, guild_id: int, user_id: int | None = None) -> int:
+        """ACTIVE jobs of the server (or of one member)."""
+        return await self._count(_ACTIVE_VALUES, guild_id, user_id)
+
+    async def count_queued(self, guild_id: int, user_id: int | None = None) -> int:
+        return await self._count([JobStatus.QUEUED.value], guild_id, user_id)
+
+    async def queued_jobs(self, guild_id: int) -> list[Job]:
+        """The server's queued jobs, first come first."""
+        return await self._list(
+            select(*_COLUMNS)
+            .where(JobRow.guild_id == guild_id, JobRow.status == JobStatus.QUEUED.value)
+            .order_by(JobRow.created_at, JobRow.id)
+        )
+
+    async def promote(self, job_id: int) -> Job | None:
+        """`queued` → `pending_submit`, due now; None when the job is no longer queued."""
+        return await self.update_if(
+            job_id, {JobStatus.QUEUED}, status=JobStatus.PENDING_SUBMIT, next_poll_at=self._clock()
+        )
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def claim_due(
+        self, owner: str, limit: int, lease_seconds: float, *, exclude: Collection[int] = ()
+    ) -> list[Job]:
+        """Lease up to `limit` due ACTIVE jobs to `owner` for `lease_seconds`, oldest due first.
+
+        `exclude`: jobs the caller is still working on (never claim a job twice in one process,
+        even if its lease ran out under a slow step)."""
+        if limit <= 0:
+            return []
+        skip = sorted(exclude)
+
+        async def work(s: AsyncSession) -> list[Job]:
+            now = self._clock()
+            ids = (
+                (
+                    await s.execute(
+                        select(JobRow.id)
+                        .where(
+                            JobRow.status.in_(_ACTIVE_VALUES),
+                            JobRow.next_poll_at <= now,
+                            or_(JobRow.lease_until.is_(None), JobRow.lease_until <= now),
+                            JobRow.id.not_in(skip) if skip else JobRow.id.is_not(None),
+                        )
+                        .order_by(JobRow.next_poll_at, JobRow.id)
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return []
+            rows = (
+                await s.execute(
+                    update(JobRow)
+                    .where(JobRow.id.in_(ids))
+                    .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+                    .returning(*_COLUMNS)
+                )
+            ).all()
+            jobs = [_snapshot(r) for r in rows]
+            jobs.sort(key=lambda j: (j.next_poll_at or now, j.id))
+            return jobs
+
+        return await self._db.run(work)
+
+    async def renew(self, owner: str, job_ids: Collection[int], lease_seconds: float) -> int:
+        """Extend `owner`'s leases on jobs it is still working on; returns how many it still holds."""
+        if not job_ids:
+            return 0
+
+        async def work(s: AsyncSession) -> int:
+            result = await s.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(sorted(job_ids)), JobRow.lease_owner == owner)
+                .values(lease_until=self._clock() + timedelta(seconds=lease_seconds))
+            )
+            return int(getattr(result, "rowcount", 0))
+
+        return await self._db.run(work)
+
+    async def with_held_reservation(self, limit: int = 500) -> list[Job]:
+        """Finished (or succeeded) jobs whose reservation is still held: a crash came between
+        the job's last write and settling its credits. Maintenance settles them from the job."""
+        settled_states = [s.value for s in TERMINAL] + [JobStatus.SUCCEEDED.value]
+
+        async def work(s: AsyncSession) -> list[Job]:
+            rows = (
+                await s.execute(
+                    select(*_COLUMNS)
+                    .join(QuotaReservation, QuotaReservation.id == JobRow.reservation_id)
+                    .where(QuotaReservation.state == "held", JobRow.status.in_(settled_states))
+                    .order_by(JobRow.id)
+                    .limit(limit)
+                )
+            ).all()
+            return [_snapshot(r) for r in rows]
+
+        return await self._db.run(work, write=False)
+
+    async def _explain_miss(
+        self, s: AsyncSession, job_id: int, owner: str | None, expect: Collection[JobStatus] | None
+    ) -> JobError:
+        row = (
+            await s.execute(select(JobRow.status, JobRow.lease_owner).where(JobRow.id == job_id))
+        ).one_or_none()
+        if row is None:
+            return UnknownJob(job_id)
+        if expect is None or (owner is not None and row.lease_owner != owner):
+            return LeaseLost(job_id, owner)
+        return JobConflict(job_id, JobStatus(row.status), expect)
+
+    async def update(self, job_id: int, owner: str | None, **fields: Any) -> Job:
+        """Change some fields of a job; returns the new snapshot.
+
+        `owner` must hold the job's lease, else `LeaseLost` (the lease counts as held until
+        another worker claims the job or it is released). `owner=None` updates without a lease
+        (e.g. the command handler right after `create`); see `update_if` for conditional ones.
+        Moving to a TERMINAL status sets `finished_at`, clears `interaction_token` and
+        `next_poll_at`; `submitted` sets `submitted_at` and `posted` sets `posted_at` if unset.
+        `UnknownJob` when there is no such job.
+        """
+        return await self._update(job_id, owner, None, fields)
+
+    async def update_if(self, job_id: int, expect_status: Collection[JobStatus], **fields: Any) -> Job | None:
+        """Like `update` without a lease, but only while the job is in one of `expect_status`
+        (atomic compare-and-set, e.g. a cancel button); None when it is not.
+
+        Moving a job to a TERMINAL status this way also drops any lease on it, so the worker
+        holding it gets `LeaseLost` on its next write (allow cancelling only from `queued` /
+        `pending_submit` if a submission must never be orphaned)."""
+        try:
+            return await self._update(job_id, None, frozenset(JobStatus(x) for x in expect_status), fields)
+        except JobConflict:
+            return None
+
+    async def _update(
+        self,
+        job_id: int,
+        owner: str | None,
+        expect_status: frozenset[JobStatus] | None,
+        fields: Mapping[str, Any],
+    ) -> Job:
+        values = {name: _convert(name, value) for name, value in fields.items()}
+        now = self._clock()
+        status = JobStatus(values["status"]) if "status" in values else None
+        if status is not None:
+            if status in TERMINAL:
+                values.setdefault("finished_at", func.coalesce(JobRow.finished_at, now))
+                values["interaction_token"] = None
+                values.setdefault("next_poll_at", None)
+                if owner is None:  # finished from outside: take it away from any worker
+                    values["lease_owner"] = None
+                    values["lease_until"] = None
+            if status is JobStatus.SUBMITTED:
+                values.setdefault("submitted_at", func.coalesce(JobRow.submitted_at, now))
+            if status is JobStatus.POSTED:
+                values.setdefault("posted_at", func.coalesce(JobRow.posted_at, now))
+
+        async def work(s: AsyncSession) -> Job:
+            query = update(JobRow).where(JobRow.id == job_id)
+            if owner is not None:
+                query = query.where(JobRow.lease_owner == owner)
+            if expect_status is not None:
+                query = query.where(JobRow.status.in_([x.value for x in expect_status]))
+            query = query.values(**values) if values else query.values(id=JobRow.id)
+            row = (await s.execute(query.returning(*_COLUMNS))).one_or_none()
+            if row is None:
+                raise await self._explain_miss(s, job_id, owner, expect_status)
+            return _snapshot(row)
+
+        return await self._db.run(work)
+
+    async def release(
+        self, job_id: int, owner: str, next_poll_at: datetime | None = None, **fields: Any
+    ) -> bool:
+        """Drop `owner`'s lease, optionally setting when the job is next due, and writing `fields`
+        in the same statement (one write per poll instead of an update and a release; no status
+        side effects, so not for terminal statuses).
+
+        False (and nothing changed) when `owner` no longer held the lease.
+        """
+        changes = {name: _convert(name, value) for name, value in fields.items()}
+        if "status" in changes and JobStatus(changes["status"]) in TERMINAL:
+            raise ValueError("release() does not finish jobs; use update()")
+
+        async def work(s: AsyncSession) -> bool:
+            values: dict[str, Any] = {**changes, "lease_owner": None, "lease_until": None}
+            if next_poll_at is not None:
+                values["next_poll_at"] = as_utc(next_poll_at)
+            result = await s.execute(
+                update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == owner).values(**values)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+        return await self._db.run(work)
+
+    async def hand_back(self, job_id: int, owner: str, next_poll_at: datetime, **fields: Any) -> None:
+        """`release` for a worker that need not know whether it still held the lease.
+
+        Hand-backs that come while earlier ones are being written are written together, in one
+        transaction with one statement per kind of change: a scheduler polling thousands of
+        jobs makes a few writes, not one per poll. Returns once this one is committed.
+        """
+        changes = {name: _convert(name, value) for name, value in fields.items()}
+        if "status" in changes and JobStatus(changes["status"]) in TERMINAL:
+            raise ValueError("hand_back() does not finish jobs; use update()")
+        changes["next_poll_at"] = as_utc(next_poll_at)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._hand_backs.append((job_id, owner, changes, future))
+        if self._hand_back_writer is None or self._hand_back_writer.done():
+            self._hand_back_writer = asyncio.create_task(self._write_hand_backs(), name="job-hand-backs")
+        await future
+
+    async def _write_hand_backs(self) -> None:
+        while self._hand_backs:
+            batch, self._hand_backs = self._hand_backs[:HAND_BACK_BATCH], self._hand_backs[HAND_BACK_BATCH:]
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for job_id, owner, changes, _ in batch:
+                params = {"b_id": job_id, "b_owner": owner, **{f"b_{k}": v for k, v in changes.items()}}
+                groups.setdefault(tuple(sorted(changes)), []).append(params)
+
+            try:
+                await self._db.run(functools.partial(_write_groups, groups))
+            except Exception as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def mark_posted(self, job_id: int, owner: str | None, message_ids: Sequence[int]) -> bool:
+        """`succeeded` → `posted`, recording the messages; the lease is dropped.
+
+        Atomic: True for exactly one caller; False when the job was already posted (or is not
+        `succeeded`). `LeaseLost` when `owner` is given and no longer holds the lease.
+        """
+        now = self._clock()
+
+        async def work(s: AsyncSession) -> bool:
+            query = update(JobRow).where(JobRow.id == job_id, JobRow.status == JobStatus.SUCCEEDED.value)
+            if owner is not None:
+                query = query.where(JobRow.lease_owner == owner)
+            result = await s.execute(
+                query.values(
+                    status=JobStatus.POSTED.value,
+                    posted_message_ids=[int(i) for i in message_ids],
+                    posted_at=now,
+                    finished_at=now,
+                    interaction_token=None,
+                    next_poll_at=None,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+            if getattr(result, "rowcount", 0):
+                return True
+            row = (
+                await s.execute(select(JobRow.status, JobRow.lease_owner).where(JobRow.id == job_id))
+            ).one_or_none()
+            if row is None:
+                raise UnknownJob(job_id)
+            if owner is not None and row.status == JobStatus.SUCCEEDED.value and row.lease_owner != owner:
+                raise LeaseLost(job_id, owner)
+            return False
+
+        return await self._db.run(work)
+
+    async def next_due_at(self) -> datetime | None:
+        """When the next ACTIVE job becomes claimable (may be in the past); None when none is."""
+        async with self._db.session() as s:
+            free = (
+                await s.execute(
+                    select(func.min(JobRow.next_poll_at)).where(
+                        JobRow.status.in_(_ACTIVE_VALUES),
+                        or_(JobRow.lease_until.is_(None), JobRow.lease_until <= JobRow.next_poll_at),
+                    )
+                )
+            ).scalar_one()
+            leased = (
+                await s.execute(
+                    select(func.min(JobRow.lease_until)).where(
+                        JobRow.status.in_(_ACTIVE_VALUES),
+                        JobRow.next_poll_at.is_not(None),
+                        JobRow.lease_until > JobRow.next_poll_at,
+                    )
+                )
+            ).scalar_one()
+        times = [as_utc(t) for t in (free, leased) if t is not None]
+        return min(times) if times else None
+
+    # -- maintenance -------------------------------------------------------------------------------
+
+    async def recover(self, owner: str) -> list[Job]:
+        """At start-up: jobs left in `submitting` become `unknown` (never resubmitted).
+
+        Only jobs whose lease is free, expired or held by `owner` or by a dead worker of this
+        host (a previous life of this process: see `dead_local_owner`) are touched, so a live
+        worker elsewhere keeps its jobs. Leases of those owners are dropped, so their other jobs
+        are due again at once instead of when the leases run out. Returns the jobs made `unknown`.
+        """
+
+        async def work(s: AsyncSession) -> list[Job]:
+            now = self._clock()
+            holders = (
+                await s.execute(
+                    select(JobRow.lease_owner)
+                    .where(JobRow.lease_owner.is_not(None), JobRow.lease_until > now)
+                    .distinct()
+                )
+            ).scalars()
+            stale = [owner, *(o for o in holders if o and o != owner and dead_local_owner(o, owner))]
+            not_live = or_(
+                JobRow.lease_owner.is_(None), JobRow.lease_owner.in_(stale), JobRow.lease_until <= now
+            )
+            rows = (
+                await s.execute(
+                    update(JobRow)
+                    .where(JobRow.status == JobStatus.SUBMITTING.value, not_live)
+                    .values(
+                        status=JobStatus.UNKNOWN.value,
+                        finished_at=now,
+                        interaction_token=None,
+                        next_poll_at=None,
+                        lease_owner=None,
+                        lease_until=None,
+                        last_error=func.coalesce(JobRow.last_error, "interrupted while submitting"),
+                    )
+                    .returning(*_COLUMNS)
+                )
+            ).all()
+            await s.execute(
+                update(JobRow).where(JobRow.lease_owner.in_(stale)).values(lease_owner=None, lease_until=None)
+            )
+            return sorted((_snapshot(r) for r in rows), key=lambda j: j.id)
+
+        jobs = await self._db.run(work)
+        if jobs:
+            log.warning("%d job(s) were interrupted while submitting; marked unknown", len(jobs))
+        return jobs
+
+    async def prune(self, older_than: timedelta | datetime) -> int:
+        """Delete TERMINAL jobs finished before `older_than` (a cutoff time, or an age)."""
+        cutoff = as_utc(older_than) if isinstance(older_than, datetime) else self._clock() - older_than
+
+        async def work(s: AsyncSession) -> int:
+            result = await s.execute(
+                delete(JobRow).where(JobRow.status.in_(_TERMINAL_VALUES), JobRow.finished_at < cutoff)
+            )
+            return int(getattr(result, "rowcount", 0))
+
+        count = await self._db.run(work)
+        if count:
+            log.info("pruned %d finished job(s)", count)
+        return count
