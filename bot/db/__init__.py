@@ -1,6 +1,7 @@
 """Storage: the `Database` (engine, sessions, transactions), ORM models and Alembic migrations."""
 
-from bot.db.engine import Database, create_engine, is_retryable
+from bot.db.connect import create_engine
+from bot.db.engine import Database, is_retryable
 from bot.db.migrate import current_revision, downgrade, head_revision, migrate, migrate_sync
 
 __all__ = [

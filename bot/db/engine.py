@@ -1,13 +1,10 @@
-"""The `Database`: async engine, sessions, write transactions and retries.
+"""The `Database`: sessions, write transactions and retries over an engine (`bot.db.connect`).
 
-Engines hide statement parameters from errors and logs (`hide_parameters`): a job's row holds
-the member's interaction token and prompt. SQLite (aiosqlite) connections get WAL, a busy
-timeout, foreign keys and `synchronous=NORMAL`.
-SQLAlchemy, not the sqlite3 driver, emits BEGIN, so that a read session starts a plain
-(deferred) transaction and a write transaction starts with `BEGIN IMMEDIATE`: it takes the
-database's single write lock up front, which makes read-check-write sequences (quota checks,
-job claims) atomic against every other connection and process. PostgreSQL uses row locks
-and advisory locks instead; see the services.
+A read session starts a plain (deferred) transaction and a write transaction starts with
+`BEGIN IMMEDIATE` on SQLite: it takes the database's single write lock up front, which makes
+read-check-write sequences (quota checks, job claims) atomic against every other connection
+and process. PostgreSQL uses row locks and advisory locks instead; see the services.
+`Database.open` migrates to the newest schema first (`bot.db.migrate`).
 """
 
 from __future__ import annotations
@@ -17,21 +14,19 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.db.connect import WRITE_OPTION, create_engine
+from bot.db.migrate import migrate as run_migrations
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
-_WRITE_OPTION = "image_hub_write"
 # PostgreSQL errors worth retrying: serialization failure, deadlock.
 _PG_RETRY_STATES = {"40001", "40P01"}
 
@@ -59,7 +54,7 @@ class Database:
             engine, expire_on_commit=False
         )
         self._write_maker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            engine, expire_on_commit=False, execution_options={_WRITE_OPTION: True}
+            engine, expire_on_commit=False, execution_options={WRITE_OPTION: True}
         )
         # SQLite has one write lock per database. Writers of this process queue here, in order,
         # instead of in SQLite's busy handler, which sleeps up to 100 ms between attempts and
@@ -80,8 +75,6 @@ class Database:
         engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo)
         db = cls(engine)
         if migrate:
-            from bot.db.migrate import migrate as run_migrations
-
             try:
                 await run_migrations(engine)
             except BaseException:
@@ -157,50 +150,3 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
-
-
-def create_engine(
-    url: str, *, pool_size: int | None = None, max_overflow: int | None = None, echo: bool = False
-) -> AsyncEngine:
-    """The async engine for `url`, with the SQLite connection setup described in the module doc."""
-    parsed = make_url(url)
-    # A failed statement's error must not carry its values (interaction tokens, prompts) to logs.
-    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
-    if pool_size is not None:
-        kwargs["pool_size"] = pool_size
-    if max_overflow is not None:
-        kwargs["max_overflow"] = max_overflow
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        if not database or database == ":memory:":
-            kwargs.pop("pool_size", None)
-            kwargs.pop("max_overflow", None)
-        engine = create_async_engine(parsed, **kwargs)
-        _setup_sqlite(engine)
-        return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(parsed, **kwargs)
-
-
-def _setup_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        # Let SQLAlchemy emit BEGIN (see below) instead of the driver's legacy behaviour.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get(_WRITE_OPTION):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")

@@ -18,6 +18,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.db.connect import WRITE_OPTION, create_engine
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -42,7 +44,7 @@ async def _write_connection(engine: AsyncEngine) -> AsyncConnection:
     conn = await engine.connect()
     if engine.dialect.name == "sqlite":
         # BEGIN IMMEDIATE: two processes migrating at once take turns.
-        await conn.execution_options(image_hub_write=True)
+        await conn.execution_options(**{WRITE_OPTION: True})
     return conn
 
 
@@ -77,8 +79,6 @@ def migrate_sync(url: str) -> None:
 
     Starts its own event loop: call it from synchronous code only.
     """
-    from bot.db.engine import create_engine
-
     async def _run() -> None:
         engine = create_engine(url)
         try:

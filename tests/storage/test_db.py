@@ -15,7 +15,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import OperationalError, StatementError
 
 import bot
-from bot.db import Database, current_revision, downgrade, head_revision, migrate, migrate_sync
+from bot.db import Database, create_engine, current_revision, downgrade, head_revision, migrate, migrate_sync
 from bot.db.migrate import MIGRATIONS_DIR
 from bot.db.models import Base, GuildKey
 
@@ -195,8 +195,6 @@ async def test_transaction_rolls_back_on_error(db: Database) -> None:
 
 
 def test_repr_hides_password() -> None:
-    from bot.db.engine import create_engine
-
     engine = create_engine("postgresql+asyncpg://bot:s3cret@localhost/bot")
     assert "s3cret" not in repr(Database(engine))
 

@@ -13,6 +13,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from bot.db.connect import create_engine
 from bot.db.models import Base
 
 # Any constant: concurrent PostgreSQL migrators wait for each other on this advisory lock.
@@ -47,8 +48,6 @@ def _run_offline() -> None:
 
 
 async def _run_with_new_engine(url: str) -> None:
-    from bot.db.engine import create_engine
-
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
