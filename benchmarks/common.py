@@ -377,7 +377,7 @@ async def prepare_database(
         await GuildSettingsStore(db).update(
             guild_id, max_concurrent_per_member=per_member, max_concurrent_per_guild=per_guild
         )
-        await QuotaService(db).set_default(guild_id, daily_credits, "day")
+        await QuotaService(db).policies.set_default(guild_id, daily_credits, "day")
     finally:
         await db.close()
 

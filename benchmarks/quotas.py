@@ -39,8 +39,8 @@ async def throughput(url: str, members: int, seconds: float) -> dict[str, float]
     db = await Database.open(url)
     try:
         quotas = QuotaService(db)
-        await quotas.set_default(GUILD, 10**9, "day")
-        await quotas.reserve(GUILD, 0, (), COST)  # warm the pool and caches
+        await quotas.policies.set_default(GUILD, 10**9, "day")
+        await quotas.ledger.reserve(GUILD, 0, (), COST)  # warm the pool and caches
         latencies: list[float] = []
         count = 0
         deadline = time.monotonic() + seconds
@@ -49,7 +49,7 @@ async def throughput(url: str, members: int, seconds: float) -> dict[str, float]
             nonlocal count
             while time.monotonic() < deadline:
                 started = time.perf_counter()
-                await quotas.reserve(GUILD, user_id, (), COST)
+                await quotas.ledger.reserve(GUILD, user_id, (), COST)
                 latencies.append(time.perf_counter() - started)
                 count += 1
 
@@ -67,7 +67,7 @@ async def race(url: str, members: int) -> dict[str, float]:
     dbs = [await Database.open(url), await Database.open(url, migrate=False)]
     try:
         services = [QuotaService(db) for db in dbs]
-        await services[0].set_default(GUILD, RACE_LIMIT, "day")
+        await services[0].policies.set_default(GUILD, RACE_LIMIT, "day")
         attempts = [(5000 + m, i) for m in range(members) for i in range(ATTEMPTS)]
         random.Random(4).shuffle(attempts)
         granted = refused = 0
@@ -75,7 +75,7 @@ async def race(url: str, members: int) -> dict[str, float]:
         async def attempt(user_id: int, i: int) -> None:
             nonlocal granted, refused
             try:
-                await services[i % 2].reserve(GUILD, user_id, (), COST)
+                await services[i % 2].ledger.reserve(GUILD, user_id, (), COST)
                 granted += 1
             except QuotaExceeded:
                 refused += 1

@@ -54,7 +54,7 @@ async def seed_jobs(w, count: int, rng: random.Random) -> dict[int, str]:
                 references=[],
             )
             cost = model.credits[tier]
-            reservation = await quotas.reserve(w.guild.id, member.id, (), cost)
+            reservation = await quotas.ledger.reserve(w.guild.id, member.id, (), cost)
             params = JobParams(model=model.id, prompt=f"restart {i}", aspect="1:1", tier=tier, quality="auto")
             job = await jobs.create(
                 guild_id=w.guild.id,
@@ -64,7 +64,7 @@ async def seed_jobs(w, count: int, rng: random.Random) -> dict[int, str]:
                 cost=cost,
                 reservation_id=reservation.id,
             )
-            await quotas.attach(reservation.id, job.id)
+            await quotas.ledger.attach(reservation.id, job.id)
             submitted = now - timedelta(seconds=rng.uniform(0, 10))
             await jobs.update(
                 job.id,

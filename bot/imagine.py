@@ -347,7 +347,7 @@ class ImagineService:
                 queued = await self.queue.room(guild_id, user_id, config)
             except QueueFull as full:
                 raise _queue_refusal(full) from None
-        budget = await self.quotas.budget(request.guild_id, request.user_id, request.role_ids)
+        budget = await self.quotas.ledger.budget(request.guild_id, request.user_id, request.role_ids)
         if budget.remaining is not None and budget.remaining < cost:
             raise Refusal(_quota_text(cost, budget.remaining, budget.resets_at))
         return queued
@@ -356,7 +356,7 @@ class ImagineService:
         """Reserve the exact cost; atomic, so racing requests can never over-spend a budget."""
         request = plan.request
         try:
-            reservation = await self.quotas.reserve(
+            reservation = await self.quotas.ledger.reserve(
                 request.guild_id, request.user_id, request.role_ids, plan.cost
             )
         except QuotaExceeded as exc:
@@ -366,7 +366,7 @@ class ImagineService:
     async def abandon(self, plan: Plan) -> None:
         """Give a reserved plan's credits back (the request could not be started)."""
         if plan.reservation_id is not None:
-            await self.quotas.release(plan.reservation_id)
+            await self.quotas.ledger.release(plan.reservation_id)
 
     def claim_downloads(self, plan: Plan) -> DownloadSlot | None:
         """A download slot for the plan's references (None without any), or `Refusal` when the
@@ -420,7 +420,7 @@ class ImagineService:
                 status=JobStatus.QUEUED if self.queue is not None else JobStatus.PENDING_SUBMIT,
                 admit=admit,
             )
-            await self.quotas.attach(plan.reservation_id, job.id)
+            await self.quotas.ledger.attach(plan.reservation_id, job.id)
         except BaseException as exc:
             if job is not None:  # stored but not tied to its credits: it must never run
                 await self.jobs.update_if(

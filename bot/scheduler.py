@@ -318,7 +318,7 @@ class Scheduler:
         job's final state, or released when no job was stored) and prune old finished jobs."""
         try:
             settled = await self.reconcile()
-            released = await self.quotas.release_orphans(ORPHAN_AGE)
+            released = await self.quotas.ledger.release_orphans(ORPHAN_AGE)
             pruned = await self.jobs.prune(self.retention)
         except Exception:
             log.exception(kv("scheduler.maintenance_failed"))
@@ -336,11 +336,11 @@ class Scheduler:
             if job.status == JobStatus.CANCELLED or (
                 job.status == JobStatus.FAILED and job.charged_credits is None
             ):
-                await self.quotas.release(job.reservation_id)
+                await self.quotas.ledger.release(job.reservation_id)
             elif job.status == JobStatus.UNKNOWN:
-                await self.quotas.settle(job.reservation_id, job.cost)
+                await self.quotas.ledger.settle(job.reservation_id, job.cost)
             else:  # succeeded, posted, or failed after the hub charged (e.g. posting failed)
-                await self.quotas.settle(job.reservation_id, job.charged_credits or 0)
+                await self.quotas.ledger.settle(job.reservation_id, job.charged_credits or 0)
             count += 1
         return count
 
@@ -712,13 +712,13 @@ class Scheduler:
         """Settle the job's reservation to what the hub charged; return what went back."""
         if job.reservation_id is None:
             return 0
-        await self.quotas.settle(job.reservation_id, charged)
+        await self.quotas.ledger.settle(job.reservation_id, charged)
         return max(0, job.cost - charged)
 
     async def _settle_full(self, job: Job) -> None:
         # Unknown outcome: the hub may have charged, so the member's budget counts it.
         if job.reservation_id is not None:
-            await self.quotas.settle(job.reservation_id, job.cost)
+            await self.quotas.ledger.settle(job.reservation_id, job.cost)
 
     async def _notify(self, job: Job, notice: Notice) -> None:
         try:

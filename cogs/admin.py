@@ -131,7 +131,7 @@ class Config(
         period: str = "day",
     ) -> None:
         assert interaction.guild_id is not None
-        await self.bot.services.quotas.set_default(interaction.guild_id, credits, Period(period))
+        await self.bot.services.quotas.policies.set_default(interaction.guild_id, credits, Period(period))
         text = "unlimited" if credits is None else f"{credits:,} credits per {period}"
         await _reply(interaction, f"Default budget: {text}.")
 
@@ -143,7 +143,7 @@ class Config(
         credits: app_commands.Range[int, 0, 10_000_000] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
-        await self.bot.services.quotas.set_role(interaction.guild_id, role.id, credits)
+        await self.bot.services.quotas.policies.set_role(interaction.guild_id, role.id, credits)
         text = "removed" if credits is None else f"{credits:,} credits per period"
         await _reply(interaction, f"Budget for {role.mention}: {text}.")
 
@@ -155,7 +155,7 @@ class Config(
         credits: app_commands.Range[int, 0, 10_000_000] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
-        await self.bot.services.quotas.set_member(interaction.guild_id, member.id, credits)
+        await self.bot.services.quotas.policies.set_member(interaction.guild_id, member.id, credits)
         text = "removed" if credits is None else f"{credits:,} credits per period"
         await _reply(interaction, f"Budget for {member.mention}: {text}.")
 
@@ -164,7 +164,7 @@ class Config(
         self, interaction: discord.Interaction, role: discord.Role, exempt: bool = True
     ) -> None:
         assert interaction.guild_id is not None
-        await self.bot.services.quotas.set_exempt(interaction.guild_id, role.id, exempt)
+        await self.bot.services.quotas.policies.set_exempt(interaction.guild_id, role.id, exempt)
         await _reply(
             interaction, f"{role.mention} is {'now' if exempt else 'no longer'} exempt from budgets."
         )
@@ -172,7 +172,7 @@ class Config(
     @quota.command(name="show", description="The server's budget rules")
     async def quota_show(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        policy = await self.bot.services.quotas.policy(interaction.guild_id)
+        policy = await self.bot.services.quotas.policies.policy(interaction.guild_id)
         lines = [
             f"**Default**: {'unlimited' if policy.default is None else f'{policy.default:,}'} "
             f"credits per {policy.period}"
@@ -315,11 +315,11 @@ class Config(
         guild_id = interaction.guild_id
         await interaction.response.defer(ephemeral=True, thinking=True)
         quotas = self.bot.services.quotas
-        policy = await quotas.policy(guild_id)
-        top = await quotas.top_members(guild_id, 10)
+        policy = await quotas.policies.policy(guild_id)
+        top = await quotas.reports.top_members(guild_id, 10)
         start, _ = policy.bounds()
-        spent = await quotas.guild_spend(guild_id, since=start)
-        daily = await quotas.daily_spend(guild_id, days)
+        spent = await quotas.reports.guild_spend(guild_id, since=start)
+        daily = await quotas.reports.daily_spend(guild_id, days)
         names = [(await self._member_name(interaction, user), credits) for user, credits in top]
         filename = "usage.png"
         try:

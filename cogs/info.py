@@ -71,9 +71,9 @@ class Info(commands.Cog):
         except HubError as exc:
             await interaction.followup.send(embed=render.refusal(render.hub_error_text(exc)), ephemeral=True)
             return
-        policy = await services.quotas.policy(interaction.guild_id)
+        policy = await services.quotas.policies.policy(interaction.guild_id)
         start, _ = policy.bounds()
-        spent = await services.quotas.guild_spend(interaction.guild_id, since=start)
+        spent = await services.quotas.reports.guild_spend(interaction.guild_id, since=start)
         embed = discord.Embed(title="Image hub balance", colour=render.INFO)
         embed.add_field(
             name="Credits", value=f"{balance.credits:,}" if balance.credits is not None else "unknown"
@@ -99,7 +99,7 @@ class Info(commands.Cog):
         target_id = member.id if member else interaction.user.id
         roles = tuple(r.id for r in member.roles) if member else member_roles(interaction)
         quotas = self.bot.services.quotas
-        budget = await quotas.budget(interaction.guild_id, target_id, roles)
+        budget = await quotas.ledger.budget(interaction.guild_id, target_id, roles)
         who = f"<@{target_id}>"
         if budget.limit is None:
             period = render.this_period(budget.period)
@@ -115,7 +115,7 @@ class Info(commands.Cog):
                 + f"\nResets {render.ts(budget.resets_at)}"
             )
             embed = discord.Embed(title="Image budget", description=text, colour=render.INFO)
-        recent = await quotas.recent(interaction.guild_id, target_id, 5)
+        recent = await quotas.reports.recent(interaction.guild_id, target_id, 5)
         if recent:
             embed.add_field(
                 name="Recent",

@@ -178,7 +178,7 @@ class JobButton(
         services.references.discard(job.id)
         returned = 0
         if cancelled.reservation_id is not None:
-            returned = await services.quotas.release(cancelled.reservation_id)
+            returned = await services.quotas.ledger.release(cancelled.reservation_id)
         log.info(
             kv("job.cancelled", job=job.id, guild=job.guild_id, by=interaction.user.id, returned=returned)
         )

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("quick")
 
 async def _one_running_one_queued(bed: Bed) -> tuple[int, int]:
     await bed.services.guilds.update(bed.guild_id, max_concurrent_per_guild=1)
-    await bed.services.quotas.set_default(bed.guild_id, 100, Period.DAY)
+    await bed.services.quotas.policies.set_default(bed.guild_id, 100, Period.DAY)
     bed.hub.set_hold(True)
     running = await bed.job_of(await bed.imagine(prompt="running"))
     await bed.hub.wait_generation_created(1)
@@ -35,7 +35,7 @@ async def test_cancel_a_queued_job_returns_every_credit(bed: Bed) -> None:
     running_id, queued_id = await _one_running_one_queued(bed)
     queued = await bed.services.jobs.get(queued_id)
     assert queued is not None
-    budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
+    budget = await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())
     assert budget.reserved == 2 * queued.cost
 
     message = status_message(bed, queued)
@@ -47,9 +47,9 @@ async def test_cancel_a_queued_job_returns_every_credit(bed: Bed) -> None:
 
     cancelled = await bed.services.jobs.get(queued_id)
     assert cancelled is not None and cancelled.status == JobStatus.CANCELLED
-    budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
+    budget = await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())
     assert (budget.reserved, budget.spent, budget.remaining) == (queued.cost, 0, 100 - queued.cost)
-    ledger = await bed.services.quotas.recent(bed.guild_id, bed.d.alice.id, 100)
+    ledger = await bed.services.quotas.reports.recent(bed.guild_id, bed.d.alice.id, 100)
     mine = [e for e in ledger if e.job_id == queued_id and e.kind == LedgerKind.RELEASE]
     assert [e.credits for e in mine] == [queued.cost]
 
@@ -99,7 +99,7 @@ async def test_cancel_after_submission_says_the_credits_are_spent(bed: Bed) -> N
     bed.hub.complete(generation.id)
     done = await bed.wait_job(job.id, JobStatus.POSTED)
     assert done.charged_credits == job.cost
-    assert (await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())).spent == job.cost
+    assert (await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())).spent == job.cost
 
 
 async def test_a_cancel_racing_the_scheduler_is_safe(bed: Bed) -> None:
@@ -121,4 +121,4 @@ async def test_a_cancel_racing_the_scheduler_is_safe(bed: Bed) -> None:
     with pytest.raises(LeaseLost):
         await bed.services.jobs.update(job.id, "another-worker", status=JobStatus.SUBMITTING)
     assert bed.hub.requests_to("/api/v1/images/generations", "POST") == []
-    assert (await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())).reserved == 0
+    assert (await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())).reserved == 0

@@ -82,7 +82,7 @@ async def test_credits_without_a_key_tells_moderators_how_to_set_one(bed: Bed) -
 
 
 async def test_quota_shows_remaining_budget_reset_and_recent_usage(bed: Bed) -> None:
-    await bed.services.quotas.set_default(bed.guild_id, 100, Period.WEEK)
+    await bed.services.quotas.policies.set_default(bed.guild_id, 100, Period.WEEK)
     await _generate(bed)
     cb = await (await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.alice, "quota")).callback()
     text = _text(cb)
@@ -171,7 +171,7 @@ async def test_quota_config_paths_change_the_policy(bed: Bed) -> None:
     await _ok(bed, ["config", "quota", "role"], {"role": guild.roles[vip_id], "credits": 200})
     await _ok(bed, ["config", "quota", "user"], {"member": bed.d.bob, "credits": 10})
     await _ok(bed, ["config", "quota", "exempt"], {"role": guild.roles[exempt_id]})
-    policy = await bed.services.quotas.policy(bed.guild_id)
+    policy = await bed.services.quotas.policies.policy(bed.guild_id)
     assert policy.default == 50 and policy.period == Period.MONTH
     assert policy.roles == {vip_id: 200} and policy.members == {bed.d.bob.id: 10}
     assert set(policy.exempt_roles) == {exempt_id}

@@ -137,7 +137,7 @@ def test_quota_lines_are_capped_with_a_count() -> None:
 
 async def test_quota_show_with_many_overrides_answers(bed: Bed) -> None:
     for i in range(400):
-        await bed.services.quotas.set_member(bed.guild_id, 10**17 + i, 1000 + i)
+        await bed.services.quotas.policies.set_member(bed.guild_id, 10**17 + i, 1000 + i)
     it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.admin, ["config", "quota", "show"], {})
     cb = await it.callback()
     assert cb.ephemeral and cb.error is None, cb.error

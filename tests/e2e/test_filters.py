@@ -37,7 +37,7 @@ async def test_filters_block_before_anything_is_reserved_and_moderators_see_it(b
         assert message.allowed_mentions is not None and message.allowed_mentions.get("parse") == []
 
     # Nothing reserved, nothing stored, nothing sent to the hub.
-    assert await bed.services.quotas.recent(bed.guild_id, limit=100) == []
+    assert await bed.services.quotas.reports.recent(bed.guild_id, limit=100) == []
     assert await bed.services.jobs.list_for_member(bed.guild_id, bed.d.alice.id) == []
     assert bed.hub.requests_to("/api/v1/images/generations", "POST") == []
 

@@ -107,10 +107,12 @@ async def test_bad_references_are_refused_and_nothing_is_spent(bed: Bed) -> None
     huge = cases[2][0]
     assert not [r for r in bed.fake.requests if huge.url and str(huge.id) in r.path]  # never downloaded
     assert bed.hub.requests_to("/api/v1/images/generations", "POST") == []
-    budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
+    budget = await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())
     assert budget.spent == budget.reserved == 0
     # Reserved before downloading (two bad images), then returned; the oversize one never reserved.
-    kinds = [(e.kind.value, e.credits) for e in reversed(await bed.services.quotas.recent(bed.guild_id))]
+    kinds = [
+        (e.kind.value, e.credits) for e in reversed(await bed.services.quotas.reports.recent(bed.guild_id))
+    ]
     assert kinds == [("reserve", -8), ("release", 8)] * 2
 
 
@@ -190,7 +192,7 @@ async def test_author_can_delete_their_result(bed: Bed) -> None:
 
 
 async def test_quota_exhaustion_refuses_before_anything_is_sent(bed: Bed) -> None:
-    await bed.services.quotas.set_default(bed.guild_id, 10, Period.DAY)
+    await bed.services.quotas.policies.set_default(bed.guild_id, 10, Period.DAY)
     await bed.wait_job((await bed.job_of(await bed.imagine())).id, JobStatus.POSTED)
     cb = await (await bed.imagine()).callback()
     assert cb.ephemeral and "needs 8 credits but you have 2 left" in str(cb.embeds)
@@ -198,7 +200,7 @@ async def test_quota_exhaustion_refuses_before_anything_is_sent(bed: Bed) -> Non
 
 
 async def test_ten_concurrent_requests_against_a_budget_for_two(bed: Bed) -> None:
-    await bed.services.quotas.set_default(bed.guild_id, 16, Period.DAY)
+    await bed.services.quotas.policies.set_default(bed.guild_id, 16, Period.DAY)
     await bed.services.guilds.update(bed.guild_id, max_concurrent_per_member=10)
     bed.hub.set_hold(True)
     its = await asyncio.gather(*(bed.imagine(prompt=f"try {i}") for i in range(10)))
@@ -211,7 +213,7 @@ async def test_ten_concurrent_requests_against_a_budget_for_two(bed: Bed) -> Non
     ]
     jobs = [await bed.job_of(it) for it, m in zip(accepted, settled, strict=True) if "job #" in str(m.embeds)]
     assert len(jobs) == 2
-    budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
+    budget = await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())
     assert budget.reserved + budget.spent == 16 and budget.remaining == 0
     bed.hub.set_hold(False)
     for job in jobs:
@@ -220,14 +222,14 @@ async def test_ten_concurrent_requests_against_a_budget_for_two(bed: Bed) -> Non
 
 
 async def test_hub_failure_returns_the_credits(bed: Bed) -> None:
-    await bed.services.quotas.set_default(bed.guild_id, 100, Period.DAY)
+    await bed.services.quotas.policies.set_default(bed.guild_id, 100, Period.DAY)
     bed.hub.fail_next(1)
     job = await bed.job_of(await bed.imagine(count=2))
     job = await bed.wait_job(job.id, JobStatus.FAILED)
     status = bed.fake.message(job.status_message_id or 0)
     await bed.fake.wait_for(lambda: "not completed" in embed_text(status), what="the failure notice")
     assert "16 credits were returned" in embed_text(status)
-    budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
+    budget = await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())
     assert (budget.spent, budget.reserved, budget.remaining) == (0, 0, 100)
     assert bed.hub.balance(bed.key) == 10_000
 
@@ -238,7 +240,7 @@ async def test_fewer_images_return_the_difference(bed: Bed) -> None:
     message, expected = await posted_result(bed, job.id)
     assert len(message.attachments) == 1 and [a.data for a in message.attachments] == expected
     assert "delivered 1 of 3" in embed_text(message) and "16 returned" in embed_text(message)
-    assert (await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())).spent == 8
+    assert (await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())).spent == 8
     assert bed.hub.balance(bed.key) == 10_000 - 8
 
 

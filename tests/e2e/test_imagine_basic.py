@@ -24,4 +24,4 @@ async def test_imagine_posts_the_emulators_images(bed: Bed) -> None:
     expected = [bed.hub.image_bytes(image.id) for image in generation.images]
     assert [a.data for a in message.attachments] == expected
     assert job.charged_credits == 20
-    assert (await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())).spent == 20
+    assert (await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())).spent == 20

@@ -101,16 +101,16 @@ async def test_a_full_queue_refuses_and_reserves_nothing(bed: Bed) -> None:
     await bed.job_of(await bed.imagine(prompt="running"))
     await bed.hub.wait_generation_created(1)
     await bed.job_of(await bed.imagine(prompt="waiting"))
-    before = await bed.services.quotas.recent(bed.guild_id, limit=100)
+    before = await bed.services.quotas.reports.recent(bed.guild_id, limit=100)
 
     refused = await (await bed.imagine(prompt="one too many")).callback()
     assert refused.ephemeral and "waiting in the queue" in text(refused)
     await bed.job_of(await bed.imagine(bed.d.bob, prompt="bob waits too"))
-    after_bob = await bed.services.quotas.recent(bed.guild_id, limit=100)
+    after_bob = await bed.services.quotas.reports.recent(bed.guild_id, limit=100)
     full = await (await bed.imagine(bed.d.moderator, prompt="no room")).callback()
     assert full.ephemeral and "queue is full" in text(full)
 
-    ledger = await bed.services.quotas.recent(bed.guild_id, limit=100)
+    ledger = await bed.services.quotas.reports.recent(bed.guild_id, limit=100)
     assert len(after_bob) == len(before) + 1 and ledger == after_bob
     assert all(entry.kind == LedgerKind.RESERVE for entry in ledger)
     assert await bed.services.jobs.count_queued(bed.guild_id) == 2

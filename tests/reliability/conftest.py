@@ -110,7 +110,7 @@ async def assert_nothing_held(bed: Bed) -> None:
 async def spent(bed: Bed, member: Any = None) -> int:
     """What the member's budget counts as used this period (settled + held)."""
     member = member or bed.d.alice
-    budget = await bed.services.quotas.budget(bed.guild_id, member.id, ())
+    budget = await bed.services.quotas.ledger.budget(bed.guild_id, member.id, ())
     return budget.spent + budget.reserved
 
 

@@ -190,7 +190,7 @@ async def test_killed_after_the_first_response(crash: Crash) -> None:
     assert orphan.state == "held" and orphan.job_id is None
     # The restarted bot's maintenance releases it once it is ORPHAN_AGE old.
     later = QuotaService(c.db, clock=lambda: datetime.now(UTC) + ORPHAN_AGE * 1.5)
-    assert await later.release_orphans(ORPHAN_AGE) == 1
+    assert await later.ledger.release_orphans(ORPHAN_AGE) == 1
     await assert_all_closed(c)
     # The member can try again at once, and that works.
     await c.imagine()

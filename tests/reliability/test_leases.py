@@ -33,7 +33,7 @@ async def test_a_step_slower_than_the_lease_is_not_run_twice(
 async def _stranded(rbed: Bed, status: JobStatus, charged: int | None = None) -> int:
     """A job that reached `status` while its reservation stayed held (a crash in between)."""
     services = rbed.services
-    reservation = await services.quotas.reserve(rbed.guild_id, rbed.d.alice.id, (), 8)
+    reservation = await services.quotas.ledger.reserve(rbed.guild_id, rbed.d.alice.id, (), 8)
     job = await services.jobs.create(
         guild_id=rbed.guild_id,
         channel_id=rbed.d.images,
@@ -43,7 +43,7 @@ async def _stranded(rbed: Bed, status: JobStatus, charged: int | None = None) ->
         reservation_id=reservation.id,
         status=JobStatus.QUEUED,
     )
-    await services.quotas.attach(reservation.id, job.id)
+    await services.quotas.ledger.attach(reservation.id, job.id)
     await services.jobs.update(job.id, None, status=status, charged_credits=charged)
     return job.id
 

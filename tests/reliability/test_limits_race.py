@@ -73,7 +73,7 @@ async def test_simultaneous_requests_of_one_member_pass_a_queue_length_of_one_on
     assert all("waiting in the queue" in r for r in refused), refused
     assert await bed.services.jobs.count_queued(bed.guild_id, bed.d.alice.id) == 1
     assert len(await bed.services.jobs.list_for_member(bed.guild_id, bed.d.alice.id, 100)) == 2
-    budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
+    budget = await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())
     assert budget.spent + budget.reserved == 2 * COST  # the refused ones hold nothing
     bed.hub.set_hold(False)
     for job in await bed.services.jobs.list_for_member(bed.guild_id, bed.d.alice.id, 100):
@@ -94,6 +94,6 @@ async def test_simultaneous_requests_of_many_members_pass_a_server_queue_length_
     assert all("queue is full" in r for r in refused), refused
     assert await bed.services.jobs.count_queued(bed.guild_id) == 1
     for member in members:
-        budget = await bed.services.quotas.budget(bed.guild_id, member.id, ())
+        budget = await bed.services.quotas.ledger.budget(bed.guild_id, member.id, ())
         jobs = await bed.services.jobs.list_for_member(bed.guild_id, member.id)
         assert budget.spent + budget.reserved == COST * len(jobs)

@@ -94,7 +94,7 @@ REFS = 4
 async def test_a_member_with_budget_for_one_generation_cannot_make_the_bot_download_more(
     rbed: Bed, cdn: SlowCdn
 ) -> None:
-    await rbed.services.quotas.set_default(rbed.guild_id, COST)  # one generation a day
+    await rbed.services.quotas.policies.set_default(rbed.guild_id, COST)  # one generation a day
     dispatched = await asyncio.gather(
         *(rbed.imagine(prompt=f"try {i}", attachments=cdn.attachments(i * REFS, REFS)) for i in range(6))
     )
@@ -144,7 +144,7 @@ async def test_concurrent_reference_downloads_are_capped_per_member_and_per_serv
     # Nothing was reserved for the refused ones.
     for member in members:
         jobs = await rbed.services.jobs.list_for_member(rbed.guild_id, member.id)
-        budget = await rbed.services.quotas.budget(rbed.guild_id, member.id, ())
+        budget = await rbed.services.quotas.ledger.budget(rbed.guild_id, member.id, ())
         assert budget.spent + budget.reserved == COST * len(jobs)
     await assert_nothing_held(rbed)
 

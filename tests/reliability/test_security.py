@@ -81,7 +81,7 @@ async def test_a_database_error_while_storing_a_job_logs_neither_its_token_nor_i
     assert it.token not in logged and it.token[16:40] not in logged
     assert prompt not in logged and "Elm Street" not in logged
     assert await bed.services.jobs.list_for_member(bed.guild_id, bed.d.alice.id) == []
-    budget = await bed.services.quotas.budget(bed.guild_id, bed.d.alice.id, ())
+    budget = await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())
     assert budget.spent == budget.reserved == 0
 
 
@@ -175,7 +175,7 @@ async def test_config_and_credits_refuse_members_without_manage_server(bed: Bed)
     settings, key, policy = (
         await bed.services.guilds.get(bed.guild_id),
         await bed.services.keys.get_key(bed.guild_id),
-        await bed.services.quotas.policy(bed.guild_id),
+        await bed.services.quotas.policies.policy(bed.guild_id),
     )
     for path in paths:
         with pytest.raises(PermissionError):  # Discord's default would hide the command...
@@ -186,7 +186,7 @@ async def test_config_and_credits_refuse_members_without_manage_server(bed: Bed)
         assert cb.ephemeral and "Manage Server" in text_of(cb), path
     assert await bed.services.guilds.get(bed.guild_id) == settings
     assert await bed.services.keys.get_key(bed.guild_id) == key
-    assert await bed.services.quotas.policy(bed.guild_id) == policy
+    assert await bed.services.quotas.policies.policy(bed.guild_id) == policy
 
 
 async def test_only_the_author_or_a_moderator_can_delete_a_result(bed: Bed) -> None:
@@ -247,7 +247,7 @@ async def test_another_server_cannot_act_on_see_or_spend_this_servers_jobs_key_o
     assert str(bed.d.alice.id) not in usage
     quota = text_of(await (await fake.slash(other, channel, dave, "quota")).callback())
     assert "Used this" not in quota or " 0 credits" in quota
-    assert await bed.services.quotas.top_members(other.id) == []
+    assert await bed.services.quotas.reports.top_members(other.id) == []
     jobs_there = await bed.services.jobs.list_for_member(other.id, dave.id) + (
         await bed.services.jobs.list_for_member(other.id, carol.id)
     )
@@ -274,5 +274,7 @@ async def test_attachment_downloads_are_capped_whatever_size_discord_declared(
     assert "couldn't download" in text_of(shown) and not it.followups
     assert hub_posts(bed) == 0
     # Reserved before the download, returned when it failed.
-    ledger = [(e.kind.value, e.credits) for e in reversed(await bed.services.quotas.recent(bed.guild_id))]
+    ledger = [
+        (e.kind.value, e.credits) for e in reversed(await bed.services.quotas.reports.recent(bed.guild_id))
+    ]
     assert ledger == [("reserve", -8), ("release", 8)]

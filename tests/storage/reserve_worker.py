@@ -20,13 +20,13 @@ async def main(url: str, guild_id: int, user_id: int, attempts: int, cost: int) 
     db = await Database.open(url, migrate=False, pool_size=10, max_overflow=10)
     try:
         quotas = QuotaService(db, clock=lambda: NOW)
-        await quotas.policy(guild_id)  # connect before the race
+        await quotas.policies.policy(guild_id)  # connect before the race
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
         async def one() -> bool:
             try:
-                await quotas.reserve(guild_id, user_id, [], cost)
+                await quotas.ledger.reserve(guild_id, user_id, [], cost)
             except QuotaExceeded:
                 return False
             return True

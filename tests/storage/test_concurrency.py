@@ -40,12 +40,12 @@ async def test_200_racing_reservations_grant_exactly_what_fits(database_url: str
         await Database.open(database_url, migrate=False, pool_size=10, max_overflow=10) for _ in range(4)
     ]
     try:
-        await QuotaService(engines[0], clock=clock).set_default(G, 10 * COST)
+        await QuotaService(engines[0], clock=clock).policies.set_default(G, 10 * COST)
         services = [QuotaService(db, clock=clock) for db in engines]
 
         async def attempt(i: int) -> bool:
             try:
-                await services[i % len(services)].reserve(G, U, [], COST)
+                await services[i % len(services)].ledger.reserve(G, U, [], COST)
             except QuotaExceeded as exc:
                 assert exc.remaining < COST
                 return False
@@ -54,7 +54,7 @@ async def test_200_racing_reservations_grant_exactly_what_fits(database_url: str
         results = await asyncio.gather(*(attempt(i) for i in range(200)))
         assert sum(results) == 10
         assert await _held(engines[0]) == (10, 10 * COST)
-        budget = await services[1].budget(G, U, [])
+        budget = await services[1].ledger.budget(G, U, [])
         assert (budget.reserved, budget.remaining) == (10 * COST, 0)
     finally:
         for db in engines:
@@ -63,14 +63,14 @@ async def test_200_racing_reservations_grant_exactly_what_fits(database_url: str
 
 async def test_racing_settles_and_releases_return_credits_once(db: Database, clock: ManualClock) -> None:
     quotas = QuotaService(db, clock=clock)
-    await quotas.set_default(G, 10 * COST)
-    reservation = await quotas.reserve(G, U, [], COST)
+    await quotas.policies.set_default(G, 10 * COST)
+    reservation = await quotas.ledger.reserve(G, U, [], COST)
     results = await asyncio.gather(
-        *(quotas.settle(reservation.id, 4) for _ in range(10)),
-        *(quotas.release(reservation.id) for _ in range(10)),
+        *(quotas.ledger.settle(reservation.id, 4) for _ in range(10)),
+        *(quotas.ledger.release(reservation.id) for _ in range(10)),
     )
     assert sorted(r for r in results if r) in ([6], [COST])
-    budget = await quotas.budget(G, U, [])
+    budget = await quotas.ledger.budget(G, U, [])
     assert budget.spent + budget.reserved in (0, 4)
     assert budget.reserved == 0
 
@@ -79,7 +79,7 @@ async def test_reservations_from_two_processes(database_url: str) -> None:
     """Two OS processes, 100 concurrent reservations each, budget for 10: exactly 10 granted."""
     db = await Database.open(database_url, migrate=False)
     try:
-        await QuotaService(db).set_default(G, 10 * COST)
+        await QuotaService(db).policies.set_default(G, 10 * COST)
     finally:
         await db.close()
 

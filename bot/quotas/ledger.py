@@ -1,0 +1,314 @@
+"""Spending against budgets: reservations, and the ledger that records every movement.
+
+Spending is two-phase: `reserve` holds the expected cost before a generation is submitted
+(refusing with `QuotaExceeded` when it does not fit), then `settle` charges the actual cost
+(returning the difference) or `release` returns everything. A reservation counts towards the
+period in which it was made. Reservations of one member are serialised (a PostgreSQL
+advisory lock; SQLite's `BEGIN IMMEDIATE`), so racing requests — from any number of
+processes — never overspend. Every movement is one ledger row (`_record`). Spending is never
+cached: reservations always count the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import Clock, as_utc, utcnow
+from bot.db import Database
+from bot.db.models import QuotaLedger, QuotaReservation
+from bot.db.sql import advisory_lock
+from bot.quotas.periods import Period, period_bounds
+from bot.quotas.policies import LimitSource, QuotaPolicies, credits_arg
+
+log = logging.getLogger(__name__)
+
+
+class ReservationState(StrEnum):
+    HELD = "held"
+    SETTLED = "settled"
+    RELEASED = "released"
+
+
+class LedgerKind(StrEnum):
+    RESERVE = "reserve"  # credits < 0: taken from the budget
+    SETTLE_REFUND = "settle_refund"  # reserved - actual (> 0 returns credits; < 0 charges extra)
+    RELEASE = "release"  # credits > 0: the whole reservation returned
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A member's position in the current period. `limit`/`remaining` are None when unlimited."""
+
+    guild_id: int
+    user_id: int
+    limit: int | None
+    source: LimitSource
+    period: Period
+    period_start: datetime
+    resets_at: datetime
+    spent: int
+    reserved: int
+    remaining: int | None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.limit is None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    guild_id: int
+    user_id: int
+    credits: int
+    created_at: datetime
+    state: ReservationState = ReservationState.HELD
+    actual: int | None = None
+    job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    guild_id: int
+    user_id: int
+    at: datetime
+    reservation_id: int
+    job_id: int | None
+    credits: int
+    kind: LedgerKind
+
+
+class QuotaError(Exception):
+    pass
+
+
+class QuotaExceeded(QuotaError):
+    """The cost does not fit in what remains of the member's budget this period."""
+
+    def __init__(self, *, remaining: int, cost: int, resets_at: datetime, limit: int) -> None:
+        super().__init__(f"needs {cost} credits, {remaining} of {limit} left until {resets_at.isoformat()}")
+        self.remaining = remaining
+        self.cost = cost
+        self.resets_at = resets_at
+        self.limit = limit
+
+
+class UnknownReservation(QuotaError, LookupError):
+    def __init__(self, reservation_id: int) -> None:
+        super().__init__(f"no reservation {reservation_id}")
+        self.reservation_id = reservation_id
+
+
+HELD = QuotaReservation.state == ReservationState.HELD.value
+SETTLED = QuotaReservation.state == ReservationState.SETTLED.value
+
+
+def _reservation(row: QuotaReservation) -> Reservation:
+    return Reservation(
+        id=row.id,
+        guild_id=row.guild_id,
+        user_id=row.user_id,
+        credits=row.credits,
+        created_at=row.created_at,
+        state=ReservationState(row.state),
+        actual=row.actual,
+        job_id=row.job_id,
+    )
+
+
+def _record(s: AsyncSession, row: QuotaReservation, kind: LedgerKind, credits: int, at: datetime) -> None:
+    """The ledger row for one movement of a reservation's credits."""
+    s.add(
+        QuotaLedger(
+            guild_id=row.guild_id,
+            user_id=row.user_id,
+            at=at,
+            reservation_id=row.id,
+            job_id=row.job_id,
+            credits=credits,
+            kind=kind.value,
+        )
+    )
+
+
+async def usage(
+    s: AsyncSession, guild_id: int, user_id: int, start: datetime, end: datetime
+) -> tuple[int, int, int]:
+    """(spent, reserved, generations) of a member for reservations made in [start, end)."""
+    row = (
+        await s.execute(
+            select(
+                func.coalesce(func.sum(QuotaReservation.actual).filter(SETTLED), 0),
+                func.coalesce(func.sum(QuotaReservation.credits).filter(HELD), 0),
+                func.count().filter(QuotaReservation.state != ReservationState.RELEASED.value),
+            ).where(
+                QuotaReservation.guild_id == guild_id,
+                QuotaReservation.user_id == user_id,
+                QuotaReservation.created_at >= start,
+                QuotaReservation.created_at < end,
+            )
+        )
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+
+class Ledger:
+    """Budgets, reservations and their ledger rows for every server; see the module docstring."""
+
+    def __init__(self, db: Database, policies: QuotaPolicies, *, clock: Clock = utcnow) -> None:
+        self._db = db
+        self._policies = policies
+        self._clock = clock
+
+    async def budget(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> Budget:
+        """Where the member stands this period."""
+        now = self._clock()
+        async with self._db.session() as s:
+            policy = await self._policies.read(s, guild_id)
+            start, end = period_bounds(policy.period, now)
+            spent, reserved, _ = await usage(s, guild_id, user_id, start, end)
+        limit, source = policy.resolve(user_id, role_ids)
+        return Budget(
+            guild_id=guild_id,
+            user_id=user_id,
+            limit=limit,
+            source=source,
+            period=policy.period,
+            period_start=start,
+            resets_at=end,
+            spent=spent,
+            reserved=reserved,
+            remaining=None if limit is None else max(0, limit - spent - reserved),
+        )
+
+    async def reserve(self, guild_id: int, user_id: int, role_ids: Iterable[int], cost: int) -> Reservation:
+        """Hold `cost` credits of the member's budget, or raise `QuotaExceeded`.
+
+        Atomic per member across connections and processes. Unlimited members get a
+        reservation too, so the ledger and reports see all use.
+        """
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+            raise ValueError("cost must be a whole number of at least 0")
+        roles = list(role_ids)
+
+        async def work(s: AsyncSession) -> Reservation:
+            await advisory_lock(s, "quota", guild_id, user_id)
+            now = self._clock()
+            policy = await self._policies.read(s, guild_id)
+            limit, _ = policy.resolve(user_id, roles)
+            if limit is not None:
+                start, end = period_bounds(policy.period, now)
+                spent, reserved, _ = await usage(s, guild_id, user_id, start, end)
+                remaining = limit - spent - reserved
+                if cost > remaining:
+                    raise QuotaExceeded(remaining=max(0, remaining), cost=cost, resets_at=end, limit=limit)
+            row = QuotaReservation(
+                guild_id=guild_id,
+                user_id=user_id,
+                credits=cost,
+                actual=None,
+                state=ReservationState.HELD.value,
+                job_id=None,
+                created_at=now,
+                closed_at=None,
+            )
+            s.add(row)
+            await s.flush()
+            _record(s, row, LedgerKind.RESERVE, -cost, now)
+            return _reservation(row)
+
+        return await self._db.run(work)
+
+    async def get_reservation(self, reservation_id: int) -> Reservation | None:
+        async with self._db.session() as s:
+            row = await s.get(QuotaReservation, reservation_id)
+            return None if row is None else _reservation(row)
+
+    async def attach(self, reservation_id: int, job_id: int) -> None:
+        """Record which job a reservation pays for (so it is no longer an orphan)."""
+
+        async def work(s: AsyncSession) -> int:
+            result = await s.execute(
+                update(QuotaReservation).where(QuotaReservation.id == reservation_id).values(job_id=job_id)
+            )
+            return int(getattr(result, "rowcount", 0))
+
+        if not await self._db.run(work):
+            raise UnknownReservation(reservation_id)
+
+    async def _close(self, reservation_id: int, kind: LedgerKind, actual: int | None) -> int:
+        async def work(s: AsyncSession) -> int:
+            row = (
+                await s.execute(
+                    select(QuotaReservation).where(QuotaReservation.id == reservation_id).with_for_update()
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                raise UnknownReservation(reservation_id)
+            if row.state != ReservationState.HELD.value:
+                return 0
+            now = self._clock()
+            if kind is LedgerKind.SETTLE_REFUND:
+                assert actual is not None
+                row.state, row.actual, returned = ReservationState.SETTLED.value, actual, row.credits - actual
+            else:
+                row.state, returned = ReservationState.RELEASED.value, row.credits
+            row.closed_at = now
+            _record(s, row, kind, returned, now)
+            return returned
+
+        return await self._db.run(work)
+
+    async def settle(self, reservation_id: int, actual: int) -> int:
+        """Charge the actual cost; returns the credits given back (reserved - actual).
+
+        Idempotent: settling (or releasing) an already closed reservation changes nothing and
+        returns 0. A negative result means `actual` exceeded the reservation and was charged.
+        """
+        actual = credits_arg(actual, name="actual") or 0
+        return await self._close(reservation_id, LedgerKind.SETTLE_REFUND, actual)
+
+    async def release(self, reservation_id: int) -> int:
+        """Give the whole reservation back (nothing was charged); returns the credits returned.
+
+        Idempotent; a no-op (returning 0) after `settle`.
+        """
+        return await self._close(reservation_id, LedgerKind.RELEASE, None)
+
+    async def release_orphans(self, older_than: timedelta | datetime) -> int:
+        """Release held reservations with no job attached, made before `older_than`
+        (a cutoff time, or an age relative to now). Returns how many were released."""
+        cutoff = as_utc(older_than) if isinstance(older_than, datetime) else self._clock() - older_than
+
+        async def work(s: AsyncSession) -> int:
+            rows = (
+                (
+                    await s.execute(
+                        select(QuotaReservation)
+                        .where(HELD, QuotaReservation.job_id.is_(None), QuotaReservation.created_at < cutoff)
+                        .order_by(QuotaReservation.id)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            now = self._clock()
+            for row in rows:
+                row.state = ReservationState.RELEASED.value
+                row.closed_at = now
+                _record(s, row, LedgerKind.RELEASE, row.credits, now)
+            return len(rows)
+
+        count = await self._db.run(work)
+        if count:
+            log.info("released %d orphaned quota reservation(s)", count)
+        return count
