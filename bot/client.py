@@ -31,13 +31,8 @@ from bot.services import Services
 log = logging.getLogger(__name__)
 
 COGS = ("cogs.imagine", "cogs.info", "cogs.admin", "cogs.history")
-PROGRESS_MIN_INTERVAL = 5.0
-# Stop using the interaction webhook a little before Discord's 15 minutes run out.
-TOKEN_MARGIN = timedelta(seconds=30)
 # A 413 repacks the files smaller; after this many tries only links are left.
 MAX_REPACKS = 5
-# A moderator-log line about missing permissions, at most this often per channel (seconds).
-REPORT_EVERY = 3600.0
 
 
 class ImageHubBot(commands.AutoShardedBot):
@@ -62,12 +57,12 @@ class ImageHubBot(commands.AutoShardedBot):
             publisher=self.publisher,
             references=services.references,
             owner=services.owner,
+            timings=services.timings,
             concurrency=services.settings.max_concurrent_polls,
             retention=timedelta(days=services.settings.job_retention_days),
-            lease_seconds=services.settings.job_lease_seconds,
         )
         # The local queue: promoted before every claim, positions shown on status messages.
-        self.queue_runner = QueueRunner(services.queue, self.publisher)
+        self.queue_runner = QueueRunner(services.queue, self.publisher, timings=services.timings)
         self.scheduler.before_claim = self.queue_runner.tick
         services.balance.notify = self.publisher.low_balance
         services.imagine.on_ignored_patterns = self.publisher.ignored_patterns
@@ -122,7 +117,7 @@ class ImageHubBot(commands.AutoShardedBot):
             job.interaction_token is not None
             and job.application_id is not None
             and job.token_expires_at is not None
-            and job.token_expires_at - TOKEN_MARGIN > datetime.now(UTC)
+            and job.token_expires_at - self.services.timings.token_margin > datetime.now(UTC)
         )
 
     def interaction_webhook(self, job: Job) -> discord.Webhook:
@@ -132,10 +127,11 @@ class ImageHubBot(commands.AutoShardedBot):
 
 class EditTimes:
     """When each job's status message was last edited, for the edit throttle: kept only for
-    `PROGRESS_MIN_INTERVAL` (older ones throttle nothing), so jobs that end without a result
-    (failed, unknown, cancelled) leave nothing behind. Oldest first: pruning is from the front."""
+    `interval` (older ones throttle nothing), so jobs that end without a result (failed,
+    unknown, cancelled) leave nothing behind. Oldest first: pruning is from the front."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
         self._at: dict[int, float] = {}
 
     def last(self, job_id: int, now: float) -> float:
@@ -153,7 +149,7 @@ class EditTimes:
     def _prune(self, now: float) -> None:
         while self._at:
             oldest = next(iter(self._at))
-            if now - self._at[oldest] < PROGRESS_MIN_INTERVAL:
+            if now - self._at[oldest] < self.interval:
                 return
             del self._at[oldest]
 
@@ -180,8 +176,9 @@ class DiscordPublisher:
 
     def __init__(self, bot: ImageHubBot) -> None:
         self.bot = bot
-        self._last_edit = EditTimes()
-        self._last_queue_edit = EditTimes()  # queue positions: throttled on their own
+        self.timings = bot.services.timings
+        self._last_edit = EditTimes(self.timings.progress_interval)
+        self._last_queue_edit = EditTimes(self.timings.progress_interval)  # positions: throttled apart
         # Jobs whose status message answered 404 / whose token answered 401 (the row forgets them
         # too): forgotten when the job ends, so they hold only running jobs.
         self._gone_status: set[int] = set()
@@ -229,7 +226,7 @@ class DiscordPublisher:
         if not self._status_editable(job):
             return
         now = time.monotonic()
-        if now - self._last_edit.last(job.id, now) < PROGRESS_MIN_INTERVAL:
+        if now - self._last_edit.last(job.id, now) < self.timings.progress_interval:
             return
         self._last_edit.mark(job.id, now)
         await self._edit_status(job, embed=render.status_embed(job))
@@ -237,7 +234,7 @@ class DiscordPublisher:
     async def queued(self, job: Job, place: Place) -> bool:
         """Show a queued job's place (the `QueueNotifier`); False when throttled.
 
-        At most one such edit per message per PROGRESS_MIN_INTERVAL, and none within it after a
+        At most one such edit per message per `progress_interval`, and none within it after a
         progress edit. Position edits don't hold back `progress` (a job just promoted must not
         keep saying "waiting"), and one that is no longer queued is left alone.
         """
@@ -247,7 +244,7 @@ class DiscordPublisher:
             return True
         now = time.monotonic()
         last = max(self._last_edit.last(job.id, now), self._last_queue_edit.last(job.id, now))
-        if now - last < PROGRESS_MIN_INTERVAL:
+        if now - last < self.timings.progress_interval:
             return False
         current = await self.bot.services.jobs.get(job.id)
         if current is None or current.status is not JobStatus.QUEUED:
@@ -481,10 +478,11 @@ class DiscordPublisher:
         """One moderator-log line per channel and missing permissions per hour."""
         key = (channel_id, tuple(missing))
         now = time.monotonic()
-        if now - self._reported.get(key, -REPORT_EVERY) < REPORT_EVERY:
+        every = self.timings.report_every
+        if now - self._reported.get(key, -every) < every:
             return
         if len(self._reported) >= 1024:  # keep only lines still within their hour
-            self._reported = {k: at for k, at in self._reported.items() if now - at < REPORT_EVERY}
+            self._reported = {k: at for k, at in self._reported.items() if now - at < every}
         self._reported[key] = now
         log.warning(kv("publish.missing_permissions", guild=guild_id, channel=channel_id, missing=missing))
         await self.mod_log(guild_id, line)

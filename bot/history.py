@@ -19,7 +19,8 @@ from bot.jobs import Job, JobStatus
 from bot.limits import WorkCounts
 from bot.logs import kv
 from bot.references import sniff_result_type
-from bot.scheduler import DOWNLOAD_TIMEOUT, MAX_IMAGE_BYTES, Result, ResultImage
+from bot.scheduler import Result, ResultImage
+from bot.timings import Timings
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,12 @@ def elapsed(job: Job) -> float:
     return max(0.0, (end - job.submitted_at).total_seconds())
 
 
-async def fetch_result(hub: HubClient, job: Job) -> Result:
+async def fetch_result(hub: HubClient, job: Job, timings: Timings) -> Result:
     """The job's images downloaded again from the stored URLs (a failed one keeps only its URL)."""
 
     async def one(index: int, url: str) -> ResultImage:
         try:
-            data = await hub.download(url, MAX_IMAGE_BYTES, timeout=DOWNLOAD_TIMEOUT)
+            data = await hub.download(url, timings.max_image_bytes, timeout=timings.download_timeout)
         except DownloadError as exc:
             log.info(kv("history.download_failed", job=job.id, index=index, error=str(exc)[:200]))
             return ResultImage(index=index, url=url, data=None)

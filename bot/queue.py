@@ -42,6 +42,7 @@ from bot.guild_settings import GuildConfig, GuildSettingsStore
 from bot.job_store import JobStore
 from bot.jobs import ACTIVE, Job, JobStatus
 from bot.logs import kv
+from bot.timings import Timings
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,7 @@ SERVED_WINDOW = timedelta(days=1)
 # Generation time assumed for the ETA when a server has no recent finished generation.
 DEFAULT_GENERATION_SECONDS = 30.0
 RECENT_GENERATIONS = 20
-# Positions are refreshed on every change seen by this process, and at least this often.
-REFRESH_INTERVAL = 30.0
-# A throttled edit is tried again after this long (the publisher allows one edit per 5 s).
-RETRY_DELAY = 5.5
+# A throttled position edit is tried this many times (`Timings.queue_retry_delay` apart).
 REFRESH_ATTEMPTS = 4
 
 _ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
@@ -388,9 +386,10 @@ class QueueNotifier(Protocol):
 class QueueRunner:
     """The scheduler's hook: promote, then refresh the places shown (in the background)."""
 
-    def __init__(self, queue: JobQueue, notifier: QueueNotifier | None = None) -> None:
+    def __init__(self, queue: JobQueue, notifier: QueueNotifier | None = None, *, timings: Timings) -> None:
         self.queue = queue
         self.notifier = notifier
+        self.timings = timings
         self._shown: dict[int, dict[int, int]] = {}  # guild -> job id -> position last shown
         self._dirty: set[int] = set()
         self._refreshing: dict[int, asyncio.Task[None]] = {}
@@ -407,7 +406,7 @@ class QueueRunner:
     async def tick(self) -> list[int]:
         """Promote what fits in every server with waiting jobs; returns the promoted job ids."""
         promoted: list[int] = []
-        full = time.monotonic() - self._last_full >= REFRESH_INTERVAL
+        full = time.monotonic() - self._last_full >= self.timings.queue_refresh_interval
         if full:
             self._last_full = time.monotonic()
         for guild_id in await self.queue.guilds_waiting():
@@ -435,7 +434,7 @@ class QueueRunner:
         shown; edits the publisher skipped (throttled) are tried again a little later."""
         for attempt in range(REFRESH_ATTEMPTS):
             if attempt:
-                await asyncio.sleep(RETRY_DELAY)
+                await asyncio.sleep(self.timings.queue_retry_delay)
             if not await self._refresh_once(guild_id):
                 return
 

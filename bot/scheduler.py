@@ -43,22 +43,13 @@ from bot.jobs import Job, JobStatus, LeaseLost
 from bot.logs import kv
 from bot.quotas import QuotaService
 from bot.references import sniff_result_type
+from bot.timings import Timings
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGE_BYTES = 60 * 1024 * 1024
-DOWNLOAD_TIMEOUT = 60.0
-# Give up polling a generation after this long; the hub's synchronous limit is 800 s.
-MAX_GENERATION_AGE = timedelta(minutes=30)
 MAX_PUBLISH_ATTEMPTS = 6
-MAINTENANCE_INTERVAL = 3600.0
-ORPHAN_AGE = timedelta(minutes=10)
 # A step that keeps crashing for an unexpected reason is given up after this many tries.
 MAX_STEP_ERRORS = 10
-# How long a clean stop waits for steps under way (a submission in flight must get its answer).
-STOP_GRACE = 30.0
-# With every slot busy, look again at least this often (finishing steps wake the loop sooner).
-SATURATED_WAIT = 0.05
 
 
 class NoticeKind(StrEnum):
@@ -174,8 +165,21 @@ class PollPolicy:
     min_samples: int = 5
     slow_after: float = 120.0
     slow_step: float = 10.0
+    backoff: float = 1.0  # the n-th error in a row waits backoff * 2**n seconds...
+    backoff_max: float = 60.0  # ...at most this long
     durations: dict[str, deque[float]] = field(default_factory=dict)
     _bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_timings(cls, timings: Timings) -> PollPolicy:
+        return cls(
+            first=timings.poll_first,
+            step=timings.poll_step,
+            slow_after=timings.poll_slow_after,
+            slow_step=timings.poll_slow_step,
+            backoff=timings.error_backoff,
+            backoff_max=timings.error_backoff_max,
+        )
 
     def observe(self, key: str, seconds: float) -> None:
         """A generation of this kind took `seconds` from submission to its images."""
@@ -217,7 +221,8 @@ class PollPolicy:
         return max(0.05, target - elapsed)
 
     def error_delay(self, errors: int) -> float:
-        return float(min(60.0, 2.0 ** min(errors, 6)))
+        """Seconds to wait after the `errors`-th error in a row."""
+        return float(min(self.backoff_max, self.backoff * 2.0 ** min(errors, 16)))
 
 
 def _quantile(ordered: Sequence[float], q: float) -> float:
@@ -259,10 +264,9 @@ class Scheduler:
         publisher: Publisher,
         references: ReferenceSource,
         owner: str,
+        timings: Timings,
         concurrency: int = 32,
-        lease_seconds: float = 120.0,
         policy: PollPolicy | None = None,
-        idle_wait: float = 30.0,
         retention: timedelta = timedelta(days=30),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -272,9 +276,10 @@ class Scheduler:
         self.publisher = publisher
         self.references = references
         self.owner = owner
-        self.lease_seconds = lease_seconds
-        self.policy = policy or PollPolicy()
-        self.idle_wait = idle_wait
+        self.timings = timings
+        self.lease_seconds = timings.lease_seconds
+        self.policy = policy or PollPolicy.from_timings(timings)
+        self.idle_wait = timings.idle_wait
         self.retention = retention
         self.clock = clock
         self._concurrency = concurrency
@@ -318,7 +323,7 @@ class Scheduler:
         job's final state, or released when no job was stored) and prune old finished jobs."""
         try:
             settled = await self.reconcile()
-            released = await self.quotas.ledger.release_orphans(ORPHAN_AGE)
+            released = await self.quotas.ledger.release_orphans(self.timings.orphan_age)
             pruned = await self.jobs.prune(self.retention)
         except Exception:
             log.exception(kv("scheduler.maintenance_failed"))
@@ -355,7 +360,7 @@ class Scheduler:
             self._announced = math.inf
             if time.monotonic() >= next_maintenance:
                 await self.maintain()
-                next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
+                next_maintenance = time.monotonic() + self.timings.maintenance_interval
             if self.before_claim is not None:
                 try:
                     await self.before_claim()
@@ -364,7 +369,7 @@ class Scheduler:
             free = self._concurrency - len(self._in_flight)
             if free <= 0:
                 self._saturated = True
-                await self._wait(SATURATED_WAIT)  # finishing steps wake us sooner
+                await self._wait(self.timings.saturated_wait)  # finishing steps wake us sooner
                 self._saturated = False
                 continue
             claimed: list[Job] = []
@@ -439,7 +444,7 @@ class Scheduler:
             self._renewer.cancel()
         tasks = set(self._in_flight.values())
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            _, pending = await asyncio.wait(tasks, timeout=self.timings.stop_grace)
             for task in pending:
                 task.cancel()
             if pending:
@@ -472,7 +477,8 @@ class Scheduler:
 
     def _too_old(self, job: Job) -> bool:
         """At the hub for longer than any generation takes (the wait in the local queue doesn't count)."""
-        return job.submitted_at is not None and self.clock() - job.submitted_at > MAX_GENERATION_AGE
+        age = self.timings.max_generation_age
+        return job.submitted_at is not None and self.clock() - job.submitted_at > age
 
     async def _give_up(self, job: Job, reason: str) -> None:
         """End a job that keeps failing for an unexpected reason, with its credits accounted for.
@@ -593,7 +599,7 @@ class Scheduler:
             gen = await hub.get_generation(job.hub_generation_id)
         except (HubUnavailable, NotFound, InvalidApiKey, ExpiredApiKey, HubError) as exc:
             errors = job.error_attempts + 1
-            if elapsed > MAX_GENERATION_AGE.total_seconds():
+            if elapsed > self.timings.max_generation_age.total_seconds():
                 await self._finish(job, JobStatus.UNKNOWN, last_error=str(exc)[:500])
                 await self._settle_full(job)
                 await self._notify(job, Notice(NoticeKind.TIMED_OUT, charged=job.cost))
@@ -606,7 +612,7 @@ class Scheduler:
             self.policy.observe(_policy_key(job), generation_seconds(gen) or elapsed)
             await self._on_finished(job, gen)
             return
-        if elapsed > MAX_GENERATION_AGE.total_seconds():
+        if elapsed > self.timings.max_generation_age.total_seconds():
             await self._finish(job, JobStatus.UNKNOWN, hub_status=gen.status, last_error="timed out")
             await self._settle_full(job)
             await self._notify(job, Notice(NoticeKind.TIMED_OUT, charged=job.cost))
@@ -689,7 +695,8 @@ class Scheduler:
     async def _download_all(self, hub: HubClient, job: Job) -> list[ResultImage]:
         async def one(index: int, url: str) -> ResultImage:
             try:
-                data = await hub.download(url, MAX_IMAGE_BYTES, timeout=DOWNLOAD_TIMEOUT)
+                t = self.timings
+                data = await hub.download(url, t.max_image_bytes, timeout=t.download_timeout)
             except DownloadError as exc:
                 log.warning(kv("job.image_download_failed", job=job.id, index=index, error=str(exc)[:200]))
                 return ResultImage(index=index, url=url, data=None)

@@ -27,11 +27,9 @@ from bot.keys import KeyUnreadable, KeyVault
 from bot.logs import kv
 from bot.queue import JobQueue
 from bot.quotas import QuotaService
-from bot.references import MAX_REFERENCE_BYTES
+from bot.timings import Timings
 
 log = logging.getLogger(__name__)
-
-ATTACHMENT_TIMEOUT = 30.0
 
 
 class HubClients:
@@ -112,6 +110,7 @@ class HubClients:
 @dataclass
 class Services:
     settings: Settings
+    timings: Timings
     db: Database
     session: aiohttp.ClientSession
     keys: KeyVault
@@ -130,10 +129,12 @@ class Services:
 
     async def fetch_attachment(self, attachment: Attachment) -> bytes:
         """Download a Discord attachment (the only member-supplied URL the bot fetches)."""
-        return await fetch_capped(self.session, attachment.url, MAX_REFERENCE_BYTES)
+        return await fetch_capped(self.session, attachment.url, self.timings)
 
     @classmethod
-    async def open(cls, settings: Settings) -> Services:
+    async def open(cls, settings: Settings, *, timings: Timings | None = None) -> Services:
+        """Every service for `settings`; `timings` default to production's (tests pass shorter ones)."""
+        timings = timings or Timings.from_settings(settings)
         db = await Database.open(settings.database_url)
         session = aiohttp.ClientSession()
         address_policy = AddressPolicy(parse_allowed(settings.allow_private_image_hosts))
@@ -149,6 +150,9 @@ class Services:
             settings.hub_base_url,
             keys,
             session,
+            timeout=timings.hub_timeout,
+            retries=timings.hub_retries,
+            backoff=timings.hub_backoff,
             images_session=images_session,
             address_policy=address_policy,
         )
@@ -158,7 +162,7 @@ class Services:
         catalog = ModelCatalog(hubs.list_models)
 
         async def fetch_attachment(attachment: Attachment) -> bytes:
-            return await fetch_capped(session, attachment.url, MAX_REFERENCE_BYTES)
+            return await fetch_capped(session, attachment.url, timings)
 
         references = ReferenceCache(fetch_attachment)
         imagine = ImagineService(
@@ -173,6 +177,7 @@ class Services:
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         return cls(
             settings=settings,
+            timings=timings,
             db=db,
             session=session,
             keys=keys,
@@ -198,9 +203,10 @@ class Services:
         await self.db.close()
 
 
-async def fetch_capped(session: aiohttp.ClientSession, url: str, max_bytes: int) -> bytes:
+async def fetch_capped(session: aiohttp.ClientSession, url: str, timings: Timings) -> bytes:
     """Download a Discord attachment with a size and time cap."""
-    timeout = aiohttp.ClientTimeout(total=ATTACHMENT_TIMEOUT)
+    max_bytes = timings.attachment_max_bytes
+    timeout = aiohttp.ClientTimeout(total=timings.attachment_timeout)
     async with session.get(url, timeout=timeout) as response:
         response.raise_for_status()
         if response.content_length is not None and response.content_length > max_bytes:

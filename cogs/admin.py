@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A key form closed without sending is forgotten after this long.
-FORM_TIMEOUT = 300.0
-
 PERIODS = [app_commands.Choice(name=p.value, value=p.value) for p in Period]
 FILTER_KINDS = [app_commands.Choice(name=k, value=k) for k in ("word", "regex")]
 
@@ -53,7 +50,7 @@ class KeyModal(discord.ui.Modal, title="Set the image hub key"):
     )
 
     def __init__(self, bot: ImageHubBot) -> None:
-        super().__init__(timeout=FORM_TIMEOUT)
+        super().__init__(timeout=bot.services.timings.key_form_timeout)
         self.bot = bot
 
     async def on_submit(self, interaction: discord.Interaction) -> None:

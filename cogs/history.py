@@ -115,7 +115,7 @@ class History(commands.Cog):
             return
         with slot:  # held until the images are posted: they are in memory until then
             await interaction.response.defer(thinking=True)
-            result = await fetch_result(services.hubs.downloader(), job)
+            result = await fetch_result(services.hubs.downloader(), job, services.timings)
             files, links = render.result_files(job, result, interaction.filesize_limit)
             if not files and not links:
                 await interaction.followup.send(embed=render.refusal(render.SHOW_GONE))

@@ -28,21 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A form a member closes without sending is forgotten after this long (it holds the references).
-FORM_TIMEOUT = 600.0
-
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 # What the form's image-count field accepts, exactly.
 COUNTS = {str(n): n for n in range(1, 5)}
-# A member gets some answer this soon: when the checks take longer (a burst of requests),
-# the bot answers "thinking…" first and replaces it with the real answer.
-EARLY_ANSWER_AFTER = 0.15
-# Requests checked and started at once; the others wait their turn (answered early). Bounding
-# this keeps the event loop's turns short, so every early answer goes out on time.
-LAUNCH_CONCURRENCY = 32
-# A reference's CDN URL with less than this left (seconds) is renewed before use: the scheduler
-# may download it again later (after a restart).
-URL_MARGIN = 600.0
 _launch_slots: weakref.WeakKeyDictionary[ImageHubBot, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
@@ -72,14 +60,15 @@ def to_attachment(a: discord.Attachment, message: discord.Message | None = None)
     return Attachment(url=a.url, filename=a.filename, size=a.size, content_type=a.content_type, source=source)
 
 
-def _expires_soon(url: str) -> bool:
-    """Whether a signed CDN URL (`ex` = expiry, hex epoch seconds) is expired or close to it."""
+def _expires_soon(url: str, margin: float) -> bool:
+    """Whether a signed CDN URL (`ex` = expiry, hex epoch seconds) is expired or within `margin`
+    seconds of it (the engine may download it again later, e.g. after a restart)."""
     query = parse_qs(urlsplit(url).query)
     try:
         expires = int(query["ex"][0], 16)
     except (KeyError, IndexError, ValueError):
         return True  # unsigned: Discord no longer serves it
-    return expires - time.time() < URL_MARGIN
+    return expires - time.time() < margin
 
 
 async def fresh_references(bot: ImageHubBot, request: ImagineRequest) -> ImagineRequest:
@@ -116,7 +105,10 @@ def renewing_fetch(bot: ImageHubBot, guild_id: int, pending: tuple[Attachment, .
 async def _renew(
     bot: ImageHubBot, guild_id: int, attachments: tuple[Attachment, ...], *, force: bool = False
 ) -> tuple[Attachment, ...]:
-    stale = {a.source[:2] for a in attachments if a.source is not None and (force or _expires_soon(a.url))}
+    margin = bot.services.timings.url_margin
+    stale = {
+        a.source[:2] for a in attachments if a.source is not None and (force or _expires_soon(a.url, margin))
+    }
     if not stale:
         return attachments
     fresh: dict[int, str] = {}
@@ -201,7 +193,7 @@ class FirstAnswer:
 def launch_slots(bot: ImageHubBot) -> asyncio.Semaphore:
     slots = _launch_slots.get(bot)
     if slots is None:
-        slots = _launch_slots[bot] = asyncio.Semaphore(LAUNCH_CONCURRENCY)
+        slots = _launch_slots[bot] = asyncio.Semaphore(bot.services.timings.launch_concurrency)
     return slots
 
 
@@ -212,9 +204,10 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     with references a download slot is taken too (bounded per member and per server), the public
     answer goes next, then their bytes are downloaded and checked (a bad one releases the
     reservation). Under load the first answer is "thinking…" (see
-    `FirstAnswer`): a member always hears back within `EARLY_ANSWER_AFTER`.
+    `FirstAnswer`): a member always hears back within `Timings.early_answer`. Requests checked
+    at once are bounded (`Timings.launch_concurrency`), which keeps the event loop's turns short.
     """
-    answer = FirstAnswer(interaction, EARLY_ANSWER_AFTER)
+    answer = FirstAnswer(interaction, bot.services.timings.early_answer)
     try:
         async with launch_slots(bot):
             await _launch(bot, interaction, request, answer)
@@ -340,9 +333,9 @@ class ImagineModal(discord.ui.Modal, title="Imagine with these images"):
         self, bot: ImageHubBot, attachments: tuple[Attachment, ...], *, title: str | None = None
     ) -> None:
         if title:
-            super().__init__(title=title, timeout=FORM_TIMEOUT)
+            super().__init__(title=title, timeout=bot.services.timings.form_timeout)
         else:
-            super().__init__(timeout=FORM_TIMEOUT)
+            super().__init__(timeout=bot.services.timings.form_timeout)
         self.bot = bot
         self.attachments = attachments
 

@@ -3,14 +3,17 @@
 `bed` starts everything on 127.0.0.1: the emulator with a funded key set for the default
 guild, a fresh database, and the real `ImageHubBot` logged into the fake Discord with its
 commands synced. It runs on SQLite; mark a test `@pytest.mark.parametrize("bed_backend",
-["sqlite", "postgres"], indirect=True)` to run it on PostgreSQL too. Registered as a plugin
-by the root conftest, so every suite can use `bed` and `hub`.
+["sqlite", "postgres"], indirect=True)` to run it on PostgreSQL too. The bot runs with
+production's `Timings` unless the test (or its module) is marked `@pytest.mark.timings(**changes)`,
+e.g. `timings(poll_first=0.05)`: the same code with shorter clocks. Registered as a plugin by
+the root conftest, so every suite can use `bed` and `hub`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from bot.config import load_settings
 from bot.hub.emulator import EmulatorState, serving
 from bot.jobs import Job, JobStatus
 from bot.services import Services
+from bot.timings import Timings
 from tests.botprocess import BotProcess as BotProcess  # the bot as a child process, with the bed's fixtures
 from tests.databases import PG_ENV, REQUIRE_ENV, fresh_database_url, pg_base_url, require_postgres
 from tests.fakediscord.interactions import FakeInteraction
@@ -63,6 +67,7 @@ class Bed:
     services: Services
     database_url: str
     encryption_key: str
+    timings: Timings
 
     @property
     def guild_id(self) -> int:
@@ -142,9 +147,20 @@ def hub_settings(hub_url: str) -> dict[str, str]:
     return {"HUB_BASE_URL": hub_url, "ALLOW_PRIVATE_IMAGE_HOSTS": f"{parts.hostname}:{parts.port}"}
 
 
-async def start_bot(fake: FakeDiscord, settings_kwargs: dict[str, Any]) -> tuple[ImageHubBot, Services]:
+def timings_for(request: pytest.FixtureRequest, base: Timings | None = None) -> Timings:
+    """`base` (production's by default) changed by the test's `timings` marks; the nearest wins
+    (a test's own over its module's)."""
+    changes: dict[str, Any] = {}
+    for mark in reversed(list(request.node.iter_markers("timings"))):
+        changes.update(mark.kwargs)
+    return dataclasses.replace(base or Timings(), **changes)
+
+
+async def start_bot(
+    fake: FakeDiscord, settings_kwargs: dict[str, Any], timings: Timings | None = None
+) -> tuple[ImageHubBot, Services]:
     settings = load_settings(_env_file=None, **settings_kwargs)
-    services = await Services.open(settings)
+    services = await Services.open(settings, timings=timings)
     # The fake sends every GUILD_CREATE at once: no need for discord.py's 2 s wait for stragglers.
     bot = ImageHubBot(services, guild_ready_timeout=0.05)
     task = asyncio.create_task(bot.start(fake.token))
@@ -167,22 +183,21 @@ async def hub() -> AsyncIterator[tuple[str, EmulatorState]]:
         yield url, state
 
 
-@pytest.fixture
-async def bed(
-    fake_discord: FakeDiscord,
-    hub: tuple[str, EmulatorState],
-    bed_database_url: str,
+@contextlib.asynccontextmanager
+async def open_bed(
+    fake_discord: FakeDiscord, hub: tuple[str, EmulatorState], database_url: str, timings: Timings
 ) -> AsyncIterator[Bed]:
+    """The bot on `database_url` with `timings`, logged into `fake_discord`, its key set at `hub`."""
     hub_url, state = hub
     key = state.add_key(credits=10_000)
     encryption_key = Fernet.generate_key().decode()
     settings = {
         "DISCORD_TOKEN": fake_discord.token,
         "ENCRYPTION_KEY": encryption_key,
-        "DATABASE_URL": bed_database_url,
+        "DATABASE_URL": database_url,
         **hub_settings(hub_url),
     }
-    bot, services = await start_bot(fake_discord, settings)
+    bot, services = await start_bot(fake_discord, settings, timings)
     d = fake_discord.default
     await services.keys.set_key(d.guild.id, key, d.admin.id)
     try:
@@ -194,8 +209,20 @@ async def bed(
             key=key,
             bot=bot,
             services=services,
-            database_url=bed_database_url,
+            database_url=database_url,
             encryption_key=encryption_key,
+            timings=timings,
         )
     finally:
         await stop_bot(bot)
+
+
+@pytest.fixture
+async def bed(
+    fake_discord: FakeDiscord,
+    hub: tuple[str, EmulatorState],
+    bed_database_url: str,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Bed]:
+    async with open_bed(fake_discord, hub, bed_database_url, timings_for(request)) as bed:
+        yield bed

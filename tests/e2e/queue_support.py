@@ -6,22 +6,14 @@ from typing import Any
 
 import pytest
 
-from bot.client import ImageHubBot
 from bot.jobs import Job
-from bot.scheduler import PollPolicy
 from tests.bed import Bed
 from tests.fakediscord.models import FakeMessage
 
-
-@pytest.fixture
-def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The publisher's edit throttle and the queue's retry after it, shortened (same logic)."""
-    monkeypatch.setattr("bot.client.PROGRESS_MIN_INTERVAL", 0.2)
-    monkeypatch.setattr("bot.queue.RETRY_DELAY", 0.25)
-
-
-def fast_polls(bot: ImageHubBot) -> None:
-    bot.scheduler.policy = PollPolicy(first=0.05, step=0.1)
+# The publisher's edit throttle and the queue's retry after it, shortened (same logic).
+QUICK = pytest.mark.timings(progress_interval=0.2, queue_retry_delay=0.25)
+# Polls soon after submitting, and often.
+FAST_POLLS = pytest.mark.timings(poll_first=0.05, poll_step=0.1)
 
 
 def embed_field(message: FakeMessage | None, name: str) -> str | None:

@@ -8,15 +8,15 @@ from bot.jobs import JobStatus
 from bot.quotas import LedgerKind, Period
 from tests.bed import Bed
 from tests.e2e.queue_support import (
+    FAST_POLLS,
+    QUICK,
     custom_ids,
-    fast_polls,
-    quick,  # noqa: F401
     status_message,
     text,
     wait_position,
 )
 
-pytestmark = pytest.mark.usefixtures("quick")
+pytestmark = QUICK
 
 
 async def _one_running_one_queued(bed: Bed) -> tuple[int, int]:
@@ -80,8 +80,8 @@ async def test_only_the_author_or_a_moderator_may_cancel(bed: Bed) -> None:
     assert done is not None and done.status == JobStatus.CANCELLED
 
 
+@FAST_POLLS
 async def test_cancel_after_submission_says_the_credits_are_spent(bed: Bed) -> None:
-    fast_polls(bed.bot)
     bed.hub.set_hold(True)
     job = await bed.job_of(await bed.imagine(prompt="already at the hub"))
     generation = await bed.hub.wait_generation_created(1)
@@ -102,10 +102,10 @@ async def test_cancel_after_submission_says_the_credits_are_spent(bed: Bed) -> N
     assert (await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.alice.id, ())).spent == job.cost
 
 
+@FAST_POLLS
 async def test_a_cancel_racing_the_scheduler_is_safe(bed: Bed) -> None:
     """A job already claimed by the scheduler (pending_submit, leased) is cancelled: the worker
     loses its lease and never submits it."""
-    fast_polls(bed.bot)
     await bed.bot.scheduler.stop()  # nobody claims while the test takes the lease by hand
     bed.hub.set_hold(True)
     job = await bed.job_of(await bed.imagine(prompt="race"))

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bot.jobs import JobStatus
 from bot.quotas import LedgerKind
 from tests.bed import Bed, hub_settings, start_bot, stop_bot
 from tests.e2e.queue_support import (
+    FAST_POLLS,
+    QUICK,
     custom_ids,
     embed_field,
-    fast_polls,
-    quick,  # noqa: F401
     status_message,
     text,
     wait_position,
 )
 
-pytestmark = pytest.mark.usefixtures("quick")
+pytestmark = QUICK
 BOTH = pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
 
 
 @BOTH
+@FAST_POLLS
 async def test_members_take_turns_and_positions_move(bed: Bed) -> None:
-    fast_polls(bed.bot)
     await bed.services.guilds.update(bed.guild_id, max_concurrent_per_guild=1)
     bed.hub.set_hold(True)
     a1 = await bed.job_of(await bed.imagine(prompt="alice one"))
@@ -72,8 +74,8 @@ async def test_members_take_turns_and_positions_move(bed: Bed) -> None:
     assert len(bed.hub.requests_to("/api/v1/images/generations", "POST")) == 4
 
 
+@FAST_POLLS
 async def test_member_limit_queues_only_that_member(bed: Bed) -> None:
-    fast_polls(bed.bot)
     await bed.services.guilds.update(bed.guild_id, max_concurrent_per_member=1)
     bed.hub.set_hold(True)
     await bed.job_of(await bed.imagine(prompt="alice one"))
@@ -131,6 +133,7 @@ async def test_config_limits_sets_queue_lengths(bed: Bed) -> None:
 
 
 @BOTH
+@FAST_POLLS
 async def test_a_queued_backlog_survives_a_restart_and_drains(bed: Bed) -> None:
     await bed.services.guilds.update(bed.guild_id, max_concurrent_per_guild=1)
     bed.hub.set_hold(True)
@@ -152,18 +155,19 @@ async def test_a_queued_backlog_survives_a_restart_and_drains(bed: Bed) -> None:
         "DATABASE_URL": bed.database_url,
         **hub_settings(bed.hub_url),
     }
-    bot, services = await start_bot(bed.fake, settings)
+    bot, services = await start_bot(bed.fake, settings, bed.timings)
     try:
-        fast_polls(bot)
         ids = [job.id for job in (first, *backlog)]
         await bed.fake.wait_for(
             lambda: all(_posted(bed, job_id) for job_id in ids), 20, what="every job posted after the restart"
         )
         prompts = [g.prompt for g in bed.hub.generations.values()]
         assert prompts == ["alice one", "bob one", "alice two", "alice three"]
+        restarted = dataclasses.replace(bed, bot=bot, services=services)
         for job in [first, *backlog]:
-            done = await services.jobs.get(job.id)
-            assert done is not None and done.status == JobStatus.POSTED and len(done.posted_message_ids) == 1
+            # The message is out just before its job is marked posted: wait for the row too.
+            done = await restarted.wait_job(job.id, JobStatus.POSTED)
+            assert len(done.posted_message_ids) == 1
             assert status_message(bed, job).attachments  # the status message became the result
     finally:
         await stop_bot(bot)

@@ -1,50 +1,54 @@
 """Reliability fixtures: the e2e bed with fast timings, and assertions over what everyone saw.
 
-`rbed` is the bed (see tests/bed.py) with the waits that make faults slow in production shrunk:
-the scheduler's error backoff, the hub client's per-attempt timeout and retry backoff, and the
-image download timeout. The behaviour is the same; only the clocks are shorter.
+`rbed` is the bed (see tests/bed.py) with the waits that make faults slow in production shrunk
+(`FAST`): the poll intervals, the error backoff, the hub client's per-attempt timeout and retry
+backoff, and the image download timeout. The behaviour is the same; only the clocks are shorter.
+A test's own `timings` marks apply on top.
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 
-import bot.scheduler as scheduler_module
 from bot.db.models import QuotaLedger, QuotaReservation
+from bot.hub.emulator import EmulatorState
 from bot.jobs import Job
-from bot.scheduler import PollPolicy
-from tests.bed import Bed
-from tests.fakediscord import FakeMessage, RecordedRequest
+from bot.timings import Timings
+from tests.bed import Bed, open_bed, timings_for
+from tests.fakediscord import FakeDiscord, FakeMessage, RecordedRequest
 
 GENERATIONS = "/api/v1/images/generations"
 POLLS = "/api/v1/generations"
 
 
-@dataclass
-class FastPolicy(PollPolicy):
-    """The production poll policy with short waits; records every error backoff it computed."""
-
-    error_delays: list[int] = field(default_factory=list)
-
-    def error_delay(self, errors: int) -> float:
-        self.error_delays.append(errors)
-        return 0.02 * float(2 ** min(errors, 4))
+FAST = Timings(
+    poll_first=0.05,
+    poll_step=0.1,
+    poll_slow_after=60.0,
+    poll_slow_step=0.5,
+    error_backoff=0.02,
+    error_backoff_max=0.32,
+    hub_timeout=0.5,
+    hub_backoff=0.01,
+    download_timeout=0.5,
+)
 
 
 @pytest.fixture
-def rbed(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
-    bed.bot.scheduler.policy = FastPolicy(first=0.05, step=0.1, slow_after=60.0, slow_step=0.5)
-    hubs = bed.services.hubs
-    hubs.timeout, hubs.backoff = 0.5, 0.01
-    monkeypatch.setattr(scheduler_module, "DOWNLOAD_TIMEOUT", 0.5)
-    yield bed
+async def rbed(
+    fake_discord: FakeDiscord,
+    hub: tuple[str, EmulatorState],
+    bed_database_url: str,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Bed]:
+    async with open_bed(fake_discord, hub, bed_database_url, timings_for(request, FAST)) as bed:
+        yield bed
 
 
 # -- a database write that fails ---------------------------------------------------------------------

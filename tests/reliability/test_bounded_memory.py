@@ -124,12 +124,8 @@ async def fail_jobs(bed: Bed, n: int) -> None:
 
 
 @pytest.mark.timeout(300)
-async def test_forms_never_sent_and_failed_jobs_leave_memory_flat(
-    rbed: Bed, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(cog_module("cogs.imagine"), "FORM_TIMEOUT", FORM_TIMEOUT)
-    monkeypatch.setattr(cog_module("cogs.admin"), "FORM_TIMEOUT", FORM_TIMEOUT)
-    monkeypatch.setattr("bot.client.PROGRESS_MIN_INTERVAL", 0.2)
+@pytest.mark.timings(form_timeout=FORM_TIMEOUT, key_form_timeout=FORM_TIMEOUT, progress_interval=0.2)
+async def test_forms_never_sent_and_failed_jobs_leave_memory_flat(rbed: Bed) -> None:
     await rbed.services.guilds.update(
         rbed.guild_id,
         max_concurrent_per_member=100,

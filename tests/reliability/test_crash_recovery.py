@@ -31,7 +31,7 @@ from bot.job_store import JobStore
 from bot.jobs import Job, JobStatus
 from bot.keys import KeyVault
 from bot.quotas import QuotaService
-from bot.scheduler import ORPHAN_AGE
+from bot.timings import Timings
 from tests.bed import BotProcess, hub_settings
 from tests.fakediscord import FakeInteraction, FakeMember, RecordedRequest
 from tests.fakediscord.models import DefaultSetup
@@ -188,9 +188,10 @@ async def test_killed_after_the_first_response(crash: Crash) -> None:
     assert await c.jobs() == [] and c.posts() == 0
     (orphan,) = await c.reservations()
     assert orphan.state == "held" and orphan.job_id is None
-    # The restarted bot's maintenance releases it once it is ORPHAN_AGE old.
-    later = QuotaService(c.db, clock=lambda: datetime.now(UTC) + ORPHAN_AGE * 1.5)
-    assert await later.ledger.release_orphans(ORPHAN_AGE) == 1
+    # The restarted bot's maintenance releases it once it is `orphan_age` old.
+    orphan_age = Timings().orphan_age
+    later = QuotaService(c.db, clock=lambda: datetime.now(UTC) + orphan_age * 1.5)
+    assert await later.ledger.release_orphans(orphan_age) == 1
     await assert_all_closed(c)
     # The member can try again at once, and that works.
     await c.imagine()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 
 import pytest
 
-import bot.scheduler as scheduler_module
-from bot.jobs import JobStatus
+from bot.jobs import Job, JobStatus
 from tests.bed import Bed
 from tests.reliability.conftest import (
     POLLS,
-    FastPolicy,
     assert_nothing_held,
     hub_downloads,
     hub_polls,
@@ -28,8 +28,23 @@ COST = 8  # gpt-image-2, 1K, one image
 # -- polls: retried with backoff, the job completes --------------------------------------------------
 
 
+def poll_backoffs(caplog: pytest.LogCaptureFixture, job: Job) -> list[int]:
+    """The job's polls that failed and were backed off (one `job.poll_error` line each): the
+    number of errors in a row at each."""
+    lines = [r.getMessage() for r in caplog.records]
+    return [
+        int(match[1])
+        for line in lines
+        if line.startswith("job.poll_error") and f" job={job.id} " in line
+        and (match := re.search(r" attempt=(\d+)", line))
+    ]
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
-async def test_poll_server_errors_are_retried_and_the_job_completes(rbed: Bed, status: int) -> None:
+async def test_poll_server_errors_are_retried_and_the_job_completes(
+    rbed: Bed, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot")
     # 6 failures: the hub client's 4 attempts of one poll, then 2 more on the scheduler's next try.
     rbed.hub.http_error_next(6, status=status, paths=[POLLS])
     before = rbed.hub.balance(rbed.key)
@@ -38,8 +53,7 @@ async def test_poll_server_errors_are_retried_and_the_job_completes(rbed: Bed, s
     job = await rbed.wait_job(job.id, JobStatus.POSTED)
 
     assert str(status) in (job.last_error or "")
-    policy = rbed.bot.scheduler.policy
-    assert isinstance(policy, FastPolicy) and policy.error_delays == [1]  # backed off once
+    assert poll_backoffs(caplog, job) == [1]  # backed off once
     assert hub_polls(rbed) >= 7
     assert hub_posts(rbed) == 1
     assert len(result_messages(rbed, job)) == 1
@@ -49,8 +63,11 @@ async def test_poll_server_errors_are_retried_and_the_job_completes(rbed: Bed, s
 
 
 @pytest.mark.parametrize("fault", ["timeout", "reset"])
-async def test_poll_timeouts_and_resets_are_retried_and_the_job_completes(rbed: Bed, fault: str) -> None:
-    rbed.services.hubs.timeout = 0.2
+@pytest.mark.timings(hub_timeout=0.2)
+async def test_poll_timeouts_and_resets_are_retried_and_the_job_completes(
+    rbed: Bed, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot")
     # More faults than one poll's 4 attempts can use up (aiohttp itself retries a reset once on a
     # reused connection), so the scheduler must back off at least once.
     if fault == "timeout":
@@ -61,8 +78,7 @@ async def test_poll_timeouts_and_resets_are_retried_and_the_job_completes(rbed: 
     job = await rbed.job_of(it)
     job = await rbed.wait_job(job.id, JobStatus.POSTED, timeout=20)
 
-    policy = rbed.bot.scheduler.policy
-    assert isinstance(policy, FastPolicy) and policy.error_delays  # the scheduler backed off
+    assert poll_backoffs(caplog, job)  # the scheduler backed off
     assert hub_polls(rbed) >= 6
     assert hub_posts(rbed) == 1
     assert len(result_messages(rbed, job)) == 1
@@ -176,10 +192,8 @@ async def test_fewer_images_charge_only_what_was_delivered(rbed: Bed) -> None:
 
 
 @pytest.mark.parametrize("fault", ["404", "hang", "oversize", "oversize-undeclared"])
-async def test_image_download_faults_end_the_job_with_a_clear_message(
-    rbed: Bed, fault: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(scheduler_module, "MAX_IMAGE_BYTES", 200_000)
+@pytest.mark.timings(max_image_bytes=200_000)
+async def test_image_download_faults_end_the_job_with_a_clear_message(rbed: Bed, fault: str) -> None:
     if fault == "404":
         rbed.hub.image_404_next()
     elif fault == "hang":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-import bot.scheduler as scheduler_module
 from bot.jobs import JobParams, JobStatus
 from tests.bed import Bed
 from tests.reliability.conftest import assert_nothing_held, result_messages, spent
@@ -15,11 +14,9 @@ PARAMS = JobParams(
 )
 
 
-async def test_a_step_slower_than_the_lease_is_not_run_twice(
-    rbed: Bed, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(scheduler_module, "DOWNLOAD_TIMEOUT", 5.0)
-    rbed.bot.scheduler.lease_seconds = 0.3  # far shorter than the slow download below
+# A lease far shorter than the slow download below.
+@pytest.mark.timings(download_timeout=5.0, lease_seconds=0.3)
+async def test_a_step_slower_than_the_lease_is_not_run_twice(rbed: Bed) -> None:
     rbed.hub.image_hang_next(1, seconds=1.5)  # the download answers, but only after 1.5 s
     job = await rbed.job_of(await rbed.imagine())
     job = await rbed.wait_job(job.id, JobStatus.POSTED)

@@ -19,7 +19,7 @@ from PIL import Image
 from bot import imagine
 from bot.imagine import ReferenceCache
 from bot.jobs import JobStatus
-from bot.scheduler import PollPolicy, Scheduler
+from bot.scheduler import Scheduler
 from tests.bed import Bed
 from tests.fakediscord import FakeAttachment
 from tests.reliability.conftest import assert_nothing_held
@@ -170,7 +170,7 @@ class OtherProcess:
             publisher=bed.bot.publisher,
             references=references,
             owner=owner,
-            policy=PollPolicy(first=0.05, step=0.1),
+            timings=bed.timings,
         )
         scheduler.before_claim = bed.bot.queue_runner.tick
         return cls(scheduler, asyncio.create_task(scheduler.run()))

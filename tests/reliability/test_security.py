@@ -257,14 +257,10 @@ async def test_another_server_cannot_act_on_see_or_spend_this_servers_jobs_key_o
 # -- downloads are capped ----------------------------------------------------------------------------------
 
 
-async def test_attachment_downloads_are_capped_whatever_size_discord_declared(
-    bed: Bed, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.timings(attachment_max_bytes=1000)
+async def test_attachment_downloads_are_capped_whatever_size_discord_declared(bed: Bed) -> None:
     """The declared size is checked first, but the download itself stops at the cap too. (Hub image
     downloads: see test_hub_faults' oversize and hang cases.)"""
-    import bot.services
-
-    monkeypatch.setattr(bot.services, "MAX_REFERENCE_BYTES", 1000)
     data = PNG_3K
     attachment = FakeAttachment("liar.png", data, content_type="image/png", size=100)
     it = await bed.imagine(attachments=(attachment,))
