@@ -1,6 +1,6 @@
 """The Discord client: the one module of `bot/` that imports discord.
 
-It owns the `Services`, starts the scheduler, loads the cogs and implements the scheduler's
+It holds the `Services`, starts the engine, loads the cogs and implements the engine's
 `Publisher` (status edits, result posts, notices). Everything else about a generation is
 decided in discord-free modules.
 """
@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import discord
@@ -22,10 +22,10 @@ from discord.ext import commands
 from discord.http import handle_message_parameters
 
 from bot import metrics
+from bot.engine import Notice, NoticeKind, PublishError, Result
 from bot.jobs import Job, JobStatus
 from bot.logs import kv
-from bot.queue import Place, QueueRunner
-from bot.scheduler import Notice, NoticeKind, PublishError, Result, Scheduler
+from bot.queue import Place
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -50,23 +50,7 @@ class ImageHubBot(commands.AutoShardedBot):
         )
         self.services = services
         self.publisher = DiscordPublisher(self)
-        self.scheduler = Scheduler(
-            jobs=services.jobs,
-            quotas=services.quotas,
-            hubs=services.hubs,
-            publisher=self.publisher,
-            references=services.references,
-            owner=services.owner,
-            timings=services.timings,
-            concurrency=services.settings.max_concurrent_polls,
-            retention=timedelta(days=services.settings.job_retention_days),
-        )
-        # The local queue: promoted before every claim, positions shown on status messages.
-        self.queue_runner = QueueRunner(services.queue, self.publisher, timings=services.timings)
-        self.scheduler.before_claim = self.queue_runner.tick
-        services.balance.notify = self.publisher.low_balance
         services.imagine.on_ignored_patterns = self.publisher.ignored_patterns
-        self._scheduler_task: asyncio.Task[None] | None = None
         self._loop_lag_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
@@ -85,32 +69,14 @@ class ImageHubBot(commands.AutoShardedBot):
             await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
-        self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="scheduler")
-        self._scheduler_task.add_done_callback(self._scheduler_ended)
+        self.services.engine.start(self.publisher)
 
     async def close(self) -> None:
-        await self.scheduler.stop()
-        if self._scheduler_task is not None:
-            # The loop ends by itself once stopped; cancelling it mid-query would leave a
-            # connection half rolled back. Cancel only if it does not end in time.
-            done, _ = await asyncio.wait({self._scheduler_task}, timeout=10)
-            if not done:
-                self._scheduler_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._scheduler_task
-        await self.queue_runner.close()
+        await self.services.engine.stop()
         if self._loop_lag_task is not None:
             self._loop_lag_task.cancel()
         await super().close()
         await self.services.close()
-
-    def _scheduler_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.critical(kv("scheduler.died", error=repr(task.exception())), exc_info=task.exception())
-
-    def scheduler_alive(self) -> bool:
-        """For /healthz: the scheduler loop is running (or the bot has not started it yet)."""
-        return self._scheduler_task is None or not self._scheduler_task.done()
 
     def token_usable(self, job: Job) -> bool:
         return (
@@ -158,7 +124,7 @@ class EditTimes:
 
 
 class DiscordPublisher:
-    """The scheduler's `Publisher`: status edits, result posts and notices through Discord.
+    """The engine's `Publisher`: status edits, result posts and notices through Discord.
 
     Discord's rules it keeps (each checked by the fake Discord in the tests):
     - While a job's interaction token lives, everything goes through it (edits of the status

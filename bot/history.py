@@ -1,28 +1,24 @@
 """Past generations: what a job cost, how long it took, and its images fetched again.
 
 `/show` re-posts a result from the job row alone: the hub's image URLs are stored with the job
-(`result_urls`), so the images are downloaded again, exactly as the scheduler first did (through
-the same guarded downloader). `ShowLimits` bounds how many run at once and how often.
+(`result_urls`), so the images are downloaded again, exactly as the engine first did
+(`bot.engine.images`, through the same guarded downloader). `ShowLimits` bounds how many run
+at once and how often.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
-from bot.hub import DownloadError, HubClient
+from bot.engine.images import download_images
+from bot.engine.outcomes import Result
+from bot.hub import HubClient
 from bot.jobs import Job, JobStatus
 from bot.limits import WorkCounts
-from bot.logs import kv
-from bot.references import sniff_result_type
-from bot.scheduler import Result, ResultImage
 from bot.timings import Timings
-
-log = logging.getLogger(__name__)
 
 # /show downloads up to 4 images of up to 60 MB: at once, one per member, a few per server and
 # in the whole process; and a member may start only a few a minute.
@@ -52,23 +48,10 @@ def elapsed(job: Job) -> float:
 
 async def fetch_result(hub: HubClient, job: Job, timings: Timings) -> Result:
     """The job's images downloaded again from the stored URLs (a failed one keeps only its URL)."""
-
-    async def one(index: int, url: str) -> ResultImage:
-        try:
-            data = await hub.download(url, timings.max_image_bytes, timeout=timings.download_timeout)
-        except DownloadError as exc:
-            log.info(kv("history.download_failed", job=job.id, index=index, error=str(exc)[:200]))
-            return ResultImage(index=index, url=url, data=None)
-        content_type = sniff_result_type(data)
-        if content_type is None:  # never posted as an image
-            log.info(kv("history.not_an_image", job=job.id, index=index, size=len(data)))
-            return ResultImage(index=index, url=url, data=None)
-        return ResultImage(index=index, url=url, data=data, content_type=content_type)
-
-    images = await asyncio.gather(*(one(i, url) for i, url in enumerate(job.result_urls)))
+    images = await download_images(hub, job, timings)
     spent = charged(job)
     return Result(
-        images=list(images),
+        images=images,
         requested=job.params.n,
         charged=spent,
         refunded=max(0, job.cost - spent),

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from bot import filters
 from bot.catalog import ModelCatalog
@@ -27,51 +25,27 @@ from bot.hub.sizes import QUALITIES, size_for
 from bot.job_store import JobStore
 from bot.jobs import Job, JobParams, JobStatus, ReferenceSpec
 from bot.keys import KeyUnreadable, KeyVault
-from bot.limits import WorkCounts
 from bot.logs import kv
-from bot.queue import QueueFull
-from bot.quotas import QuotaExceeded, QuotaService
-from bot.references import BadReference, check_declared_size, check_reference
-
-if TYPE_CHECKING:
-    from bot.queue import JobQueue
+from bot.queue import JobQueue, QueueFull
+from bot.quotas import Ledger, QuotaExceeded
+from bot.references import (
+    Attachment,
+    BadReference,
+    DownloadSlot,
+    Fetch,
+    ReferenceCache,
+    ReferenceDownloads,
+    check_declared_size,
+    check_reference,
+)
+from bot.refusals import Blocked, Refusal
 
 log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 4000
 MAX_COUNT = 4
-
-# Requests whose reference images are being downloaded at once: per member, per server, and in
-# declared bytes for the whole process (one request may declare up to 16 x 50 MB).
-MAX_MEMBER_REFERENCE_DOWNLOADS = 1
-MAX_GUILD_REFERENCE_DOWNLOADS = 3
-MAX_REFERENCE_BYTES_IN_FLIGHT = 1 << 30
 INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
-
-
-class Refusal(Exception):
-    """The request cannot go ahead; `str()` is the member-facing reason. Nothing was spent."""
-
-
-class Blocked(Refusal):
-    """The server's prompt filters matched (moderators are told; the member is not told which rule)."""
-
-    def __init__(self, prompt: str) -> None:
-        super().__init__("This prompt was blocked by this server's filters.")
-        self.prompt = prompt
-
-
-@dataclass(frozen=True, slots=True)
-class Attachment:
-    """A reference image as Discord described it; bytes are fetched only after the cheap checks."""
-
-    url: str
-    filename: str
-    size: int
-    content_type: str | None = None
-    #: (channel id, message id, attachment id) when it came from a message (see `ReferenceSpec`)
-    source: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +77,6 @@ class Plan:
     queued: bool = False  # at a concurrency limit when planned: the job will wait in the queue
 
 
-Fetch = Callable[[Attachment], Awaitable[bytes]]
-
-
 def _echo(value: str, limit: int = 40) -> str:
     """A member's option value, shortened for quoting back (options are free text)."""
     value = value.replace("`", "'")
@@ -120,75 +91,6 @@ def clean_prompt(text: str) -> str:
 IgnoredPatterns = Callable[[int, Sequence[str]], Awaitable[None]]
 
 
-class DownloadSlot:
-    """A request's place among the reference downloads under way; `release()` (or leaving the
-    `with` block) gives it back. Taken by `ReferenceDownloads.claim`."""
-
-    def __init__(self, owner: ReferenceDownloads, guild_id: int, user_id: int, size: int) -> None:
-        self._owner = owner
-        self._key = (guild_id, user_id)
-        self._size = size
-        self._held = True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            self._owner._release(self._key, self._size)
-
-    def __enter__(self) -> DownloadSlot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-class ReferenceDownloads:
-    """Bounds the reference images downloaded at once: a member's requests one at a time, a few
-    per server, and a byte budget (by Discord's declared sizes) for the process. A request over a
-    bound is refused at once, with a reason, before anything is downloaded. (A server's
-    interactions all reach the process holding its shard, so the per-server bounds hold overall.)"""
-
-    def __init__(
-        self,
-        *,
-        per_member: int = MAX_MEMBER_REFERENCE_DOWNLOADS,
-        per_guild: int = MAX_GUILD_REFERENCE_DOWNLOADS,
-        max_bytes: int = MAX_REFERENCE_BYTES_IN_FLIGHT,
-    ) -> None:
-        self.per_member = per_member
-        self.per_guild = per_guild
-        self.max_bytes = max_bytes
-        self._running = WorkCounts()
-        self._bytes = 0
-
-    def claim(self, guild_id: int, user_id: int, size: int) -> DownloadSlot:
-        """A slot for a request declaring `size` bytes of references, or `Refusal`."""
-        if self._running.member(guild_id, user_id) >= self.per_member:
-            raise Refusal(
-                "Your reference images from an earlier request are still downloading. "
-                "Try again once it has started."
-            )
-        if self._running.guild(guild_id) >= self.per_guild:
-            raise Refusal(
-                "Reference images for other requests on this server are downloading right now. "
-                "Please try again in a minute."
-            )
-        if self._bytes and self._bytes + size > self.max_bytes:
-            raise Refusal("The bot is busy downloading reference images. Please try again in a minute.")
-        self._running.add(guild_id, user_id)
-        self._bytes += size
-        return DownloadSlot(self, guild_id, user_id, size)
-
-    def _release(self, key: tuple[int, int], size: int) -> None:
-        self._bytes -= size
-        self._running.remove(*key)
-
-    @property
-    def busy(self) -> int:
-        """Requests downloading now (for tests and metrics)."""
-        return self._running.total
-
-
 class ImagineService:
     """See the module docstring."""
 
@@ -198,7 +100,7 @@ class ImagineService:
         settings: GuildSettingsStore,
         catalog: ModelCatalog,
         keys: KeyVault,
-        quotas: QuotaService,
+        ledger: Ledger,
         jobs: JobStore,
         reference_cache: ReferenceCache,
         queue: JobQueue | None = None,
@@ -207,7 +109,7 @@ class ImagineService:
         self.settings = settings
         self.catalog = catalog
         self.keys = keys
-        self.quotas = quotas
+        self.ledger = ledger
         self.jobs = jobs
         self.reference_cache = reference_cache
         self.queue = queue
@@ -347,7 +249,7 @@ class ImagineService:
                 queued = await self.queue.room(guild_id, user_id, config)
             except QueueFull as full:
                 raise _queue_refusal(full) from None
-        budget = await self.quotas.ledger.budget(request.guild_id, request.user_id, request.role_ids)
+        budget = await self.ledger.budget(request.guild_id, request.user_id, request.role_ids)
         if budget.remaining is not None and budget.remaining < cost:
             raise Refusal(_quota_text(cost, budget.remaining, budget.resets_at))
         return queued
@@ -356,7 +258,7 @@ class ImagineService:
         """Reserve the exact cost; atomic, so racing requests can never over-spend a budget."""
         request = plan.request
         try:
-            reservation = await self.quotas.ledger.reserve(
+            reservation = await self.ledger.reserve(
                 request.guild_id, request.user_id, request.role_ids, plan.cost
             )
         except QuotaExceeded as exc:
@@ -366,7 +268,7 @@ class ImagineService:
     async def abandon(self, plan: Plan) -> None:
         """Give a reserved plan's credits back (the request could not be started)."""
         if plan.reservation_id is not None:
-            await self.quotas.ledger.release(plan.reservation_id)
+            await self.ledger.release(plan.reservation_id)
 
     def claim_downloads(self, plan: Plan) -> DownloadSlot | None:
         """A download slot for the plan's references (None without any), or `Refusal` when the
@@ -420,7 +322,7 @@ class ImagineService:
                 status=JobStatus.QUEUED if self.queue is not None else JobStatus.PENDING_SUBMIT,
                 admit=admit,
             )
-            await self.quotas.ledger.attach(plan.reservation_id, job.id)
+            await self.ledger.attach(plan.reservation_id, job.id)
         except BaseException as exc:
             if job is not None:  # stored but not tied to its credits: it must never run
                 await self.jobs.update_if(
@@ -469,65 +371,3 @@ def _quota_text(cost: int, remaining: int | None, resets_at: datetime | None) ->
         f"This needs {cost} credits but you have {remaining if remaining is not None else 0} left "
         f"this period.{when}"
     )
-
-
-class ReferenceCache:
-    """Reference bytes kept in memory from the check to the submission.
-
-    Bounded: at most `max_bytes`, oldest entries evicted first, and none kept longer than
-    `max_age`. An entry is never used when another process submits the job (several processes
-    share the database) or after a restart; eviction keeps such entries from filling the cache
-    for good. Whatever is not here, the scheduler downloads again from Discord (the URLs are in
-    the job row) and re-checks. Entries go when the job is submitted or ends.
-    """
-
-    def __init__(
-        self, fetch: Fetch, max_bytes: int = 256 * 1024 * 1024, max_age: float = 30 * 60.0
-    ) -> None:
-        self._fetch = fetch
-        self._max_bytes = max_bytes
-        self._max_age = max_age
-        self._bytes = 0
-        self._by_job: dict[int, tuple[float, list[Reference]]] = {}  # oldest first
-
-    def size_bytes(self) -> int:
-        return self._bytes
-
-    def put(self, job_id: int, references: Sequence[Reference]) -> None:
-        size = sum(len(r.data) for r in references)
-        if not references or size > self._max_bytes:
-            return
-        self._expire()
-        while self._by_job and self._bytes + size > self._max_bytes:
-            self.discard(next(iter(self._by_job)))
-        self.discard(job_id)
-        self._by_job[job_id] = (time.monotonic(), list(references))
-        self._bytes += size
-
-    def _expire(self) -> None:
-        cutoff = time.monotonic() - self._max_age
-        while self._by_job:
-            oldest = next(iter(self._by_job))
-            if self._by_job[oldest][0] > cutoff:
-                return
-            self.discard(oldest)
-
-    def discard(self, job_id: int) -> None:
-        entry = self._by_job.pop(job_id, None)
-        if entry is not None:
-            self._bytes -= sum(len(r.data) for r in entry[1])
-
-    async def load(self, job: Job) -> list[Reference]:
-        self._expire()
-        entry = self._by_job.get(job.id)
-        if entry is not None:
-            self.discard(job.id)
-            return entry[1]
-        refs = []
-        for spec in job.params.references:
-            data = await self._fetch(Attachment(url=spec.url, filename=spec.filename, size=spec.size))
-            checked = check_reference(spec.filename, data)
-            refs.append(
-                Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)
-            )
-        return refs

@@ -13,9 +13,9 @@ the one served longest ago first (never served: before everyone), ties going to 
 waiting job; a member's own jobs keep their order. `queue_order` is that order, and a queued
 job's position is its place in it. The ETA uses the server's recent generation times.
 
-`QueueRunner.tick` is the scheduler's hook: it promotes what fits in every server that has
-waiting jobs and refreshes the positions shown on status messages (through a `QueueNotifier`,
-implemented by the Discord publisher, which throttles its edits).
+`QueueRunner.tick` runs before every claim of the engine: it promotes what fits in every server
+that has waiting jobs and refreshes the positions shown on status messages (through a
+`QueueNotifier`: the engine's publisher, which throttles its edits).
 """
 
 from __future__ import annotations
@@ -384,11 +384,11 @@ class QueueNotifier(Protocol):
 
 
 class QueueRunner:
-    """The scheduler's hook: promote, then refresh the places shown (in the background)."""
+    """Run before every claim of the engine: promote, then refresh the places shown (in the
+    background)."""
 
-    def __init__(self, queue: JobQueue, notifier: QueueNotifier | None = None, *, timings: Timings) -> None:
+    def __init__(self, queue: JobQueue, *, timings: Timings) -> None:
         self.queue = queue
-        self.notifier = notifier
         self.timings = timings
         self._shown: dict[int, dict[int, int]] = {}  # guild -> job id -> position last shown
         self._dirty: set[int] = set()
@@ -403,8 +403,9 @@ class QueueRunner:
         """Record a place shown by someone else (the command's first answer)."""
         self._shown.setdefault(job.guild_id, {})[job.id] = place.position
 
-    async def tick(self) -> list[int]:
-        """Promote what fits in every server with waiting jobs; returns the promoted job ids."""
+    async def tick(self, notifier: QueueNotifier) -> list[int]:
+        """Promote what fits in every server with waiting jobs; returns the promoted job ids.
+        Places that changed are shown again through `notifier` (in the background)."""
         promoted: list[int] = []
         full = time.monotonic() - self._last_full >= self.timings.queue_refresh_interval
         if full:
@@ -416,31 +417,28 @@ class QueueRunner:
                 self._dirty.add(guild_id)
         dirty, self._dirty = self._dirty, set()
         for guild_id in sorted(dirty):
-            self._refresh_later(guild_id)
+            self._refresh_later(guild_id, notifier)
         return promoted
 
-    def _refresh_later(self, guild_id: int) -> None:
-        if self.notifier is None:
-            return
+    def _refresh_later(self, guild_id: int, notifier: QueueNotifier) -> None:
         running = self._refreshing.get(guild_id)
         if running is not None and not running.done():
             self._dirty.add(guild_id)  # again on a later tick
             return
-        task = asyncio.create_task(self.refresh(guild_id), name=f"queue-refresh-{guild_id}")
+        task = asyncio.create_task(self.refresh(guild_id, notifier), name=f"queue-refresh-{guild_id}")
         self._refreshing[guild_id] = task
 
-    async def refresh(self, guild_id: int) -> None:
+    async def refresh(self, guild_id: int, notifier: QueueNotifier) -> None:
         """Edit the status message of every queued job whose position changed since it was last
         shown; edits the publisher skipped (throttled) are tried again a little later."""
         for attempt in range(REFRESH_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(self.timings.queue_retry_delay)
-            if not await self._refresh_once(guild_id):
+            if not await self._refresh_once(guild_id, notifier):
                 return
 
-    async def _refresh_once(self, guild_id: int) -> bool:
+    async def _refresh_once(self, guild_id: int, notifier: QueueNotifier) -> bool:
         """One pass; True when some edit was skipped."""
-        assert self.notifier is not None
         try:
             view = await self.queue.view(guild_id)
         except Exception:
@@ -455,7 +453,7 @@ class QueueRunner:
             if shown.get(job.id) == place.position:
                 continue
             try:
-                edited = await self.notifier.queued(job, place)
+                edited = await notifier.queued(job, place)
             except Exception as exc:
                 log.info(kv("queue.progress_failed", job=job.id, error=type(exc).__name__))
                 continue

@@ -41,7 +41,7 @@ async def serve(settings: Settings) -> None:
             return bool(shards) and not bot.is_closed() and all(not shard.is_closed() for shard in shards)
 
         async def scheduler() -> bool:
-            return bot.scheduler_alive()
+            return services.engine.alive()
 
         checks = {"gateway": gateway, "database": services.db.ping, "scheduler": scheduler}
         health = HealthServer(settings.metrics_port, checks=checks)

@@ -1,110 +1,37 @@
-"""Everything the bot needs that is not Discord, opened and closed together.
+"""The composition root: every service of the bot built from `Settings` and `Timings`, in one place.
 
+Each service gets what it needs as constructor arguments, here and nowhere else; nothing is
+wired afterwards. The one thing that comes later is the engine's `Publisher` (the chat side),
+given to `Engine.start` by whoever runs the engine (the Discord adapter's delivery extension).
 The Discord client receives one `Services` and never builds a store or a hub client itself,
 which is what lets tests and benchmarks run the real bot against other databases and hubs.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import aiohttp
 
-from bot.alerts import BalanceWatcher, WatchedHubClient
+from bot.alerts import BalanceWatcher
 from bot.catalog import ModelCatalog
 from bot.config import Settings
 from bot.db import Database
+from bot.engine import Engine, Tools
 from bot.guild_settings import GuildSettingsStore
-from bot.hub import HubClient, HubModel
 from bot.hub.netguard import AddressPolicy, GuardedResolver, parse_allowed
-from bot.imagine import Attachment, ImagineService, ReferenceCache
+from bot.hub_clients import HubClients
+from bot.imagine import ImagineService
 from bot.job_store import JobStore
-from bot.keys import KeyUnreadable, KeyVault
-from bot.logs import kv
-from bot.queue import JobQueue
+from bot.keys import KeyVault
+from bot.queue import JobQueue, QueueRunner
 from bot.quotas import QuotaService
+from bot.references import AttachmentDownloader, ReferenceCache
 from bot.timings import Timings
-
-log = logging.getLogger(__name__)
-
-
-class HubClients:
-    """Hub clients per server key over one shared aiohttp session (cheap to create).
-
-    `timeout`, `retries` and `backoff` are passed to every `HubClient` (tests shorten them).
-    """
-
-    watcher: BalanceWatcher | None = None
-
-    def __init__(
-        self,
-        base_url: str,
-        keys: KeyVault,
-        session: aiohttp.ClientSession,
-        *,
-        timeout: float = 30.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        images_session: aiohttp.ClientSession | None = None,
-        address_policy: AddressPolicy | None = None,
-    ) -> None:
-        self.base_url = base_url
-        self.keys = keys
-        self.session = session
-        # Image URLs from the hub's answers are untrusted: fetched over their own session whose
-        # resolver refuses non-public addresses (`bot.hub.netguard`), never over the API's.
-        self.images_session = images_session or session
-        self.address_policy = address_policy or AddressPolicy()
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-
-    def _client(self, key: str | None) -> HubClient:
-        return HubClient(
-            self.base_url,
-            key,
-            session=self.session,
-            timeout=self.timeout,
-            retries=self.retries,
-            backoff=self.backoff,
-        )
-
-    async def for_guild(self, guild_id: int) -> HubClient | None:
-        try:
-            key = await self.keys.get_key(guild_id)
-        except KeyUnreadable:
-            log.error(kv("keys.unreadable", guild=guild_id))
-            return None
-        if key is None:
-            return None
-        client = self._client(key)
-        if self.watcher is not None:  # balances that come back feed the low-balance alert
-            client = WatchedHubClient.wrap(client, guild_id=guild_id, watcher=self.watcher)
-        return client
-
-    def with_key(self, key: str) -> HubClient:
-        return self._client(key)
-
-    def anonymous(self) -> HubClient:
-        """A client without a key, for the hub's own public API (the model list)."""
-        return self._client(None)
-
-    def downloader(self) -> HubClient:
-        """A client for image URLs from the hub's answers: guarded session and address policy."""
-        return HubClient(
-            self.base_url,
-            None,
-            session=self.images_session,
-            timeout=self.timeout,
-            address_policy=self.address_policy,
-        )
-
-    async def list_models(self) -> list[HubModel]:
-        return await self.anonymous().list_models()
 
 
 @dataclass
@@ -113,23 +40,22 @@ class Services:
     timings: Timings
     db: Database
     session: aiohttp.ClientSession
+    images_session: aiohttp.ClientSession
+    address_policy: AddressPolicy
     keys: KeyVault
     guilds: GuildSettingsStore
     quotas: QuotaService
     jobs: JobStore
     hubs: HubClients
     catalog: ModelCatalog
+    fetch_attachment: AttachmentDownloader
     references: ReferenceCache
     imagine: ImagineService
-    owner: str
     queue: JobQueue
+    queue_runner: QueueRunner
     balance: BalanceWatcher
-    images_session: aiohttp.ClientSession
-    address_policy: AddressPolicy
-
-    async def fetch_attachment(self, attachment: Attachment) -> bytes:
-        """Download a Discord attachment (the only member-supplied URL the bot fetches)."""
-        return await fetch_capped(self.session, attachment.url, self.timings)
+    owner: str
+    engine: Engine
 
     @classmethod
     async def open(cls, settings: Settings, *, timings: Timings | None = None) -> Services:
@@ -150,49 +76,62 @@ class Services:
             settings.hub_base_url,
             keys,
             session,
-            timeout=timings.hub_timeout,
-            retries=timings.hub_retries,
-            backoff=timings.hub_backoff,
+            timings=timings,
             images_session=images_session,
             address_policy=address_policy,
         )
-        balance = BalanceWatcher(guilds)
-        hubs.watcher = balance
-        queue = JobQueue(db, jobs, guilds)
         catalog = ModelCatalog(hubs.list_models)
-
-        async def fetch_attachment(attachment: Attachment) -> bytes:
-            return await fetch_capped(session, attachment.url, timings)
-
+        fetch_attachment = AttachmentDownloader(session, timings)
         references = ReferenceCache(fetch_attachment)
+        queue = JobQueue(db, jobs, guilds)
+        queue_runner = QueueRunner(queue, timings=timings)
         imagine = ImagineService(
             settings=guilds,
             catalog=catalog,
             keys=keys,
-            quotas=quotas,
+            ledger=quotas.ledger,
             jobs=jobs,
             reference_cache=references,
             queue=queue,
         )
+        balance = BalanceWatcher(guilds)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        tools = Tools(
+            jobs=jobs,
+            ledger=quotas.ledger,
+            hubs=hubs,
+            references=references,
+            balance=balance,
+            owner=owner,
+            timings=timings,
+        )
+        engine = Engine(
+            tools,
+            queue=queue_runner,
+            concurrency=settings.max_concurrent_polls,
+            retention=timedelta(days=settings.job_retention_days),
+        )
         return cls(
             settings=settings,
             timings=timings,
             db=db,
             session=session,
+            images_session=images_session,
+            address_policy=address_policy,
             keys=keys,
             guilds=guilds,
             quotas=quotas,
             jobs=jobs,
             hubs=hubs,
             catalog=catalog,
+            fetch_attachment=fetch_attachment,
             references=references,
             imagine=imagine,
-            owner=owner,
             queue=queue,
+            queue_runner=queue_runner,
             balance=balance,
-            images_session=images_session,
-            address_policy=address_policy,
+            owner=owner,
+            engine=engine,
         )
 
     async def close(self) -> None:
@@ -201,21 +140,3 @@ class Services:
         await self.session.close()
         await self.images_session.close()
         await self.db.close()
-
-
-async def fetch_capped(session: aiohttp.ClientSession, url: str, timings: Timings) -> bytes:
-    """Download a Discord attachment with a size and time cap."""
-    max_bytes = timings.attachment_max_bytes
-    timeout = aiohttp.ClientTimeout(total=timings.attachment_timeout)
-    async with session.get(url, timeout=timeout) as response:
-        response.raise_for_status()
-        if response.content_length is not None and response.content_length > max_bytes:
-            raise ValueError("attachment too large")
-        chunks: list[bytes] = []
-        total = 0
-        async for chunk in response.content.iter_chunked(65536):
-            total += len(chunk)
-            if total > max_bytes:
-                raise ValueError("attachment too large")
-            chunks.append(chunk)
-        return b"".join(chunks)

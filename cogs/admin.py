@@ -291,7 +291,7 @@ class Config(
             f"{config.max_queued_per_guild} per server.",
         )
         if changes:
-            self.bot.scheduler.wake()  # higher limits may let queued jobs start
+            self.bot.services.engine.wake()  # higher limits may let queued jobs start
 
     @app_commands.command(name="modlog", description="Where moderators are told about problems (empty = off)")
     async def modlog(

@@ -18,9 +18,11 @@ from discord.ext import commands
 from bot import metrics
 from bot.hub import HubError, HubModel
 from bot.hub.sizes import QUALITIES, TIERS
-from bot.imagine import Attachment, Blocked, Fetch, ImagineRequest, Plan, Refusal
+from bot.imagine import ImagineRequest, Plan
 from bot.jobs import JobStatus
 from bot.logs import kv
+from bot.references import Attachment, Fetch
+from bot.refusals import Blocked, Refusal
 from cogs import render
 
 if TYPE_CHECKING:
@@ -276,15 +278,15 @@ async def _launch(
         return
     metrics.COMMANDS.labels("imagine", "accepted").inc()
     log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
-    bot.scheduler.wake()
+    bot.services.engine.wake()
     from cogs.views import status_view
 
     place = None
     if job.status is JobStatus.QUEUED:
-        bot.queue_runner.changed(job.guild_id)  # a newcomer may go ahead of others' backlog
+        bot.services.queue_runner.changed(job.guild_id)  # a newcomer may go ahead of others' backlog
         place = await services.queue.place(job)
         if place is not None:
-            bot.queue_runner.shown(job, place)
+            bot.services.queue_runner.shown(job, place)
     try:
         await interaction.edit_original_response(embed=render.status_embed(job, place), view=status_view(job))
     except discord.HTTPException as exc:

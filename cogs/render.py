@@ -12,6 +12,7 @@ from datetime import datetime
 
 import discord
 
+from bot.engine import Notice, NoticeKind, Result
 from bot.hub import (
     ExpiredApiKey,
     HubError,
@@ -24,7 +25,6 @@ from bot.hub import (
 )
 from bot.jobs import Job, JobStatus
 from bot.queue import Place
-from bot.scheduler import Notice, NoticeKind, Result
 
 NO_MENTIONS = discord.AllowedMentions.none()
 OK = discord.Colour.green()

@@ -85,7 +85,7 @@ class JobButton(
     async def _reroll(self, interaction: discord.Interaction, job: Job) -> None:
         """Same parameters, charged again to whoever pressed."""
         bot: ImageHubBot = interaction.client  # type: ignore[assignment]
-        from bot.imagine import Attachment
+        from bot.references import Attachment
 
         p = job.params
         request = ImagineRequest(
@@ -182,8 +182,8 @@ class JobButton(
         log.info(
             kv("job.cancelled", job=job.id, guild=job.guild_id, by=interaction.user.id, returned=returned)
         )
-        bot.queue_runner.changed(job.guild_id)
-        bot.scheduler.wake()
+        bot.services.queue_runner.changed(job.guild_id)
+        bot.services.engine.wake()
         await interaction.response.edit_message(
             embed=render.cancelled_embed(cancelled, returned, interaction.user.id), view=None
         )

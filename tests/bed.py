@@ -99,7 +99,7 @@ class Bed:
         while True:
             # Every change to a job is made by a scheduler step: wait for the next one. Armed before
             # the check, so a step that finishes during the check still wakes this wait.
-            step = asyncio.ensure_future(self.bot.scheduler.wait_step())
+            step = asyncio.ensure_future(self.services.engine.wait_step())
             try:
                 if (job := await reached()) is not None:
                     return job

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.hub import Reference
-from bot.imagine import Attachment, ReferenceCache
+from bot.references import Attachment, ReferenceCache
 
 
 async def _never(_: Attachment) -> bytes:

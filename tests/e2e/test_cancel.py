@@ -106,7 +106,7 @@ async def test_cancel_after_submission_says_the_credits_are_spent(bed: Bed) -> N
 async def test_a_cancel_racing_the_scheduler_is_safe(bed: Bed) -> None:
     """A job already claimed by the scheduler (pending_submit, leased) is cancelled: the worker
     loses its lease and never submits it."""
-    await bed.bot.scheduler.stop()  # nobody claims while the test takes the lease by hand
+    await bed.services.engine.stop()  # nobody claims while the test takes the lease by hand
     bed.hub.set_hold(True)
     job = await bed.job_of(await bed.imagine(prompt="race"))
     assert job.status == JobStatus.PENDING_SUBMIT

@@ -9,10 +9,10 @@ from typing import Any
 import discord
 import pytest
 
+from bot.engine import Result, ResultImage
 from bot.hub import HubError, HubModel
 from bot.jobs import Job, JobParams, JobStatus, ReferenceSpec
 from bot.queue import Place
-from bot.scheduler import Result, ResultImage
 from cogs import render
 from tests.bed import Bed
 from tests.e2e.queue_support import text

@@ -102,8 +102,8 @@ def held(bed: Bed) -> dict[str, int]:
         "status edit times": len(publisher._last_edit) + len(publisher._last_queue_edit),
         "gone status messages, dead tokens": len(publisher._gone_status) + len(publisher._dead_tokens),
         "mod-log report times": len(publisher._reported),
-        "steps in flight": bed.bot.scheduler.steps_in_flight,
-        "queue positions shown": sum(len(s) for s in bed.bot.queue_runner._shown.values()),
+        "steps in flight": bed.services.engine.steps_in_flight,
+        "queue positions shown": sum(len(s) for s in bed.services.queue_runner._shown.values()),
         "reference downloads": len(imagine.downloads._running),
         "references kept": len(bed.services.references._by_job),
         "filter locks": len(imagine.filters._locks),
@@ -119,8 +119,8 @@ async def fail_jobs(bed: Bed, n: int) -> None:
         jobs = [await bed.job_of(it) for it in batch]
         for job in jobs:
             await bed.wait_job(job.id, JobStatus.FAILED, timeout=30)
-    while bed.bot.scheduler.steps_in_flight:  # the last steps' notices, before measuring
-        await asyncio.wait_for(bed.bot.scheduler.wait_step(), 10)
+    while bed.services.engine.steps_in_flight:  # the last steps' notices, before measuring
+        await asyncio.wait_for(bed.services.engine.wait_step(), 10)
 
 
 @pytest.mark.timeout(300)

@@ -119,7 +119,7 @@ async def test_unpostable_result_finishes_the_job_with_a_logged_reason_and_no_re
     else:
         await rbed.fake.deny_send(job.channel_id)
     before = len(channel_requests(rbed, job.channel_id))
-    with caplog.at_level(logging.WARNING, logger="bot.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="bot.engine"):
         rbed.hub.complete(gen)
         job = await rbed.wait_job(job.id, JobStatus.FAILED)
     # A deleted channel answers 404; a missing permission is seen in the cache, never sent (no 403).

@@ -104,7 +104,7 @@ async def wait_until(bed: Bed, check: Callable[[], Awaitable[Job | None]], timeo
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        step = asyncio.ensure_future(bed.bot.scheduler.wait_step())
+        step = asyncio.ensure_future(bed.services.engine.wait_step())
         try:
             if (found := await check()) is not None:
                 return found

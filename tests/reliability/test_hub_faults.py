@@ -153,7 +153,7 @@ async def test_ambiguous_submission_is_unknown_told_to_member_and_moderators_nev
     assert await spent(rbed) == COST  # counted, since the hub may have charged
     await assert_nothing_held(rbed)
     # Later steps do not resubmit it either.
-    await rbed.bot.scheduler.maintain()
+    await rbed.services.engine.maintain()
     assert hub_posts(rbed) == 1
 
 

@@ -51,7 +51,7 @@ async def test_reservations_left_held_by_a_crash_are_settled_from_the_job(rbed: 
     await _stranded(rbed, JobStatus.POSTED, charged=8)  # delivered: counts what the hub charged
     await _stranded(rbed, JobStatus.UNKNOWN)  # outcome unknown: counted in full
     assert await spent(rbed) == 32  # all four still held
-    assert await rbed.bot.scheduler.reconcile() == 4
+    assert await rbed.services.engine.reconcile() == 4
     await assert_nothing_held(rbed)
     assert await spent(rbed) == 16
-    assert await rbed.bot.scheduler.reconcile() == 0  # nothing left to do
+    assert await rbed.services.engine.reconcile() == 0  # nothing left to do

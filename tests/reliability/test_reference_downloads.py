@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from bot import imagine
-from bot.imagine import ReferenceCache
+from bot import references
+from bot.engine import Engine, Tools
 from bot.jobs import JobStatus
-from bot.scheduler import Scheduler
+from bot.references import ReferenceCache
 from tests.bed import Bed
 from tests.fakediscord import FakeAttachment
 from tests.reliability.conftest import assert_nothing_held
@@ -121,26 +121,26 @@ async def test_concurrent_reference_downloads_are_capped_per_member_and_per_serv
     assert "still downloading" in await outcome(again)
 
     # Other members: up to the server's cap download at once, the others are refused.
-    members = [rbed.d.guild.add_member(f"m{i}") for i in range(imagine.MAX_GUILD_REFERENCE_DOWNLOADS + 2)]
+    members = [rbed.d.guild.add_member(f"m{i}") for i in range(references.MAX_GUILD_REFERENCE_DOWNLOADS + 2)]
     others = [
         await rbed.imagine(member=m, prompt=f"member {i}", attachments=cdn.attachments(20 + 2 * i, 2))
         for i, m in enumerate(members)
     ]
-    await cdn.wait_in_flight(imagine.MAX_GUILD_REFERENCE_DOWNLOADS)
+    await cdn.wait_in_flight(references.MAX_GUILD_REFERENCE_DOWNLOADS)
     for it in others:
         await it.callback()
     busy = [it for it in others if it.callback_attempts[0].ephemeral]
-    assert len(busy) == len(others) - (imagine.MAX_GUILD_REFERENCE_DOWNLOADS - 1)
+    assert len(busy) == len(others) - (references.MAX_GUILD_REFERENCE_DOWNLOADS - 1)
     for it in busy:
         assert "try again" in (await outcome(it)).lower()
-    assert cdn.in_flight == imagine.MAX_GUILD_REFERENCE_DOWNLOADS
+    assert cdn.in_flight == references.MAX_GUILD_REFERENCE_DOWNLOADS
 
     cdn.release.set()
     started = [first] + [it for it in others if it not in busy]
     for it in started:
         job = await rbed.job_of(it)
         await rbed.wait_job(job.id, JobStatus.POSTED)
-    assert cdn.most_at_once == imagine.MAX_GUILD_REFERENCE_DOWNLOADS
+    assert cdn.most_at_once == references.MAX_GUILD_REFERENCE_DOWNLOADS
     # Nothing was reserved for the refused ones.
     for member in members:
         jobs = await rbed.services.jobs.list_for_member(rbed.guild_id, member.id)
@@ -154,37 +154,36 @@ async def test_concurrent_reference_downloads_are_capped_per_member_and_per_serv
 
 @dataclass
 class OtherProcess:
-    """Another bot process's scheduler on the same database: it claims and submits jobs this
+    """Another bot process's engine on the same database: it claims and submits jobs this
     process stored (and downloads their references again from Discord, its cache being empty)."""
 
-    scheduler: Scheduler
-    task: asyncio.Task[None]
+    engine: Engine
 
     @classmethod
     def start(cls, bed: Bed, owner: str, references: ReferenceCache) -> OtherProcess:
         services = bed.services
-        scheduler = Scheduler(
+        tools = Tools(
             jobs=services.jobs,
-            quotas=services.quotas,
+            ledger=services.quotas.ledger,
             hubs=services.hubs,
-            publisher=bed.bot.publisher,
             references=references,
+            balance=services.balance,
             owner=owner,
             timings=bed.timings,
         )
-        scheduler.before_claim = bed.bot.queue_runner.tick
-        return cls(scheduler, asyncio.create_task(scheduler.run()))
+        engine = Engine(tools, queue=services.queue_runner)
+        engine.start(bed.bot.publisher)
+        return cls(engine)
 
     async def stop(self) -> None:
-        await self.scheduler.stop()
-        await asyncio.wait_for(self.task, 10)
+        await asyncio.wait_for(self.engine.stop(), 10)
 
     async def wait_posted(self, bed: Bed, job_id: int) -> None:
-        self.scheduler.wake()  # the stored job is due (the bot woke its own, stopped, scheduler)
+        self.engine.wake()  # the stored job is due (the bot woke its own, stopped, engine)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while True:
-            step = asyncio.ensure_future(self.scheduler.wait_step())
+            step = asyncio.ensure_future(self.engine.wait_step())
             try:
                 job = await bed.services.jobs.get(job_id)
                 assert job is not None
@@ -204,7 +203,7 @@ async def test_the_reference_cache_keeps_caching_when_other_processes_submit_its
     """This process checks a request's references and keeps them for the submission; when another
     process submits the job, the entry is never used. Such entries must not fill the cache for
     good: a later job submitted here still finds its references without downloading them again."""
-    await rbed.bot.scheduler.stop()  # this process's scheduler: stopped while "the other" works
+    await rbed.services.engine.stop()  # this process's engine: stopped while "the other" works
     size = len(png(0))
     cache = ReferenceCache(rbed.services.fetch_attachment, max_bytes=3 * size)
     rbed.services.imagine.reference_cache = cache  # what /imagine fills in this process
@@ -216,7 +215,7 @@ async def test_the_reference_cache_keeps_caching_when_other_processes_submit_its
     await other.stop()
     assert len(cdn.downloads) == 10  # checked here, downloaded again by the other process
 
-    here = OtherProcess.start(rbed, rbed.services.owner, cache)  # this process's scheduler again
+    here = OtherProcess.start(rbed, rbed.services.owner, cache)  # this process's engine again
     it = await rbed.imagine(prompt="submitted here", attachments=cdn.attachments(100, 1))
     await here.wait_posted(rbed, (await rbed.job_of(it)).id)
     await here.stop()

@@ -1,0 +1,252 @@
+"""The engine's loop: claims due jobs with leases and runs their steps, many at once.
+
+It knows when to look (due times, wake-ups, a saturated pool), keeps the leases of steps under
+way, promotes the local queue before every claim and does housekeeping; what a step does is
+`bot.engine.steps`. Leases (`bot.job_store`) let several processes share one database: a
+crashed process's jobs are taken over once its leases run out. The engine starts with the
+`Publisher` it will hand results to, and stops cleanly (steps under way finish their writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import math
+import time
+from collections.abc import Awaitable
+from datetime import timedelta
+
+from bot import metrics
+from bot.engine.outcomes import Publisher
+from bot.engine.policy import PollPolicy
+from bot.engine.settlement import reconcile
+from bot.engine.steps import Steps, Tools
+from bot.jobs import Job, LeaseLost
+from bot.logs import kv
+from bot.queue import QueueRunner
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """See the module docstring. `start(publisher)`, then `stop()`."""
+
+    def __init__(
+        self,
+        tools: Tools,
+        *,
+        queue: QueueRunner | None = None,
+        concurrency: int = 32,
+        retention: timedelta = timedelta(days=30),
+        policy: PollPolicy | None = None,
+    ) -> None:
+        self.tools = tools
+        self.jobs = tools.jobs
+        self.owner = tools.owner
+        self.timings = tools.timings
+        self.queue = queue
+        self.retention = retention
+        self.policy = policy or PollPolicy.from_timings(tools.timings)
+        self.steps: Steps | None = None  # from `start`
+        self._concurrency = concurrency
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        # Wake-ups are for what changes the plan, not for every finished step (each loop pass
+        # costs a claim and two queries): when the loop sleeps on a timer, `_wake_at` is when it
+        # wakes, and a job released to be due sooner (`_announced`) wakes it; when every slot is
+        # busy (`_saturated`), finishing steps wake it once a few slots are free.
+        self._wake_at: float | None = None
+        self._announced = math.inf
+        self._saturated = False
+        self._stepped = asyncio.Event()
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._renewer: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, publisher: Publisher) -> None:
+        """Run the loop in the background, handing results and notices to `publisher`."""
+        assert self._task is None, "started twice"
+        self.steps = Steps(self.tools, publisher, self.policy, on_due=self._due_in, on_free=self._wake.set)
+        self._task = asyncio.create_task(self._run(publisher), name="scheduler")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical(kv("scheduler.died", error=repr(task.exception())), exc_info=task.exception())
+
+    def alive(self) -> bool:
+        """For /healthz: the loop is running (or has not been started yet)."""
+        return self._task is None or not self._task.done()
+
+    async def stop(self) -> None:
+        """Stop claiming; let steps under way finish their writes, then cancel what is left."""
+        self._stopping = True
+        self._wake.set()
+        if self._renewer is not None:
+            self._renewer.cancel()
+        tasks = set(self._in_flight.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.timings.stop_grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._task is not None:
+            # The loop ends by itself once stopped; cancelling it mid-query would leave a
+            # connection half rolled back. Cancel only if it does not end in time.
+            done, _ = await asyncio.wait({self._task}, timeout=10)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self.queue is not None:
+            await self.queue.close()
+
+    def wake(self) -> None:
+        """A job became due now (a new submission, a freed slot): stop sleeping."""
+        self._wake.set()
+
+    @property
+    def steps_in_flight(self) -> int:
+        """Steps under way now (for tests and health: 0 when the engine is idle)."""
+        return len(self._in_flight)
+
+    def wait_step(self) -> Awaitable[bool]:
+        """Wait for the next job step to finish (lets tests await progress, not sleep). The step is
+        the next one after this call, even when the awaiting starts later (no lost wake-up)."""
+        return self._stepped.wait()
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start-up: a job caught mid-submission is `unknown`, never submitted twice."""
+        assert self.steps is not None
+        try:
+            recovered = await self.jobs.recover(self.owner)
+        except Exception:
+            log.exception(kv("scheduler.recover_failed"))
+            return
+        for job in recovered:
+            log.warning(kv("job.outcome_unknown_after_restart", job=job.id, guild=job.guild_id))
+            await self.steps.recovered(job)
+
+    async def maintain(self) -> None:
+        """Housekeeping, at start and hourly: settle reservations a crash left held (from their
+        job's final state, or released when no job was stored) and prune old finished jobs."""
+        try:
+            settled = await self.reconcile()
+            released = await self.tools.ledger.release_orphans(self.timings.orphan_age)
+            pruned = await self.jobs.prune(self.retention)
+        except Exception:
+            log.exception(kv("scheduler.maintenance_failed"))
+            return
+        if settled or released or pruned:
+            log.info(
+                kv("scheduler.maintenance", settled=settled, orphans_released=released, jobs_pruned=pruned)
+            )
+
+    async def reconcile(self) -> int:
+        """Settle held reservations of jobs that already reached a settled state."""
+        return await reconcile(self.jobs, self.tools.ledger)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _run(self, publisher: Publisher) -> None:
+        """Loop until `stop()`: claim what is due, sleep until the next due time or a wake-up."""
+        await self.recover()
+        self._renewer = asyncio.create_task(self._renew_leases(), name="lease-renewer")
+        next_maintenance = 0.0
+        while not self._stopping:
+            # Cleared before looking, so a wake-up that comes while we look is not lost.
+            self._wake.clear()
+            self._announced = math.inf
+            if time.monotonic() >= next_maintenance:
+                await self.maintain()
+                next_maintenance = time.monotonic() + self.timings.maintenance_interval
+            if self.queue is not None:  # the local queue: promote what fits, show places
+                try:
+                    await self.queue.tick(publisher)
+                except Exception:
+                    log.exception(kv("scheduler.before_claim_failed"))
+            free = self._concurrency - len(self._in_flight)
+            if free <= 0:
+                self._saturated = True
+                await self._wait(self.timings.saturated_wait)  # finishing steps wake us sooner
+                self._saturated = False
+                continue
+            claimed: list[Job] = []
+            try:
+                claimed = await self.jobs.claim_due(
+                    self.owner, free, self.timings.lease_seconds, exclude=self._in_flight.keys()
+                )
+            except Exception:
+                log.exception(kv("scheduler.claim_failed"))
+            metrics.QUEUE_DEPTH.set(len(self._in_flight) + len(claimed))
+            for job in claimed:
+                task = asyncio.create_task(self._run_step(job), name=f"job-{job.id}")
+                self._in_flight[job.id] = task
+                task.add_done_callback(functools.partial(self._step_done, job.id))
+            if claimed and len(claimed) == free:
+                await asyncio.sleep(0)  # there may be more due; let steps run first
+                continue
+            sleep = await self._sleep_for()
+            now = asyncio.get_running_loop().time()
+            sleep = min(sleep, max(0.0, self._announced - now))
+            self._wake_at = now + sleep
+            await self._wait(sleep)
+            self._wake_at = None
+
+    async def _run_step(self, job: Job) -> None:
+        assert self.steps is not None
+        try:
+            await self.steps.step(job)
+        except LeaseLost:
+            log.info(kv("job.lease_lost", job=job.id))
+        except Exception as exc:
+            log.exception(kv("job.step_crashed", job=job.id, error=type(exc).__name__))
+            with contextlib.suppress(Exception):
+                await self.steps.crashed(job, f"{type(exc).__name__}: {exc}"[:500])
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of steps still under way, so a slow step is never taken over."""
+        lease = self.timings.lease_seconds
+        while not self._stopping:
+            await asyncio.sleep(lease / 3)
+            try:
+                await self.jobs.renew(self.owner, list(self._in_flight), lease)
+            except Exception:
+                log.exception(kv("scheduler.renew_failed"))
+
+    def _step_done(self, job_id: int, _task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(job_id, None)
+        if self._saturated and self._concurrency - len(self._in_flight) >= max(1, self._concurrency // 8):
+            self._wake.set()
+        self._stepped.set()
+        self._stepped = asyncio.Event()
+
+    def _due_in(self, delay: float) -> None:
+        """A job this process released is due in `delay` seconds: be awake by then."""
+        at = asyncio.get_running_loop().time() + delay
+        self._announced = min(self._announced, at)
+        if self._wake_at is not None and at < self._wake_at:
+            self._wake.set()
+
+    async def _sleep_for(self) -> float:
+        try:
+            due = await self.jobs.next_due_at()
+        except Exception:
+            log.exception(kv("scheduler.next_due_failed"))
+            return 1.0
+        if due is None:
+            return self.timings.idle_wait
+        # A due job whose lease someone else holds shows as due now: don't spin on it.
+        return min(self.timings.idle_wait, max(0.05, (due - self.tools.clock()).total_seconds()))
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep until a wake-up (set since the loop last cleared it) or `seconds`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
