@@ -1,4 +1,8 @@
-"""Command line: `python -m bot [run|migrate|genkey]`."""
+"""Command line: `python -m bot [run|migrate|genkey|rotate-keys]`.
+
+The entry point is the top floor of the house: `run` starts the Discord adapter (`cogs.runner`),
+which builds the core's services and the client.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ import sys
 from cryptography.fernet import Fernet
 
 from bot.config import ConfigError, Settings, env_file_warning, load_settings
+from bot.db import Database, migrate_sync
+from bot.keys import KeyVault
+from cogs.runner import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.command == "migrate":
-            from bot.db import migrate_sync
-
             migrate_sync(settings.database_url)
             print("database is at the newest revision")
             return 0
@@ -43,15 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    from bot.runner import run
-
     return run(settings)
 
 
 async def _rotate_keys(settings: Settings) -> int:
-    from bot.db import Database
-    from bot.keys import KeyVault
-
     db = await Database.open(settings.database_url)
     try:
         return await KeyVault(db, settings.fernet).rotate()

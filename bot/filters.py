@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import re2
 
+from bot.refusals import Refusal, RefusalCode
+
 MAX_WORDS = 500
 MAX_WORD_LENGTH = 100
 MAX_PATTERNS = 50
@@ -51,8 +53,8 @@ FILTER_SET_CACHE = 64
 _WORD_CHAR = r"[\pL\pN_]"
 
 
-class FilterError(ValueError):
-    """The word or pattern cannot be used; `str()` says why, for the moderator who typed it."""
+class FilterError(Refusal):
+    """The word or pattern cannot be used (a `Refusal`: its code says why, for the moderator)."""
 
 
 def _options(*, case_sensitive: bool = False, max_mem: int = MAX_PATTERN_MEMORY) -> re2.Options:
@@ -69,20 +71,16 @@ def compile_pattern(pattern: str) -> re2._Regexp[str]:
     """The compiled, case-insensitive pattern; `FilterError` when RE2 refuses it or it is over
     `MAX_PATTERN_PROGRAM` instructions."""
     if len(pattern) > MAX_PATTERN_LENGTH:
-        raise FilterError(f"A pattern may be at most {MAX_PATTERN_LENGTH} characters long.")
+        raise FilterError(RefusalCode.PATTERN_TOO_LONG, limit=MAX_PATTERN_LENGTH)
     try:
         regex = re2.compile(pattern, _options())
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        raise FilterError(f"That pattern isn't valid here: {reason}.") from None
+        raise FilterError(RefusalCode.PATTERN_INVALID, reason=reason) from None
     if regex.programsize > MAX_PATTERN_PROGRAM:
-        raise FilterError(
-            f"That pattern is too complex: it compiles to {regex.programsize:,} steps and the limit is "
-            f"{MAX_PATTERN_PROGRAM:,} (large repeat counts like `{{1000}}` cost the most). "
-            "Try a simpler pattern, or block words instead."
-        )
+        raise FilterError(RefusalCode.PATTERN_TOO_COMPLEX, size=regex.programsize, limit=MAX_PATTERN_PROGRAM)
     return regex
 
 
@@ -94,7 +92,7 @@ def check_pattern(pattern: str) -> str:
     """The pattern, trimmed, if it can be used on its own; else `FilterError`."""
     pattern = pattern.strip()
     if not pattern:
-        raise FilterError("The pattern is empty.")
+        raise FilterError(RefusalCode.PATTERN_EMPTY)
     compile_pattern(pattern)
     return pattern
 
@@ -102,23 +100,26 @@ def check_pattern(pattern: str) -> str:
 def check_patterns(patterns: Sequence[str]) -> None:
     """A server's whole pattern list: each usable, and together within `MAX_TOTAL_PROGRAM`."""
     if len(patterns) > MAX_PATTERNS:
-        raise FilterError(f"A server may have at most {MAX_PATTERNS} patterns.")
+        raise FilterError(RefusalCode.TOO_MANY_PATTERNS, limit=MAX_PATTERNS)
     total = sum(program_size(check_pattern(p)) for p in patterns)
     if total > MAX_TOTAL_PROGRAM:
-        raise FilterError(
-            f"This server's patterns together would compile to {total:,} steps; the limit is "
-            f"{MAX_TOTAL_PROGRAM:,}. Remove or simplify some patterns first."
-        )
+        raise FilterError(RefusalCode.PATTERNS_TOO_COSTLY, total=total, limit=MAX_TOTAL_PROGRAM)
 
 
 def check_word(word: str) -> str:
     """The word, trimmed, if it can be used; else `FilterError`."""
     word = word.strip()
     if not word:
-        raise FilterError("The word is empty.")
+        raise FilterError(RefusalCode.WORD_EMPTY)
     if len(word) > MAX_WORD_LENGTH:
-        raise FilterError(f"A blocked word may be at most {MAX_WORD_LENGTH} characters long.")
+        raise FilterError(RefusalCode.WORD_TOO_LONG, limit=MAX_WORD_LENGTH)
     return word
+
+
+def check_words(words: Sequence[str]) -> None:
+    """A server's whole word list: within `MAX_WORDS`."""
+    if len(words) > MAX_WORDS:
+        raise FilterError(RefusalCode.TOO_MANY_WORDS, limit=MAX_WORDS)
 
 
 def usable_patterns(patterns: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from enum import StrEnum
 
 from bot.engine.images import download_images
 from bot.engine.outcomes import Result
 from bot.hub import HubClient
 from bot.jobs import Job, JobStatus
 from bot.limits import WorkCounts
+from bot.refusals import Refusal, RefusalCode
 from bot.timings import Timings
 
 # /show downloads up to 4 images of up to 60 MB: at once, one per member, a few per server and
@@ -59,20 +59,6 @@ async def fetch_result(hub: HubClient, job: Job, timings: Timings) -> Result:
     )
 
 
-class ShowBusy(Exception):
-    """A /show that can't start now; `reason` says which bound (rendered for the member)."""
-
-    class Reason(StrEnum):
-        MEMBER_BUSY = "member_busy"  # this member's previous /show is still downloading
-        MEMBER_RATE = "member_rate"  # this member used it too often in the last minute
-        SERVER_BUSY = "server_busy"  # as many running in this server as allowed
-        BUSY = "busy"  # as many running in the process as allowed
-
-    def __init__(self, reason: ShowBusy.Reason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
-
-
 class ShowSlot:
     """A running /show's place; released when the `with` block ends."""
 
@@ -111,20 +97,20 @@ class ShowLimits:
         self._recent: dict[tuple[int, int], deque[float]] = {}
 
     def claim(self, guild_id: int, user_id: int) -> ShowSlot:
-        """A slot for a /show, or `ShowBusy`."""
+        """A slot for a /show, or a `Refusal` saying which bound it hit."""
         key = (guild_id, user_id)
         now = self._clock()
         recent = self._recent.get(key)
         while recent and recent[0] <= now - _RATE_WINDOW:
             recent.popleft()
         if self._running.member(guild_id, user_id) >= self.per_member:
-            raise ShowBusy(ShowBusy.Reason.MEMBER_BUSY)
+            raise Refusal(RefusalCode.SHOW_MEMBER_BUSY)
         if recent is not None and len(recent) >= self.per_minute:
-            raise ShowBusy(ShowBusy.Reason.MEMBER_RATE)
+            raise Refusal(RefusalCode.SHOW_MEMBER_RATE)
         if self._running.guild(guild_id) >= self.per_guild:
-            raise ShowBusy(ShowBusy.Reason.SERVER_BUSY)
+            raise Refusal(RefusalCode.SHOW_SERVER_BUSY)
         if self._running.total >= self.total:
-            raise ShowBusy(ShowBusy.Reason.BUSY)
+            raise Refusal(RefusalCode.SHOW_BUSY)
         if len(self._recent) > 10_000:  # forget members whose minute has passed
             self._recent = {k: q for k, q in self._recent.items() if q and q[-1] > now - _RATE_WINDOW}
         self._recent.setdefault(key, deque()).append(now)

@@ -5,7 +5,9 @@ only the database (options, channel, key, budget, queue), so a refusal can be th
 ephemeral answer; `reserve()` then takes the exact cost. Reference images are downloaded only
 after that, within `ReferenceDownloads`' bounds (one request per member at a time, a few per
 server), so a member who can't pay for a request makes the bot download nothing; a bad image
-releases the reservation. `start()` stores the job.
+releases the reservation. `start()` stores the job, `queued`: only the queue's locked promotion
+makes jobs active, which keeps the concurrency limits exact. Every refusal is a `Refusal` with
+a reason code (`bot.refusals`); the words are the chat side's.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -30,7 +32,6 @@ from bot.queue import JobQueue, QueueFull
 from bot.quotas import Ledger, QuotaExceeded
 from bot.references import (
     Attachment,
-    BadReference,
     DownloadSlot,
     Fetch,
     ReferenceCache,
@@ -38,7 +39,7 @@ from bot.references import (
     check_declared_size,
     check_reference,
 )
-from bot.refusals import Blocked, Refusal
+from bot.refusals import Blocked, Refusal, RefusalCode
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +78,9 @@ class Plan:
     queued: bool = False  # at a concurrency limit when planned: the job will wait in the queue
 
 
-def _echo(value: str, limit: int = 40) -> str:
-    """A member's option value, shortened for quoting back (options are free text)."""
-    value = value.replace("`", "'")
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
 def clean_prompt(text: str) -> str:
     """Normalise the prompt: NFC, no invisible characters, trimmed."""
     return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
-
-
-IgnoredPatterns = Callable[[int, Sequence[str]], Awaitable[None]]
 
 
 class ImagineService:
@@ -103,7 +95,7 @@ class ImagineService:
         ledger: Ledger,
         jobs: JobStore,
         reference_cache: ReferenceCache,
-        queue: JobQueue | None = None,
+        queue: JobQueue,
         filter_runner: filters.FilterRunner | None = None,
     ) -> None:
         self.settings = settings
@@ -115,9 +107,10 @@ class ImagineService:
         self.queue = queue
         self.filters = filter_runner or filters.FilterRunner()
         self.downloads = ReferenceDownloads()
-        # Told (once per process and server) about stored patterns skipped for breaking the bounds.
-        self.on_ignored_patterns: IgnoredPatterns | None = None
+        # Stored patterns skipped for breaking the bounds: moderators are told once per process
+        # and server (the chat side takes the news with `take_skipped_patterns`).
         self._told_ignored: dict[int, tuple[str, ...]] = {}
+        self._untold: list[tuple[int, tuple[str, ...]]] = []
 
     async def prompt_blocked(self, config: GuildConfig, prompt: str) -> bool:
         """The server's word and pattern filters, matched off the event loop (`bot.filters`); a match
@@ -130,76 +123,69 @@ class ImagineService:
                 self._told_ignored.clear()
             self._told_ignored[config.guild_id] = verdict.ignored
             log.warning(kv("filters.patterns_ignored", guild=config.guild_id, count=len(verdict.ignored)))
-            if self.on_ignored_patterns is not None:
-                try:
-                    await self.on_ignored_patterns(config.guild_id, verdict.ignored)
-                except Exception as exc:
-                    log.info(
-                        kv("filters.ignored_note_failed", guild=config.guild_id, error=type(exc).__name__)
-                    )
+            self._untold = [*self._untold[-63:], (config.guild_id, verdict.ignored)]
         return verdict.blocked
+
+    def take_skipped_patterns(self) -> list[tuple[int, tuple[str, ...]]]:
+        """(server, patterns) newly found over the bounds since the last call, for moderators."""
+        untold, self._untold = self._untold, []
+        return untold
 
     async def plan(self, request: ImagineRequest) -> Plan:
         config = await self.settings.get(request.guild_id)
         if config.allowed_channel_ids and request.channel_id not in config.allowed_channel_ids:
-            channels = ", ".join(f"<#{c}>" for c in config.allowed_channel_ids)
-            raise Refusal(f"Image generation isn't enabled in this channel. Try {channels}.")
+            raise Refusal(RefusalCode.CHANNEL_NOT_ALLOWED, channels=tuple(config.allowed_channel_ids))
         prompt = clean_prompt(request.prompt)
         if not prompt:
-            raise Refusal("Your prompt is empty. Describe the image you want.")
+            raise Refusal(RefusalCode.PROMPT_EMPTY)
         if len(prompt) > MAX_PROMPT_CHARS:
-            raise Refusal(f"Your prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
+            raise Refusal(RefusalCode.PROMPT_TOO_LONG, length=len(prompt), limit=MAX_PROMPT_CHARS)
         if await self.prompt_blocked(config, prompt):
             raise Blocked(prompt)
 
         try:
             models = await self.catalog.models()
         except HubError:
-            raise Refusal("The image hub can't be reached right now. Please try again in a minute.") from None
+            raise Refusal(RefusalCode.HUB_UNREACHABLE) from None
         model_id = request.model or config.default_model
         model = next((m for m in models if m.id == model_id), None)
         if model is None:
-            known = ", ".join(f"`{m.id}`" for m in models[:20]) or "none"
-            raise Refusal(f"There is no model called `{_echo(model_id)}`. Available: {known}.")
+            raise Refusal(RefusalCode.UNKNOWN_MODEL, model=model_id, available=tuple(m.id for m in models))
         aspect = request.aspect or config.default_aspect
         if aspect not in model.aspect_ratios:
-            raise Refusal(f"`{model.id}` doesn't support the aspect `{_echo(aspect)}`. See /models.")
+            raise Refusal(RefusalCode.ASPECT_UNSUPPORTED, model=model.id, aspect=aspect)
         tier = (request.resolution or config.default_resolution).upper()
         if tier not in model.credits:
-            raise Refusal(f"`{model.id}` doesn't offer the resolution `{_echo(tier)}`. See /models.")
+            raise Refusal(RefusalCode.RESOLUTION_UNSUPPORTED, model=model.id, resolution=tier)
         quality = request.quality or config.default_quality
         if quality not in QUALITIES:
-            raise Refusal(f"Quality must be one of {', '.join(QUALITIES)}.")
+            raise Refusal(RefusalCode.QUALITY_INVALID, qualities=QUALITIES)
         count = request.count if request.count is not None else 1
         if not 1 <= count <= MAX_COUNT:
-            raise Refusal(f"You can ask for 1 to {MAX_COUNT} images at a time.")
+            raise Refusal(RefusalCode.COUNT_INVALID, limit=MAX_COUNT)
         if len(request.attachments) > model.reference_image_limit:
             raise Refusal(
-                f"`{model.id}` takes at most {model.reference_image_limit} reference images; "
-                f"you gave {len(request.attachments)}."
+                RefusalCode.TOO_MANY_REFERENCES,
+                model=model.id,
+                limit=model.reference_image_limit,
+                given=len(request.attachments),
             )
         for attachment in request.attachments:
-            try:
-                check_declared_size(attachment.filename, attachment.size)
-            except BadReference as exc:
-                raise Refusal(str(exc)) from None
+            check_declared_size(attachment.filename, attachment.size)
 
         try:
             key = await self.keys.get_key(request.guild_id)
         except KeyUnreadable:
-            raise Refusal(
-                "This server's stored hub key can't be read (the bot's encryption key changed). "
-                "A moderator needs to set it again with `/config key set`."
-            ) from None
+            raise Refusal(RefusalCode.KEY_UNREADABLE) from None
         if key is None:
-            raise Refusal(
-                "This server has no image hub key yet. A moderator can set one with `/config key set`."
-            )
+            raise Refusal(RefusalCode.NO_KEY)
 
         try:
             size = size_for(aspect, tier)
         except ValueError:  # the hub lists a ratio or tier this bot cannot turn into a size
-            raise Refusal(f"`{model.id}` at {_echo(aspect)} and {_echo(tier)} isn't supported yet.") from None
+            raise Refusal(
+                RefusalCode.SIZE_UNSUPPORTED, model=model.id, aspect=aspect, resolution=tier
+            ) from None
         cost = model.cost(tier, count)
         queued = await self._check_capacity(request, config, cost)
         params = JobParams(
@@ -233,25 +219,16 @@ class ImagineService:
     async def _check_capacity(self, request: ImagineRequest, config: GuildConfig, cost: int) -> bool:
         """Whether the job will wait in the queue (at a concurrency limit, or behind the member's
         own waiting jobs); a full queue refuses. A cheap read: the queue's lengths are decided for
-        good when the job is stored (`JobQueue.admission`). Without a queue, a limit refuses."""
-        guild_id, user_id = request.guild_id, request.user_id
-        if self.queue is None:
-            if (
-                await self.jobs.count_active(guild_id, user_id) >= config.max_concurrent_per_member
-                or await self.jobs.count_active(guild_id) >= config.max_concurrent_per_guild
-            ):
-                raise Refusal(
-                    "This server has as many generations running as it allows. Try again in a minute."
-                )
-            queued = False
-        else:
-            try:
-                queued = await self.queue.room(guild_id, user_id, config)
-            except QueueFull as full:
-                raise _queue_refusal(full) from None
+        good when the job is stored (`JobQueue.admission`)."""
+        try:
+            queued = await self.queue.room(request.guild_id, request.user_id, config)
+        except QueueFull as full:
+            raise _queue_refusal(full) from None
         budget = await self.ledger.budget(request.guild_id, request.user_id, request.role_ids)
         if budget.remaining is not None and budget.remaining < cost:
-            raise Refusal(_quota_text(cost, budget.remaining, budget.resets_at))
+            raise Refusal(
+                RefusalCode.QUOTA_EXCEEDED, cost=cost, remaining=budget.remaining, resets_at=budget.resets_at
+            )
         return queued
 
     async def reserve(self, plan: Plan) -> Plan:
@@ -262,7 +239,9 @@ class ImagineService:
                 request.guild_id, request.user_id, request.role_ids, plan.cost
             )
         except QuotaExceeded as exc:
-            raise Refusal(_quota_text(plan.cost, exc.remaining, exc.resets_at)) from None
+            raise Refusal(
+                RefusalCode.QUOTA_EXCEEDED, cost=plan.cost, remaining=exc.remaining, resets_at=exc.resets_at
+            ) from None
         return replace(plan, reservation_id=reservation.id)
 
     async def abandon(self, plan: Plan) -> None:
@@ -303,7 +282,6 @@ class ImagineService:
         request = plan.request
         created = token_issued_at or datetime.now(UTC)
         job: Job | None = None
-        admit = self.queue.admission(request.guild_id, request.user_id, plan.config) if self.queue else None
         try:
             job = await self.jobs.create(
                 guild_id=request.guild_id,
@@ -317,10 +295,10 @@ class ImagineService:
                 reservation_id=plan.reservation_id,
                 status_message_id=status_message_id,
                 upload_limit=upload_limit,
-                # With a queue every job starts `queued`: only the queue's locked promotion
-                # makes jobs active, which keeps the concurrency limits exact.
-                status=JobStatus.QUEUED if self.queue is not None else JobStatus.PENDING_SUBMIT,
-                admit=admit,
+                # Every job starts `queued`: only the queue's locked promotion makes jobs
+                # active, which keeps the concurrency limits exact.
+                status=JobStatus.QUEUED,
+                admit=self.queue.admission(request.guild_id, request.user_id, plan.config),
             )
             await self.ledger.attach(plan.reservation_id, job.id)
         except BaseException as exc:
@@ -333,41 +311,23 @@ class ImagineService:
                 raise _queue_refusal(exc) from None
             raise
         self.reference_cache.put(job.id, references)
-        if self.queue is not None:
-            try:
-                if job.id in await self.queue.promote(job.guild_id, plan.config):
-                    job = await self.jobs.get(job.id) or job
-            except Exception:
-                log.exception(kv("imagine.promote_failed", job=job.id))  # the scheduler promotes it later
+        try:
+            if job.id in await self.queue.promote(job.guild_id, plan.config):
+                job = await self.jobs.get(job.id) or job
+        except Exception:
+            log.exception(kv("imagine.promote_failed", job=job.id))  # the engine promotes it later
         return job
 
     async def _fetch_checked(self, attachment: Attachment, fetch: Fetch) -> Reference:
         try:
             data = await fetch(attachment)
         except Exception:
-            raise Refusal(
-                f"I couldn't download `{attachment.filename}` from Discord. Please try again."
-            ) from None
-        try:
-            checked = check_reference(attachment.filename, data)
-        except BadReference as exc:
-            raise Refusal(str(exc)) from None
+            raise Refusal(RefusalCode.REFERENCE_DOWNLOAD_FAILED, filename=attachment.filename) from None
+        checked = check_reference(attachment.filename, data)  # a `BadReference` refuses
         return Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)
 
 
 def _queue_refusal(full: QueueFull) -> Refusal:
     if full.scope == "member":
-        n = full.waiting
-        return Refusal(
-            f"You already have {n} generation{'s' if n != 1 else ''} waiting in the queue, the most "
-            "this server allows. Wait for one to start, then try again."
-        )
-    return Refusal("This server's queue is full. Please try again in a few minutes.")
-
-
-def _quota_text(cost: int, remaining: int | None, resets_at: datetime | None) -> str:
-    when = f" Your budget resets <t:{int(resets_at.timestamp())}:R>." if resets_at else ""
-    return (
-        f"This needs {cost} credits but you have {remaining if remaining is not None else 0} left "
-        f"this period.{when}"
-    )
+        return Refusal(RefusalCode.QUEUE_FULL_MEMBER, count=full.waiting)
+    return Refusal(RefusalCode.QUEUE_FULL_SERVER)

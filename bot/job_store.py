@@ -272,12 +272,6 @@ class JobStore:
             .order_by(JobRow.created_at, JobRow.id)
         )
 
-    async def promote(self, job_id: int) -> Job | None:
-        """`queued` → `pending_submit`, due now; None when the job is no longer queued."""
-        return await self.update_if(
-            job_id, {JobStatus.QUEUED}, status=JobStatus.PENDING_SUBMIT, next_poll_at=self._clock()
-        )
-
     # -- leases ------------------------------------------------------------------------------
 
     async def claim_due(

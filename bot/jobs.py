@@ -160,12 +160,6 @@ class Job:
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 
-    def token_usable(self, now: datetime) -> bool:
-        """Whether the interaction token can still be used to edit/follow up."""
-        return self.interaction_token is not None and (
-            self.token_expires_at is None or now < self.token_expires_at
-        )
-
 
 class JobError(Exception):
     pass

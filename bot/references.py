@@ -18,7 +18,7 @@ import aiohttp
 from bot.hub import Reference
 from bot.jobs import Job
 from bot.limits import WorkCounts
-from bot.refusals import Refusal
+from bot.refusals import Refusal, RefusalCode
 from bot.timings import Timings
 
 MAX_REFERENCE_BYTES = 50 * 1024 * 1024
@@ -30,8 +30,8 @@ MAX_GUILD_REFERENCE_DOWNLOADS = 3
 MAX_REFERENCE_BYTES_IN_FLIGHT = 1 << 30
 
 
-class BadReference(ValueError):
-    """A reference image is unusable; the message is fit for the member."""
+class BadReference(Refusal):
+    """A reference image is unusable (a `Refusal`: its code says why)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,22 +74,24 @@ def looks_complete(data: bytes, content_type: str) -> bool:
 def check_declared_size(filename: str, size: int) -> None:
     """Refuse by the declared size, before downloading anything."""
     if size > MAX_REFERENCE_BYTES:
-        raise BadReference(f"`{filename}` is {size / 1024 / 1024:.0f} MB; references can be at most 50 MB.")
+        raise BadReference(
+            RefusalCode.REFERENCE_TOO_LARGE, filename=filename, size=size, limit=MAX_REFERENCE_BYTES
+        )
     if size == 0:
-        raise BadReference(f"`{filename}` is empty.")
+        raise BadReference(RefusalCode.REFERENCE_EMPTY, filename=filename)
 
 
 def check_reference(filename: str, data: bytes) -> CheckedReference:
     """Check downloaded bytes; the content type comes from the bytes themselves."""
     if not data:
-        raise BadReference(f"`{filename}` is empty.")
+        raise BadReference(RefusalCode.REFERENCE_EMPTY, filename=filename)
     if len(data) > MAX_REFERENCE_BYTES:
-        raise BadReference(f"`{filename}` is larger than 50 MB.")
+        raise BadReference(RefusalCode.REFERENCE_OVER_LIMIT, filename=filename, limit=MAX_REFERENCE_BYTES)
     kind = sniff_image_type(data)
     if kind is None:
-        raise BadReference(f"`{filename}` is not a PNG, JPEG or WebP image.")
+        raise BadReference(RefusalCode.REFERENCE_NOT_AN_IMAGE, filename=filename)
     if not looks_complete(data, kind):
-        raise BadReference(f"`{filename}` looks truncated or damaged.")
+        raise BadReference(RefusalCode.REFERENCE_DAMAGED, filename=filename)
     return CheckedReference(data=data, filename=filename, content_type=kind)
 
 
@@ -177,17 +179,11 @@ class ReferenceDownloads:
     def claim(self, guild_id: int, user_id: int, size: int) -> DownloadSlot:
         """A slot for a request declaring `size` bytes of references, or `Refusal`."""
         if self._running.member(guild_id, user_id) >= self.per_member:
-            raise Refusal(
-                "Your reference images from an earlier request are still downloading. "
-                "Try again once it has started."
-            )
+            raise Refusal(RefusalCode.REFERENCES_BUSY_MEMBER)
         if self._running.guild(guild_id) >= self.per_guild:
-            raise Refusal(
-                "Reference images for other requests on this server are downloading right now. "
-                "Please try again in a minute."
-            )
+            raise Refusal(RefusalCode.REFERENCES_BUSY_SERVER)
         if self._bytes and self._bytes + size > self.max_bytes:
-            raise Refusal("The bot is busy downloading reference images. Please try again in a minute.")
+            raise Refusal(RefusalCode.REFERENCES_BUSY)
         self._running.add(guild_id, user_id)
         self._bytes += size
         return DownloadSlot(self, guild_id, user_id, size)

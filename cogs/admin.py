@@ -1,7 +1,8 @@
 """/config: a server's hub key, quotas, channels and defaults. Manage Server only, all ephemeral.
 
-The key is typed into a modal (never a slash option, which Discord shows in the channel's
-command log), verified against the hub, stored encrypted, and only ever shown masked.
+The key is typed into a form (`cogs.forms.KeyModal`: never a slash option, which Discord shows
+in the channel's command log), verified against the hub, stored encrypted, and only ever shown
+masked.
 """
 
 from __future__ import annotations
@@ -10,23 +11,22 @@ import asyncio
 import contextlib
 import io
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.charts import usage_chart
-from bot.filters import check_pattern, check_patterns, check_word, usable_patterns
-from bot.hub import HubError, InvalidApiKey, MissingApiKey
+from bot.filters import check_pattern, check_patterns, check_word, check_words, usable_patterns
 from bot.hub.sizes import QUALITIES, TIERS
 from bot.logs import kv
 from bot.quotas import Period
-from cogs import render
-from cogs.info import require_manage_guild
-
-if TYPE_CHECKING:
-    from bot.client import ImageHubBot
+from cogs import embeds
+from cogs.checks import in_guild, require_manage_server
+from cogs.client import ImageHubBot
+from cogs.errors import Denied
+from cogs.forms import KeyModal
+from cogs.messages import channel_list, text
 
 log = logging.getLogger(__name__)
 
@@ -34,47 +34,13 @@ PERIODS = [app_commands.Choice(name=p.value, value=p.value) for p in Period]
 FILTER_KINDS = [app_commands.Choice(name=k, value=k) for k in ("word", "regex")]
 
 
-async def _reply(interaction: discord.Interaction, text: str, *, ok: bool = True) -> None:
-    embed = render.plain(text, colour=render.OK) if ok else render.refusal(text)
+async def _done(interaction: discord.Interaction, message: str) -> None:
+    """The change is made: say so, only to the moderator."""
+    embed = embeds.plain(message, colour=embeds.OK)
     if interaction.response.is_done():
         await interaction.followup.send(embed=embed, ephemeral=True)
     else:
         await interaction.response.send_message(embed=embed, ephemeral=True)
-
-
-class KeyModal(discord.ui.Modal, title="Set the image hub key"):
-    # A Label (type 18) holding the text input: the current modal layout, not an action row.
-    key: discord.ui.Label[KeyModal] = discord.ui.Label(
-        text="API key (gih_live_…)",
-        component=discord.ui.TextInput(placeholder="gih_live_…", min_length=8, max_length=200),
-    )
-
-    def __init__(self, bot: ImageHubBot) -> None:
-        super().__init__(timeout=bot.services.timings.key_form_timeout)
-        self.bot = bot
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
-        if not await require_manage_guild(interaction):
-            return
-        field = self.key.component
-        assert isinstance(field, discord.ui.TextInput)
-        raw = field.value.strip()
-        services = self.bot.services
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            balance = await services.hubs.with_key(raw).get_credits()
-        except (InvalidApiKey, MissingApiKey):
-            await _reply(interaction, "The hub doesn't recognise that key. Nothing was saved.", ok=False)
-            return
-        except HubError as exc:
-            await _reply(interaction, f"{render.hub_error_text(exc)} Nothing was saved.", ok=False)
-            return
-        await services.keys.set_key(interaction.guild_id, raw, interaction.user.id)
-        info = await services.keys.key_info(interaction.guild_id)
-        log.info(kv("config.key_set", guild=interaction.guild_id, user=interaction.user.id))
-        masked = info.masked if info else "saved"
-        await _reply(interaction, f"Key `{masked}` saved. The hub reports {balance.credits:,} credits.")
 
 
 @app_commands.guild_only()
@@ -91,7 +57,8 @@ class Config(
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await require_manage_guild(interaction)
+        require_manage_server(interaction)  # every /config command: the bot checks, not only Discord
+        return True
 
     # -- key -----------------------------------------------------------------------------------
 
@@ -101,21 +68,26 @@ class Config(
 
     @key.command(name="clear", description="Remove the server's hub key")
     async def key_clear(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
-        removed = await self.bot.services.keys.clear_key(interaction.guild_id)
-        log.info(kv("config.key_cleared", guild=interaction.guild_id, user=interaction.user.id))
-        await _reply(interaction, "Key removed." if removed else "This server had no key.")
+        here = in_guild(interaction)
+        removed = await self.bot.services.keys.clear_key(here.guild_id)
+        log.info(kv("config.key_cleared", guild=here.guild_id, user=interaction.user.id))
+        await _done(interaction, text("config.key_removed" if removed else "config.key_none_to_remove"))
 
     @key.command(name="show", description="Show which key is set (masked)")
     async def key_show(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
-        info = await self.bot.services.keys.key_info(interaction.guild_id)
+        here = in_guild(interaction)
+        info = await self.bot.services.keys.key_info(here.guild_id)
         if info is None:
             fallback = self.bot.services.settings.hub_api_key is not None
-            text = "No key is set." + (" The operator's fallback key is used." if fallback else "")
+            shown = text("config.key_none.fallback" if fallback else "config.key_none")
         else:
-            text = f"Key `{info.masked}`, set by <@{info.set_by}> {render.ts(info.set_at)}."
-        await _reply(interaction, text)
+            shown = text(
+                "config.key_set_by",
+                masked=info.masked,
+                user=embeds.user(info.set_by),
+                when=embeds.ts(info.set_at),
+            )
+        await _done(interaction, shown)
 
     # -- quota ---------------------------------------------------------------------------------
 
@@ -127,10 +99,13 @@ class Config(
         credits: app_commands.Range[int, 0, 10_000_000] | None = None,
         period: str = "day",
     ) -> None:
-        assert interaction.guild_id is not None
-        await self.bot.services.quotas.policies.set_default(interaction.guild_id, credits, Period(period))
-        text = "unlimited" if credits is None else f"{credits:,} credits per {period}"
-        await _reply(interaction, f"Default budget: {text}.")
+        here = in_guild(interaction)
+        await self.bot.services.quotas.policies.set_default(here.guild_id, credits, Period(period))
+        if credits is None:
+            await _done(interaction, text("config.default_budget.unlimited"))
+        else:
+            name = text(f"period.{Period(period).value}")
+            await _done(interaction, text("config.default_budget", credits=credits, period=name))
 
     @quota.command(name="role", description="A role's budget (the most generous role wins; empty removes)")
     async def quota_role(
@@ -139,10 +114,9 @@ class Config(
         role: discord.Role,
         credits: app_commands.Range[int, 0, 10_000_000] | None = None,
     ) -> None:
-        assert interaction.guild_id is not None
-        await self.bot.services.quotas.policies.set_role(interaction.guild_id, role.id, credits)
-        text = "removed" if credits is None else f"{credits:,} credits per period"
-        await _reply(interaction, f"Budget for {role.mention}: {text}.")
+        here = in_guild(interaction)
+        await self.bot.services.quotas.policies.set_role(here.guild_id, role.id, credits)
+        await _done(interaction, _budget(role.mention, credits))
 
     @quota.command(name="user", description="One member's budget (wins over roles; empty removes)")
     async def quota_user(
@@ -151,35 +125,39 @@ class Config(
         member: discord.Member,
         credits: app_commands.Range[int, 0, 10_000_000] | None = None,
     ) -> None:
-        assert interaction.guild_id is not None
-        await self.bot.services.quotas.policies.set_member(interaction.guild_id, member.id, credits)
-        text = "removed" if credits is None else f"{credits:,} credits per period"
-        await _reply(interaction, f"Budget for {member.mention}: {text}.")
+        here = in_guild(interaction)
+        await self.bot.services.quotas.policies.set_member(here.guild_id, member.id, credits)
+        await _done(interaction, _budget(member.mention, credits))
 
     @quota.command(name="exempt", description="Members with this role have no limit")
     async def quota_exempt(
         self, interaction: discord.Interaction, role: discord.Role, exempt: bool = True
     ) -> None:
-        assert interaction.guild_id is not None
-        await self.bot.services.quotas.policies.set_exempt(interaction.guild_id, role.id, exempt)
-        await _reply(
-            interaction, f"{role.mention} is {'now' if exempt else 'no longer'} exempt from budgets."
-        )
+        here = in_guild(interaction)
+        await self.bot.services.quotas.policies.set_exempt(here.guild_id, role.id, exempt)
+        await _done(interaction, text("config.exempt" if exempt else "config.not_exempt", role=role.mention))
 
     @quota.command(name="show", description="The server's budget rules")
     async def quota_show(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
-        policy = await self.bot.services.quotas.policies.policy(interaction.guild_id)
-        lines = [
-            f"**Default**: {'unlimited' if policy.default is None else f'{policy.default:,}'} "
-            f"credits per {policy.period}"
+        here = in_guild(interaction)
+        policy = await self.bot.services.quotas.policies.policy(here.guild_id)
+        period = text(f"period.{policy.period.value}")
+        if policy.default is None:
+            lines = [text("config.rules.default.unlimited", period=period)]
+        else:
+            lines = [text("config.rules.default", credits=policy.default, period=period)]
+        lines += [
+            text("config.rules.entry", who=embeds.role(role), credits=credits)
+            for role, credits in sorted(policy.roles.items())
         ]
-        lines += [f"<@&{role}>: {credits:,}" for role, credits in sorted(policy.roles.items())]
-        lines += [f"<@{user}>: {credits:,}" for user, credits in sorted(policy.members.items())]
+        lines += [
+            text("config.rules.entry", who=embeds.user(user), credits=credits)
+            for user, credits in sorted(policy.members.items())
+        ]
         if policy.exempt_roles:  # kept above the overrides, which may be cut short
-            exempt = ", ".join(f"<@&{r}>" for r in sorted(policy.exempt_roles))
-            lines.insert(1, render.clip(f"**Exempt**: {exempt}", 1000))
-        await _reply(interaction, render.capped_lines(lines, render.DESCRIPTION_MAX))
+            exempt = ", ".join(embeds.role(r) for r in sorted(policy.exempt_roles))
+            lines.insert(1, embeds.clip(text("config.rules.exempt", roles=exempt), 1000))
+        await _done(interaction, embeds.capped_lines(lines, embeds.DESCRIPTION_MAX))
 
     # -- channels, defaults, limits, usage -----------------------------------------------------
 
@@ -190,12 +168,11 @@ class Config(
     async def channels(
         self, interaction: discord.Interaction, action: str, channel: discord.TextChannel | None = None
     ) -> None:
-        assert interaction.guild_id is not None
+        here = in_guild(interaction)
         store = self.bot.services.guilds
-        current = list((await store.get(interaction.guild_id)).allowed_channel_ids)
+        current = list((await store.get(here.guild_id)).allowed_channel_ids)
         if action in ("add", "remove") and channel is None:
-            await _reply(interaction, "Pick a channel to add or remove.", ok=False)
-            return
+            raise Denied("denied.pick_a_channel")
         if action == "add" and channel is not None and channel.id not in current:
             current.append(channel.id)
         elif action == "remove" and channel is not None and channel.id in current:
@@ -203,9 +180,11 @@ class Config(
         elif action == "clear":
             current = []
         if action != "show":
-            await store.set_channels(interaction.guild_id, current)
-        text = ", ".join(f"<#{c}>" for c in current) if current else "every channel"
-        await _reply(interaction, f"/imagine works in: {text}.")
+            await store.set_channels(here.guild_id, current)
+        if current:
+            await _done(interaction, text("config.channels", channels=channel_list(current)))
+        else:
+            await _done(interaction, text("config.channels.all"))
 
     @app_commands.command(name="defaults", description="Default model, aspect, resolution and quality")
     @app_commands.choices(
@@ -220,20 +199,14 @@ class Config(
         resolution: str | None = None,
         quality: str | None = None,
     ) -> None:
-        assert interaction.guild_id is not None
+        here = in_guild(interaction)
         services = self.bot.services
-        config = await services.guilds.get(interaction.guild_id)
-        try:
-            found = await services.catalog.find(model or config.default_model)
-        except HubError as exc:
-            await _reply(interaction, render.hub_error_text(exc), ok=False)
-            return
+        config = await services.guilds.get(here.guild_id)
+        found = await services.catalog.find(model or config.default_model)  # a HubError is told
         if found is None:
-            await _reply(interaction, f"There is no model called `{model}`. See /models.", ok=False)
-            return
+            raise Denied("denied.defaults_unknown_model", model=model)
         if aspect is not None and aspect not in found.aspect_ratios:
-            await _reply(interaction, f"`{found.id}` doesn't support the aspect `{aspect}`.", ok=False)
-            return
+            raise Denied("denied.defaults_aspect", model=found.id, aspect=aspect)
         changes: dict[str, str] = {}
         if model is not None:
             changes["default_model"] = found.id
@@ -243,11 +216,16 @@ class Config(
             changes["default_resolution"] = resolution
         if quality is not None:
             changes["default_quality"] = quality
-        config = await services.guilds.update(interaction.guild_id, **changes) if changes else config
-        await _reply(
+        config = await services.guilds.update(here.guild_id, **changes) if changes else config
+        await _done(
             interaction,
-            f"Defaults: `{config.default_model}` · {config.default_aspect} · {config.default_resolution} · "
-            f"quality {config.default_quality}.",
+            text(
+                "config.defaults",
+                model=config.default_model,
+                aspect=config.default_aspect,
+                resolution=config.default_resolution,
+                quality=config.default_quality,
+            ),
         )
 
     @app_commands.command(
@@ -267,7 +245,7 @@ class Config(
         queue_per_member: app_commands.Range[int, 1, 100] | None = None,
         queue_per_server: app_commands.Range[int, 1, 1000] | None = None,
     ) -> None:
-        assert interaction.guild_id is not None
+        here = in_guild(interaction)
         changes: dict[str, int] = {}
         if per_member is not None:
             changes["max_concurrent_per_member"] = per_member
@@ -278,17 +256,16 @@ class Config(
         if queue_per_server is not None:
             changes["max_queued_per_guild"] = queue_per_server
         store = self.bot.services.guilds
-        config = (
-            await store.update(interaction.guild_id, **changes)
-            if changes
-            else await store.get(interaction.guild_id)
-        )
-        await _reply(
+        config = await store.update(here.guild_id, **changes) if changes else await store.get(here.guild_id)
+        await _done(
             interaction,
-            f"At most {config.max_concurrent_per_member} running per member, "
-            f"{config.max_concurrent_per_guild} per server. "
-            f"Past that, requests wait in a queue: at most {config.max_queued_per_member} per member, "
-            f"{config.max_queued_per_guild} per server.",
+            text(
+                "config.limits",
+                per_member=config.max_concurrent_per_member,
+                per_server=config.max_concurrent_per_guild,
+                queue_per_member=config.max_queued_per_member,
+                queue_per_server=config.max_queued_per_guild,
+            ),
         )
         if changes:
             self.bot.services.engine.wake()  # higher limits may let queued jobs start
@@ -297,19 +274,22 @@ class Config(
     async def modlog(
         self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
     ) -> None:
-        assert interaction.guild_id is not None
+        here = in_guild(interaction)
         await self.bot.services.guilds.update(
-            interaction.guild_id, mod_log_channel_id=channel.id if channel else None
+            here.guild_id, mod_log_channel_id=channel.id if channel else None
         )
-        await _reply(interaction, f"Moderator log: {channel.mention if channel else 'off'}.")
+        if channel is None:
+            await _done(interaction, text("config.modlog.off"))
+        else:
+            await _done(interaction, text("config.modlog", channel=channel.mention))
 
     @app_commands.command(name="usage", description="Credits spent per day and the top members, with a chart")
     @app_commands.describe(days="How many days the chart covers (default 30)")
     async def usage(
         self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 90] = 30
     ) -> None:
-        assert interaction.guild_id is not None
-        guild_id = interaction.guild_id
+        here = in_guild(interaction)
+        guild_id = here.guild_id
         await interaction.response.defer(ephemeral=True, thinking=True)
         quotas = self.bot.services.quotas
         policy = await quotas.policies.policy(guild_id)
@@ -319,14 +299,13 @@ class Config(
         daily = await quotas.reports.daily_spend(guild_id, days)
         names = [(await self._member_name(interaction, user), credits) for user, credits in top]
         filename = "usage.png"
+        top_title = text("usage.chart_top", period=text(f"period.{policy.period.value}"))
         try:
-            png = await asyncio.to_thread(
-                usage_chart, daily, names, top_title=f"Top members this {policy.period}"
-            )
+            png = await asyncio.to_thread(usage_chart, daily, names, top_title=top_title)
         except Exception:
             log.exception(kv("config.usage_chart_failed", guild=guild_id))
             png = None
-        embed = render.usage_embed(
+        embed = embeds.usage_embed(
             period=policy.period,
             period_spent=spent,
             days=days,
@@ -355,24 +334,26 @@ class Config(
         interaction: discord.Interaction,
         low_balance: app_commands.Range[int, 0, 1_000_000_000] | None = None,
     ) -> None:
-        assert interaction.guild_id is not None
+        here = in_guild(interaction)
         store = self.bot.services.guilds
         if low_balance is not None:
             threshold = low_balance or None
             config = await store.update(
-                interaction.guild_id, low_balance_threshold=threshold, low_balance_alerted=False
+                here.guild_id, low_balance_threshold=threshold, low_balance_alerted=False
             )
         else:
-            config = await store.get(interaction.guild_id)
+            config = await store.get(here.guild_id)
         if config.low_balance_threshold is None:
-            text = "Low balance alert: off."
+            shown = text("config.alerts.off")
+        elif config.mod_log_channel_id is None:
+            shown = text("config.alerts.no_modlog", credits=config.low_balance_threshold)
         else:
-            text = f"Low balance alert below {config.low_balance_threshold:,} credits."
-            if config.mod_log_channel_id is None:
-                text += " Set a moderator log channel with `/config modlog` to receive it."
-            else:
-                text += f" It goes to <#{config.mod_log_channel_id}>."
-        await _reply(interaction, text)
+            shown = text(
+                "config.alerts.modlog",
+                credits=config.low_balance_threshold,
+                channel=embeds.channel(config.mod_log_channel_id),
+            )
+        await _done(interaction, shown)
 
     # -- prompt filters ------------------------------------------------------------------------
 
@@ -382,62 +363,71 @@ class Config(
     async def filter_add(
         self, interaction: discord.Interaction, kind: str, value: app_commands.Range[str, 1, 300]
     ) -> None:
-        assert interaction.guild_id is not None
+        here = in_guild(interaction)
         store = self.bot.services.guilds
-        config = await store.get(interaction.guild_id)
+        config = await store.get(here.guild_id)
         dropped: list[str] = []
-        try:
-            if kind == "word":
-                word = check_word(value)
-                if word not in config.blocked_words:
-                    await store.update(interaction.guild_id, blocked_words=[*config.blocked_words, word])
-            else:
-                pattern = check_pattern(value)
-                kept, dropped = usable_patterns(config.blocked_patterns)
-                if pattern not in kept:
-                    patterns = [*kept, pattern]
-                    check_patterns(patterns)  # the count and the server's total cost
-                    await store.update(interaction.guild_id, blocked_patterns=patterns)
-                elif dropped:
-                    await store.update(interaction.guild_id, blocked_patterns=kept)
-        except ValueError as exc:  # FilterError, or the settings' own caps
-            await _reply(interaction, str(exc), ok=False)
-            return
-        log.info(kv("config.filter_added", guild=interaction.guild_id, user=interaction.user.id, kind=kind))
-        note = render.dropped_patterns_note(dropped) if kind != "word" else ""
-        await _reply(interaction, f"Prompts matching that {kind} are now blocked.{note}")
+        # A word or pattern the bounds refuse raises a `FilterError`, told to the moderator.
+        if kind == "word":
+            word = check_word(value)
+            if word not in config.blocked_words:
+                words = [*config.blocked_words, word]
+                check_words(words)
+                await store.update(here.guild_id, blocked_words=words)
+        else:
+            pattern = check_pattern(value)
+            kept, dropped = usable_patterns(config.blocked_patterns)
+            if pattern not in kept:
+                patterns = [*kept, pattern]
+                check_patterns(patterns)  # the count and the server's total cost
+                await store.update(here.guild_id, blocked_patterns=patterns)
+            elif dropped:
+                await store.update(here.guild_id, blocked_patterns=kept)
+        log.info(kv("config.filter_added", guild=here.guild_id, user=interaction.user.id, kind=kind))
+        note = embeds.dropped_patterns_note(dropped) if kind != "word" else ""
+        await _done(interaction, text(f"config.filter_added.{_kind(kind)}") + note)
 
     @filter.command(name="remove", description="Stop blocking a word or a regular expression")
     @app_commands.choices(kind=FILTER_KINDS)
     async def filter_remove(
         self, interaction: discord.Interaction, kind: str, value: app_commands.Range[str, 1, 300]
     ) -> None:
-        assert interaction.guild_id is not None
+        here = in_guild(interaction)
         store = self.bot.services.guilds
-        config = await store.get(interaction.guild_id)
+        config = await store.get(here.guild_id)
         value = value.strip()
         current = config.blocked_words if kind == "word" else config.blocked_patterns
         if value not in current:
-            await _reply(interaction, f"That {kind} isn't in this server's filters.", ok=False)
-            return
+            raise Denied(f"denied.filter_not_found.{_kind(kind)}")
         remaining = [item for item in current if item != value]
         note = ""
         if kind == "word":
-            await store.update(interaction.guild_id, blocked_words=remaining)
+            await store.update(here.guild_id, blocked_words=remaining)
         else:
             # Patterns stored before the cost bounds, which no longer apply, go too (and are named).
             remaining, dropped = usable_patterns(remaining)
-            await store.update(interaction.guild_id, blocked_patterns=remaining)
-            note = render.dropped_patterns_note(dropped)
-        await _reply(interaction, f"That {kind} is no longer blocked.{note}")
+            await store.update(here.guild_id, blocked_patterns=remaining)
+            note = embeds.dropped_patterns_note(dropped)
+        await _done(interaction, text(f"config.filter_removed.{_kind(kind)}") + note)
 
     @filter.command(name="list", description="The server's blocked words and regular expressions")
     async def filter_list(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
-        config = await self.bot.services.guilds.get(interaction.guild_id)
+        here = in_guild(interaction)
+        config = await self.bot.services.guilds.get(here.guild_id)
         _, ignored = usable_patterns(config.blocked_patterns)
-        embed = render.filters_embed(config.blocked_words, config.blocked_patterns, ignored)
+        embed = embeds.filters_embed(config.blocked_words, config.blocked_patterns, ignored)
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+def _kind(kind: str) -> str:
+    """The filter kind option (a choice, "word" or "regex")."""
+    return "word" if kind == "word" else "regex"
+
+
+def _budget(who: str, credits: int | None) -> str:
+    if credits is None:
+        return text("config.budget.removed", who=who)
+    return text("config.budget", who=who, credits=credits)
 
 
 async def setup(bot: ImageHubBot) -> None:

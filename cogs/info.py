@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.hub import HubError
-from cogs import render
-from cogs.imagine import member_roles, server_permissions
-
-if TYPE_CHECKING:
-    from bot.client import ImageHubBot
-
-
-async def require_manage_guild(interaction: discord.Interaction) -> bool:
-    """Our own Manage Server check: Discord's defaults can be changed by a server's admins.
-    Server-wide permissions only (no channel overwrite can grant it)."""
-    perms = server_permissions(interaction)
-    if perms.manage_guild or perms.administrator:
-        return True
-    await interaction.response.send_message(
-        embed=render.refusal("You need the Manage Server permission for this."), ephemeral=True
-    )
-    return False
-
-
-async def may_look_at(interaction: discord.Interaction, member: discord.Member | None) -> bool:
-    """Anyone may look at themselves; looking at another member needs Manage Server."""
-    if member is None or member.id == interaction.user.id:
-        return True
-    return await require_manage_guild(interaction)
+from cogs import embeds
+from cogs.checks import in_guild, manage_server, may_look_at, member_roles
+from cogs.client import ImageHubBot
+from cogs.errors import Denied
+from cogs.messages import text
 
 
 class Info(commands.Cog):
@@ -41,85 +19,82 @@ class Info(commands.Cog):
 
     @app_commands.command(name="models", description="The hub's image models, aspect ratios and credit costs")
     async def models(self, interaction: discord.Interaction) -> None:
-        try:
-            models = await self.bot.services.catalog.models()
-        except HubError as exc:
-            await interaction.response.send_message(
-                embed=render.refusal(render.hub_error_text(exc)), ephemeral=True
-            )
-            return
-        await interaction.response.send_message(embed=render.models_embed(models), ephemeral=True)
+        models = await self.bot.services.catalog.models()  # a HubError is told to the member
+        await interaction.response.send_message(embed=embeds.models_embed(models), ephemeral=True)
 
     @app_commands.command(name="credits", description="The server's image hub balance")
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
+    @manage_server()
     async def credits(self, interaction: discord.Interaction) -> None:
-        if not await require_manage_guild(interaction):
-            return
-        assert interaction.guild_id is not None
+        here = in_guild(interaction)
         services = self.bot.services
-        hub = await services.hubs.for_guild(interaction.guild_id)
+        hub = await services.hubs.for_guild(here.guild_id)
         if hub is None:
-            await interaction.response.send_message(
-                embed=render.refusal("This server has no image hub key yet. Set one with `/config key set`."),
-                ephemeral=True,
-            )
-            return
+            raise Denied("denied.credits_no_key")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            balance = await hub.get_credits()
-        except HubError as exc:
-            await interaction.followup.send(embed=render.refusal(render.hub_error_text(exc)), ephemeral=True)
-            return
-        policy = await services.quotas.policies.policy(interaction.guild_id)
+        balance = await hub.get_credits()  # a HubError is told (as a followup, after the defer)
+        policy = await services.quotas.policies.policy(here.guild_id)
         start, _ = policy.bounds()
-        spent = await services.quotas.reports.guild_spend(interaction.guild_id, since=start)
-        embed = discord.Embed(title="Image hub balance", colour=render.INFO)
+        spent = await services.quotas.reports.guild_spend(here.guild_id, since=start)
+        unknown = text("balance.unknown")
+        embed = discord.Embed(title=text("balance.title"), colour=embeds.INFO)
         embed.add_field(
-            name="Credits", value=f"{balance.credits:,}" if balance.credits is not None else "unknown"
+            name=text("field.credits"),
+            value=f"{balance.credits:,}" if balance.credits is not None else unknown,
         )
-        embed.add_field(name="Account", value=balance.account_type or "unknown")
-        embed.add_field(name="Next expiry", value=balance.next_expiration or "none")
+        embed.add_field(name=text("field.account"), value=balance.account_type or unknown)
         embed.add_field(
-            name=f"Spent by members {render.this_period(policy.period)}",
-            value=f"{spent:,} credits",
+            name=text("field.next_expiry"), value=balance.next_expiration or text("balance.no_expiry")
+        )
+        embed.add_field(
+            name=text("balance.spent", period=embeds.this_period(policy.period)),
+            value=text("balance.spent.value", credits=spent),
             inline=False,
         )
-        info = await services.keys.key_info(interaction.guild_id)
-        embed.set_footer(text=f"key {info.masked}" if info else "using the operator's fallback key")
-        await interaction.followup.send(embed=render.fit(embed), ephemeral=True)  # hub text: clamped
+        info = await services.keys.key_info(here.guild_id)
+        embed.set_footer(
+            text=text("balance.key", masked=info.masked) if info else text("balance.fallback_key")
+        )
+        await interaction.followup.send(embed=embeds.fit(embed), ephemeral=True)  # hub text: clamped
 
     @app_commands.command(name="quota", description="What is left of your image budget")
     @app_commands.guild_only()
     @app_commands.describe(member="Another member (needs Manage Server)")
     async def quota(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
-        assert interaction.guild_id is not None
-        if not await may_look_at(interaction, member):
-            return
+        here = in_guild(interaction)
+        may_look_at(interaction, member)
         target_id = member.id if member else interaction.user.id
         roles = tuple(r.id for r in member.roles) if member else member_roles(interaction)
         quotas = self.bot.services.quotas
-        budget = await quotas.ledger.budget(interaction.guild_id, target_id, roles)
-        who = f"<@{target_id}>"
+        budget = await quotas.ledger.budget(here.guild_id, target_id, roles)
+        who = embeds.user(target_id)
+        period = embeds.this_period(budget.period)
         if budget.limit is None:
-            period = render.this_period(budget.period)
-            text = f"{who} has no credit limit here. Used {period}: {budget.spent:,} credits."
-            embed = discord.Embed(title="Image budget", description=text, colour=render.INFO)
+            description = text("quota.unlimited", user=who, period=period, spent=budget.spent)
         else:
             used = budget.spent + budget.reserved
-            text = (
-                f"{who}: **{budget.remaining:,}** of {budget.limit:,} credits left "
-                f"{render.this_period(budget.period)}\n"
-                f"`{render.bar(used, budget.limit)}` {used:,} used"
-                + (f" ({budget.reserved:,} reserved for running jobs)" if budget.reserved else "")
-                + f"\nResets {render.ts(budget.resets_at)}"
+            bar = embeds.bar(used, budget.limit)
+            usage = (
+                text("quota.used.reserved", bar=bar, used=used, reserved=budget.reserved)
+                if budget.reserved
+                else text("quota.used", bar=bar, used=used)
             )
-            embed = discord.Embed(title="Image budget", description=text, colour=render.INFO)
-        recent = await quotas.reports.recent(interaction.guild_id, target_id, 5)
+            description = "\n".join(
+                [
+                    text(
+                        "quota.left", user=who, remaining=budget.remaining, limit=budget.limit, period=period
+                    ),
+                    usage,
+                    text("quota.resets", when=embeds.ts(budget.resets_at)),
+                ]
+            )
+        embed = discord.Embed(title=text("quota.title"), description=description, colour=embeds.INFO)
+        recent = await quotas.reports.recent(here.guild_id, target_id, 5)
         if recent:
             embed.add_field(
-                name="Recent",
-                value="\n".join(render.ledger_line(e.at, e.kind, e.credits) for e in recent if e.credits),
+                name=text("field.recent"),
+                value="\n".join(embeds.ledger_line(e.at, e.kind, e.credits) for e in recent if e.credits),
                 inline=False,
             )
         await interaction.response.send_message(embed=embed, ephemeral=True)

@@ -24,12 +24,12 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.client import ImageHubBot
 from bot.config import load_settings
 from bot.hub.emulator import EmulatorState, serving
 from bot.jobs import Job, JobStatus
 from bot.services import Services
 from bot.timings import Timings
+from cogs.client import ImageHubBot
 from tests.botprocess import BotProcess as BotProcess  # the bot as a child process, with the bed's fixtures
 from tests.databases import PG_ENV, REQUIRE_ENV, fresh_database_url, pg_base_url, require_postgres
 from tests.fakediscord.interactions import FakeInteraction

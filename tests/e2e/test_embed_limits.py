@@ -13,7 +13,7 @@ from bot.engine import Result, ResultImage
 from bot.hub import HubError, HubModel
 from bot.jobs import Job, JobParams, JobStatus, ReferenceSpec
 from bot.queue import Place
-from cogs import render
+from cogs import embeds, messages
 from tests.bed import Bed
 from tests.e2e.queue_support import text
 from tests.fakediscord.validation import check_message
@@ -64,7 +64,7 @@ def result(n: int, data: bool) -> Result:
 def test_too_large_links_fit_the_note_field() -> None:
     job = make_job(n=4)
     links = [SIGNED.format(i=i) for i in range(4)]
-    embed = render.result_embed(job, result(4, False), links)
+    embed = embeds.result_embed(job, result(4, False), links)
     assert_fits(embed)
     note = next(f.value for f in embed.fields if f.name == "Note")
     assert note is not None and "Too large to upload here" in note
@@ -75,7 +75,7 @@ def test_too_large_links_fit_the_note_field() -> None:
 def test_a_url_too_long_for_a_field_is_left_out() -> None:
     job = make_job(n=2)
     huge = "https://cdn.example.com/x?" + "s" * 2000
-    embed = render.result_embed(job, result(2, False), [huge, SIGNED.format(i=1)])
+    embed = embeds.result_embed(job, result(2, False), [huge, SIGNED.format(i=1)])
     assert_fits(embed)
     note = next(f.value for f in embed.fields if f.name == "Note") or ""
     assert huge not in note and "image 1" in note and f"[image 2]({SIGNED.format(i=1)})" in note
@@ -87,17 +87,17 @@ def test_hub_controlled_text_is_clamped_everywhere() -> None:
     )
     job = make_job(model=LONG_MODEL, aspect="a" * 300, quality="q" * 300, references=refs)
     res = Result(images=[ResultImage(0, "u", b"x")], requested=1, charged=8, refunded=0, elapsed=1.0)
-    embeds = [
-        render.status_embed(job),
-        render.status_embed(dataclasses.replace(job, status=JobStatus.QUEUED), Place(3, 1, NOW)),
-        render.result_embed(job, res),
-        render.info_embed(job)[0],
-        render.history_embed(3, [job] * 10),
-        render.cancelled_embed(job, 8, 3),
-        render.blocked_log_embed(3, 2, "p" * 6000),
-        render.filters_embed(["w" * 300] * 50, ["r" * 300] * 50),
+    built = [
+        embeds.status_embed(job),
+        embeds.status_embed(dataclasses.replace(job, status=JobStatus.QUEUED), Place(3, 1, NOW)),
+        embeds.result_embed(job, res),
+        embeds.info_embed(job)[0],
+        embeds.history_embed(3, [job] * 10),
+        embeds.cancelled_embed(job, 8, 3),
+        embeds.blocked_log_embed(3, 2, "p" * 6000),
+        embeds.filters_embed(["w" * 300] * 50, ["r" * 300] * 50),
     ]
-    for embed in embeds:
+    for embed in built:
         assert_fits(embed)
 
 
@@ -113,23 +113,23 @@ def test_models_embed_with_many_long_models() -> None:
         )
         for i in range(40)
     ]
-    embed = render.models_embed(models)
+    embed = embeds.models_embed(models)
     assert_fits(embed)
     assert embed.footer.text and "more" in embed.footer.text
 
 
 @pytest.mark.parametrize("length", [4090, 4096, 6000, 100_000])
 def test_refusal_is_clamped(length: int) -> None:
-    embed = render.refusal(f"There is no model called `{'m' * length}`. Available: `gpt-image-2`.")
+    embed = embeds.refusal(f"There is no model called `{'m' * length}`. Available: `gpt-image-2`.")
     assert_fits(embed)
     assert embed.description is not None and embed.description.endswith("`")  # the code span is closed
-    assert_fits(render.refusal(render.hub_error_text(HubError("x" * 10_000, status=400, code="bad"))))
-    assert_fits(render.plain("y" * 5000, title="t" * 300))
+    assert_fits(embeds.refusal(messages.hub_error(HubError("x" * 10_000, status=400, code="bad"))))
+    assert_fits(embeds.plain("y" * 5000, title="t" * 300))
 
 
 def test_quota_lines_are_capped_with_a_count() -> None:
     lines = [f"<@{10**17 + i}>: {i:,}" for i in range(1000)]
-    text_ = render.capped_lines(lines, 4096)
+    text_ = embeds.capped_lines(lines, 4096)
     assert len(text_) <= 4096 and text_.endswith("more")
     shown = text_.count("\n")
     assert f"…and {1000 - shown} more" in text_

@@ -20,6 +20,7 @@ from bot import references
 from bot.engine import Engine, Tools
 from bot.jobs import JobStatus
 from bot.references import ReferenceCache
+from cogs.publisher import publisher_of
 from tests.bed import Bed
 from tests.fakediscord import FakeAttachment
 from tests.reliability.conftest import assert_nothing_held
@@ -172,7 +173,7 @@ class OtherProcess:
             timings=bed.timings,
         )
         engine = Engine(tools, queue=services.queue_runner)
-        engine.start(bed.bot.publisher)
+        engine.start(publisher_of(bed.bot))
         return cls(engine)
 
     async def stop(self) -> None:

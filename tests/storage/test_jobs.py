@@ -67,7 +67,8 @@ async def test_create_and_get(db: Database, clock: ManualClock) -> None:
     assert (job.poll_attempts, job.error_attempts, job.delivered_images) == (0, 0, 0)
     assert job.result_urls == [] and job.posted_message_ids == []
     assert job.lease_owner is None and job.lease_until is None
-    assert job.token_usable(clock()) and not job.token_usable(clock() + timedelta(minutes=16))
+    assert job.token_expires_at is not None
+    assert clock() < job.token_expires_at < clock() + timedelta(minutes=16)
     assert await store.get(job.id) == job
     assert await store.get(job.id, guild_id=G) == job
     assert await store.get(job.id, guild_id=G + 1) is None  # scoped to the server
@@ -104,10 +105,13 @@ async def test_lists_and_counts(db: Database, clock: ManualClock) -> None:
     assert [j.id for j in await store.queued_jobs(G)] == [c.id, d.id]
     assert [j.id for j in await store.list_by_status([JobStatus.FAILED])] == [b.id]
 
-    promoted = await store.promote(c.id)
+    def promote() -> dict[str, object]:
+        return {"status": JobStatus.PENDING_SUBMIT, "next_poll_at": clock()}
+
+    promoted = await store.update_if(c.id, {JobStatus.QUEUED}, **promote())
     assert promoted is not None and promoted.status is JobStatus.PENDING_SUBMIT
     assert promoted.next_poll_at == clock()
-    assert await store.promote(c.id) is None  # no longer queued
+    assert await store.update_if(c.id, {JobStatus.QUEUED}, **promote()) is None  # no longer queued
     assert [j.id for j in await store.queued_jobs(G)] == [d.id]
 
 

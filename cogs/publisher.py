@@ -1,19 +1,29 @@
-"""The Discord client: the one module of `bot/` that imports discord.
+"""The engine's `Publisher` on Discord: status edits, result posts, notices, queue places, alerts.
 
-It holds the `Services`, starts the engine, loads the cogs and implements the engine's
-`Publisher` (status edits, result posts, notices). Everything else about a generation is
-decided in discord-free modules.
+Discord's rules it keeps (each checked by the fake Discord in the tests):
+- While a job's interaction token lives, everything goes through it (edits of the status
+  message, or a followup): interaction webhooks don't need the bot's channel permissions.
+- A status message that answered 404 is never edited again, and a token that answered 401
+  is never used again (both also cleared in the job row): no loop of invalid requests.
+- A channel post is shaped by the bot's permissions there, read from the cache before the
+  call: no Attach Files → links, no Embed Links → plain text, no Read Message History → no
+  reply; without View Channel or Send Messages nothing is sent and the moderator log says why.
+- One request carries at most 10 files and 25 MiB, each file within the upload limit; a 413
+  repacks smaller (the rest as links) and retries at once: never a permanent failure.
+- Channel posts carry `nonce` + `enforce_nonce`, so Discord itself dedupes a post repeated
+  after a crash within its window.
+
+The publisher is owned by the delivery extension (`cogs.delivery`), which starts the engine with
+it; `publisher_of(bot)` finds it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import re
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,68 +37,15 @@ from bot.jobs import Job, JobStatus
 from bot.logs import kv
 from bot.queue import Place
 from bot.services import Services
+from cogs import attachments, embeds
+from cogs.components import result_view
+from cogs.messages import text
+from cogs.modlog import ModLog
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.imagine", "cogs.info", "cogs.admin", "cogs.history")
 # A 413 repacks the files smaller; after this many tries only links are left.
 MAX_REPACKS = 5
-
-
-class ImageHubBot(commands.AutoShardedBot):
-    """See the module docstring."""
-
-    def __init__(self, services: Services, **options: object) -> None:
-        intents = discord.Intents.none()
-        intents.guilds = True
-        super().__init__(
-            command_prefix=commands.when_mentioned,
-            intents=intents,
-            allowed_mentions=discord.AllowedMentions.none(),
-            help_command=None,
-            **options,  # type: ignore[arg-type]
-        )
-        self.services = services
-        self.publisher = DiscordPublisher(self)
-        services.imagine.on_ignored_patterns = self.publisher.ignored_patterns
-        self._loop_lag_task: asyncio.Task[None] | None = None
-
-    async def setup_hook(self) -> None:
-        from cogs.views import JobButton
-
-        if self.services.settings.loop_lag_sampling:
-            self._loop_lag_task = asyncio.create_task(metrics.sample_loop_lag(), name="loop-lag")
-        for name in COGS:
-            await self.load_extension(name)
-        self.add_dynamic_items(JobButton)
-        self.services.catalog.warm()  # fetch the model list in the background before anyone asks
-        guild_id = self.services.settings.dev_guild_id
-        if guild_id is not None:
-            guild = discord.Object(id=guild_id)
-            self.tree.copy_global_to(guild=guild)
-            await self.tree.sync(guild=guild)
-        else:
-            await self.tree.sync()
-        self.services.engine.start(self.publisher)
-
-    async def close(self) -> None:
-        await self.services.engine.stop()
-        if self._loop_lag_task is not None:
-            self._loop_lag_task.cancel()
-        await super().close()
-        await self.services.close()
-
-    def token_usable(self, job: Job) -> bool:
-        return (
-            job.interaction_token is not None
-            and job.application_id is not None
-            and job.token_expires_at is not None
-            and job.token_expires_at - self.services.timings.token_margin > datetime.now(UTC)
-        )
-
-    def interaction_webhook(self, job: Job) -> discord.Webhook:
-        assert job.application_id is not None and job.interaction_token is not None
-        return discord.Webhook.partial(job.application_id, job.interaction_token, client=self)
 
 
 class EditTimes:
@@ -124,37 +81,35 @@ class EditTimes:
 
 
 class DiscordPublisher:
-    """The engine's `Publisher`: status edits, result posts and notices through Discord.
+    """See the module docstring."""
 
-    Discord's rules it keeps (each checked by the fake Discord in the tests):
-    - While a job's interaction token lives, everything goes through it (edits of the status
-      message, or a followup): interaction webhooks don't need the bot's channel permissions.
-    - A status message that answered 404 is never edited again, and a token that answered 401
-      is never used again (both also cleared in the job row): no loop of invalid requests.
-    - A channel post is shaped by the bot's permissions there, read from the cache before the
-      call: no Attach Files → links, no Embed Links → plain text, no Read Message History → no
-      reply; without View Channel or Send Messages nothing is sent and the moderator log says why.
-    - One request carries at most 10 files and 25 MiB, each file within the upload limit; a 413
-      repacks smaller (the rest as links) and retries at once: never a permanent failure.
-    - Channel posts carry `nonce` + `enforce_nonce`, so Discord itself dedupes a post repeated
-      after a crash within its window.
-    """
-
-    def __init__(self, bot: ImageHubBot) -> None:
-        self.bot = bot
-        self.timings = bot.services.timings
+    def __init__(self, client: discord.Client, services: Services) -> None:
+        self.client = client
+        self.jobs = services.jobs
+        self.timings = services.timings
+        self.mod_log = ModLog(client, services.guilds, services.timings)
         self._last_edit = EditTimes(self.timings.progress_interval)
         self._last_queue_edit = EditTimes(self.timings.progress_interval)  # positions: throttled apart
         # Jobs whose status message answered 404 / whose token answered 401 (the row forgets them
         # too): forgotten when the job ends, so they hold only running jobs.
         self._gone_status: set[int] = set()
         self._dead_tokens: set[int] = set()
-        self._reported: dict[tuple[int, tuple[str, ...]], float] = {}  # mod-log lines already sent
 
     # -- the interaction token ------------------------------------------------------------------
 
     def _token_usable(self, job: Job) -> bool:
-        return job.id not in self._dead_tokens and self.bot.token_usable(job)
+        """The interaction token still works: stop a little before Discord's 15 minutes run out."""
+        return (
+            job.id not in self._dead_tokens
+            and job.interaction_token is not None
+            and job.application_id is not None
+            and job.token_expires_at is not None
+            and job.token_expires_at - self.timings.token_margin > datetime.now(UTC)
+        )
+
+    def _webhook(self, job: Job) -> discord.Webhook:
+        assert job.application_id is not None and job.interaction_token is not None
+        return discord.Webhook.partial(job.application_id, job.interaction_token, client=self.client)
 
     def _status_editable(self, job: Job) -> bool:
         return (
@@ -173,29 +128,29 @@ class DiscordPublisher:
             fields["status_message_id"] = None
         log.info(kv("publish.status_gone", job=job.id, status=exc.status, code=exc.code))
         with contextlib.suppress(Exception):
-            await self.bot.services.jobs.update(job.id, None, **fields)
+            await self.jobs.update(job.id, None, **fields)
 
     async def _edit_status(self, job: Job, **fields: Any) -> discord.Message | None:
         """Edit the status message through the token; None when that is no longer possible."""
         assert job.status_message_id is not None
         try:
-            return await self.bot.interaction_webhook(job).edit_message(job.status_message_id, **fields)
+            return await self._webhook(job).edit_message(job.status_message_id, **fields)
         except discord.HTTPException as exc:
             if exc.status not in (401, 404):
                 raise
             await self._forget(job, exc)
             return None
 
-    async def progress(self, job: Job) -> None:
-        from cogs import render
+    # -- progress ------------------------------------------------------------------------------
 
+    async def progress(self, job: Job) -> None:
         if not self._status_editable(job):
             return
         now = time.monotonic()
         if now - self._last_edit.last(job.id, now) < self.timings.progress_interval:
             return
         self._last_edit.mark(job.id, now)
-        await self._edit_status(job, embed=render.status_embed(job))
+        await self._edit_status(job, embed=embeds.status_embed(job))
 
     async def queued(self, job: Job, place: Place) -> bool:
         """Show a queued job's place (the `QueueNotifier`); False when throttled.
@@ -204,47 +159,35 @@ class DiscordPublisher:
         progress edit. Position edits don't hold back `progress` (a job just promoted must not
         keep saying "waiting"), and one that is no longer queued is left alone.
         """
-        from cogs import render
-
         if not self._status_editable(job):
             return True
         now = time.monotonic()
         last = max(self._last_edit.last(job.id, now), self._last_queue_edit.last(job.id, now))
         if now - last < self.timings.progress_interval:
             return False
-        current = await self.bot.services.jobs.get(job.id)
+        current = await self.jobs.get(job.id)
         if current is None or current.status is not JobStatus.QUEUED:
             self._last_queue_edit.forget(job.id)
             return True
         self._last_queue_edit.mark(job.id, now)
-        await self._edit_status(job, embed=render.status_embed(current, place))
+        await self._edit_status(job, embed=embeds.status_embed(current, place))
         return True
 
     async def low_balance(self, guild_id: int, credits: int, threshold: int) -> None:
         """The one low-balance alert, in the moderator log."""
-        from cogs import render
-
-        await self.mod_log(guild_id, render.low_balance_embed(credits, threshold))
-
-    async def ignored_patterns(self, guild_id: int, ignored: Sequence[str]) -> None:
-        """Moderator log: stored filter patterns skipped for breaking the cost bounds."""
-        from cogs import render
-
-        await self.mod_log(guild_id, render.ignored_patterns_embed(ignored))
+        await self.mod_log.post(guild_id, embeds.low_balance_embed(credits, threshold))
 
     # -- results ------------------------------------------------------------------------------
 
     async def result(self, job: Job, result: Result) -> list[int]:
-        from cogs import render
-
         self._last_edit.forget(job.id)
         limit = job.upload_limit or self._upload_limit(job)
-        budget = render.FILES_BUDGET
+        budget = attachments.FILES_BUDGET
         try:
             for attempt in range(MAX_REPACKS):
                 if attempt == MAX_REPACKS - 1:
                     budget = 0  # the last try: links only
-                files, links = render.result_files(job, result, limit, total=budget)
+                files, links = attachments.result_files(job, result, limit, total=budget)
                 if not files and not links:
                     await self.notice(job, Notice(NoticeKind.DOWNLOAD_FAILED, charged=result.charged))
                     return []
@@ -275,10 +218,7 @@ class DiscordPublisher:
     async def _post_result(
         self, job: Job, result: Result, files: list[discord.File], links: list[str]
     ) -> list[int]:
-        from cogs import render
-        from cogs.views import result_view
-
-        embed = render.result_embed(job, result, links)
+        embed = embeds.result_embed(job, result, links)
         view = result_view(job)
         if self._status_editable(job):
             message = await self._edit_status(job, embed=embed, attachments=files, view=view)
@@ -290,12 +230,8 @@ class DiscordPublisher:
             # The status message is gone but the token lives: a followup through the interaction
             # (no channel permission needed).
             try:
-                sent = await self.bot.interaction_webhook(job).send(
-                    embed=embed,
-                    files=files,
-                    view=view,
-                    wait=True,
-                    allowed_mentions=discord.AllowedMentions.none(),
+                sent = await self._webhook(job).send(
+                    embed=embed, files=files, view=view, wait=True, allowed_mentions=embeds.NO_MENTIONS
                 )
                 return [sent.id]
             except discord.HTTPException as exc:
@@ -309,25 +245,19 @@ class DiscordPublisher:
     async def _post_to_channel(
         self, job: Job, result: Result, files: list[discord.File], links: list[str]
     ) -> list[int]:
-        from cogs import render
-        from cogs.views import result_view
-
         perms = self._permissions(job)
-        missing = render.missing_permissions(perms) if perms is not None else []
-        if "View Channel" in missing or "Send Messages" in missing:
-            blocking = [m for m in missing if m in ("View Channel", "Send Messages")]
-            await self._report(
-                job.guild_id,
-                job.channel_id,
-                blocking,
-                render.missing_permission_line(job.channel_id, blocking, job.id),
-            )
-            raise PublishError(f"missing {', '.join(blocking)} in channel {job.channel_id}", permanent=True)
-        reduced = [m for m in missing if m in ("Attach Files", "Embed Links")]
-        if "Attach Files" in missing and files:
+        missing = embeds.missing_permissions(perms) if perms is not None else []
+        blocking = [m for m in missing if m in embeds.BLOCKING]
+        if blocking:
+            line = embeds.missing_permission_line(job.channel_id, blocking, job.id)
+            await self.mod_log.report(job.guild_id, job.channel_id, blocking, line)
+            names = ", ".join(embeds.permission_name(m) for m in blocking)
+            raise PublishError(f"missing {names} in channel {job.channel_id}", permanent=True)
+        reduced = [m for m in missing if m in embeds.REDUCING]
+        if "attach_files" in missing and files:
             files, links = [], [image.url for image in result.images if image.data is not None]
-        embed = render.result_embed(job, result, links)
-        history = "Read Message History" not in missing
+        embed = embeds.result_embed(job, result, links)
+        history = "read_message_history" not in missing
         channel = self._channel(job)
         if history:
             earlier = await self._posted_earlier(channel, job)
@@ -341,21 +271,20 @@ class DiscordPublisher:
             if job.status_message_id and history and job.id not in self._gone_status
             else None
         )
-        with_embed = "Embed Links" not in missing
+        with_embed = "embed_links" not in missing
         message_id = await self._send_with_nonce(
             job.channel_id,
             f"job-{job.id}",
-            content=None if with_embed else render.embed_as_text(embed),
+            content=None if with_embed else embeds.embed_as_text(embed),
             embed=embed if with_embed else None,
             files=files,
             view=result_view(job),
             message_reference=reference.to_message_reference_dict() if reference else None,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=embeds.NO_MENTIONS,
         )
         if reduced:
-            await self._report(
-                job.guild_id, job.channel_id, reduced, render.degraded_line(job.channel_id, reduced, job.id)
-            )
+            line = embeds.degraded_line(job.channel_id, reduced, job.id)
+            await self.mod_log.report(job.guild_id, job.channel_id, reduced, line)
         return [message_id]
 
     async def _send_with_nonce(self, channel_id: int, nonce: str, **fields: Any) -> int:
@@ -370,15 +299,15 @@ class DiscordPublisher:
                 body = json.loads(params.multipart[0]["value"])
                 body["enforce_nonce"] = True
                 params.multipart[0]["value"] = json.dumps(body)
-            data = await self.bot.http.send_message(channel_id, params=params)
+            data = await self.client.http.send_message(channel_id, params=params)
         return int(data["id"])
 
     async def _posted_earlier(self, channel: discord.PartialMessageable, job: Job) -> discord.Message | None:
         """This job's result if an earlier attempt already posted it to the channel: the bot can die
         after Discord stored the post and before the job was marked posted. `enforce_nonce` covers
         a retry within Discord's few minutes; this covers a restart after a longer outage."""
-        me = self.bot.user
-        marker = re.compile(rf"\bjob #{job.id}\b")
+        me = self.client.user
+        marker = re.compile(rf"(?<!\w){re.escape(text('job.footer', job=job.id))}\b")
         try:
             async for message in channel.history(limit=50):
                 if (
@@ -395,7 +324,7 @@ class DiscordPublisher:
             log.info(kv("publish.history_failed", job=job.id, status=exc.status))
         return None
 
-    # -- notices and the moderator log --------------------------------------------------------
+    # -- notices ------------------------------------------------------------------------------------
 
     async def notice(self, job: Job, notice: Notice) -> None:
         try:
@@ -404,34 +333,32 @@ class DiscordPublisher:
             self._ended(job.id)
 
     async def _notice(self, job: Job, notice: Notice) -> None:
-        from cogs import render
-
-        embed = render.notice_embed(job, notice)
+        embed = embeds.notice_embed(job, notice)
         if self._status_editable(job):
             try:
                 if await self._edit_status(job, embed=embed, view=None) is not None:
                     if notice.kind == NoticeKind.OUTCOME_UNKNOWN:
-                        await self.mod_log(job.guild_id, embed)
+                        await self.mod_log.post(job.guild_id, embed)
                     return
             except discord.HTTPException as exc:
                 log.info(kv("notice.edit_failed", job=job.id, status=exc.status))
         perms = self._permissions(job)
-        missing = render.missing_permissions(perms) if perms is not None else []
-        if "View Channel" in missing or "Send Messages" in missing:
-            blocking = [m for m in missing if m in ("View Channel", "Send Messages")]
-            line = render.missing_permission_line(job.channel_id, blocking)
-            await self._report(job.guild_id, job.channel_id, blocking, line)
+        missing = embeds.missing_permissions(perms) if perms is not None else []
+        blocking = [m for m in missing if m in embeds.BLOCKING]
+        if blocking:
+            line = embeds.missing_permission_line(job.channel_id, blocking)
+            await self.mod_log.report(job.guild_id, job.channel_id, blocking, line)
         else:
             mention = discord.AllowedMentions(users=[discord.Object(job.user_id)])
-            content = f"<@{job.user_id}>"
-            if "Embed Links" in missing:
+            content = embeds.user(job.user_id)
+            if "embed_links" in missing:
                 await self._channel(job).send(
-                    content=f"{content} {render.embed_as_text(embed)}"[:2000], allowed_mentions=mention
+                    content=f"{content} {embeds.embed_as_text(embed)}"[:2000], allowed_mentions=mention
                 )
             else:
                 await self._channel(job).send(content=content, embed=embed, allowed_mentions=mention)
         if notice.kind == NoticeKind.OUTCOME_UNKNOWN:
-            await self.mod_log(job.guild_id, embed)
+            await self.mod_log.post(job.guild_id, embed)
 
     def _ended(self, job_id: int) -> None:
         """The job has ended (result posted, or told why not): what was kept for it goes."""
@@ -440,54 +367,27 @@ class DiscordPublisher:
         self._gone_status.discard(job_id)
         self._dead_tokens.discard(job_id)
 
-    async def _report(self, guild_id: int, channel_id: int, missing: list[str], line: discord.Embed) -> None:
-        """One moderator-log line per channel and missing permissions per hour."""
-        key = (channel_id, tuple(missing))
-        now = time.monotonic()
-        every = self.timings.report_every
-        if now - self._reported.get(key, -every) < every:
-            return
-        if len(self._reported) >= 1024:  # keep only lines still within their hour
-            self._reported = {k: at for k, at in self._reported.items() if now - at < every}
-        self._reported[key] = now
-        log.warning(kv("publish.missing_permissions", guild=guild_id, channel=channel_id, missing=missing))
-        await self.mod_log(guild_id, line)
-
-    async def missing_at_launch(self, guild_id: int, channel_id: int, missing: list[str]) -> None:
-        """The moderator-log line when /imagine is used where the bot can't post results itself."""
-        from cogs import render
-
-        await self._report(guild_id, channel_id, missing, render.missing_permission_line(channel_id, missing))
-
-    async def mod_log(self, guild_id: int, embed: discord.Embed) -> None:
-        """Post to the server's moderator log channel, if it set one and the bot may post there."""
-        config = await self.bot.services.guilds.get(guild_id)
-        if config.mod_log_channel_id is None:
-            return
-        guild = self.bot.get_guild(guild_id)
-        channel = guild.get_channel(config.mod_log_channel_id) if guild is not None else None
-        if guild is not None and channel is not None:
-            perms = channel.permissions_for(guild.me)
-            if not (perms.view_channel and perms.send_messages and perms.embed_links):
-                log.warning(kv("modlog.no_permission", guild=guild_id, channel=channel.id))
-                return
-        try:
-            target = self.bot.get_partial_messageable(config.mod_log_channel_id, guild_id=guild_id)
-            await target.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
-        except discord.HTTPException as exc:
-            log.warning(kv("modlog.failed", guild=guild_id, status=exc.status))
+    # -- the cache --------------------------------------------------------------------------------
 
     def _permissions(self, job: Job) -> discord.Permissions | None:
         """The bot's permissions in the job's channel from the cache (None when not cached)."""
-        guild = self.bot.get_guild(job.guild_id)
+        guild = self.client.get_guild(job.guild_id)
         channel = guild.get_channel_or_thread(job.channel_id) if guild is not None else None
         if guild is None or channel is None:
             return None
         return channel.permissions_for(guild.me)
 
     def _channel(self, job: Job) -> discord.PartialMessageable:
-        return self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        return self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
 
     def _upload_limit(self, job: Job) -> int:
-        guild = self.bot.get_guild(job.guild_id)
+        guild = self.client.get_guild(job.guild_id)
         return guild.filesize_limit if guild is not None else 10 * 1024 * 1024
+
+
+def publisher_of(bot: commands.bot.BotBase) -> DiscordPublisher:
+    """The running publisher (owned by the delivery extension, `cogs.delivery`)."""
+    publisher = getattr(bot.get_cog("Delivery"), "publisher", None)
+    if not isinstance(publisher, DiscordPublisher):
+        raise RuntimeError("the delivery extension is not loaded")
+    return publisher

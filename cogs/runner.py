@@ -1,4 +1,9 @@
-"""Process entry: logging, services, the client, and a clean stop on SIGTERM/SIGINT."""
+"""Process entry: logging, services, the client, health, and a clean stop on SIGTERM/SIGINT.
+
+`python -m bot` ends here (`bot.__main__` → `run`): the one place that builds the `Services`
+(`bot.services`) and hands them to the Discord client, and the one that turns a refused token
+or command sync into a one-line exit.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,17 @@ import signal
 import discord
 from discord import app_commands
 
+from bot import metrics
 from bot.config import Settings
+from bot.health import HealthServer
 from bot.logs import kv, setup_logging
+from bot.services import Services
+from cogs.client import ImageHubBot
 
 log = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings) -> None:
-    from bot.client import ImageHubBot
-    from bot.services import Services
-
     services = await Services.open(settings)
     options: dict[str, object] = {}
     if settings.shard_count is not None:
@@ -34,7 +40,6 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, _stop, bot, sig, stopping)
     health = None
     if settings.metrics_port is not None:
-        from bot.health import HealthServer
 
         async def gateway() -> bool:
             shards = bot.shards.values()
@@ -46,6 +51,11 @@ async def serve(settings: Settings) -> None:
         checks = {"gateway": gateway, "database": services.db.ping, "scheduler": scheduler}
         health = HealthServer(settings.metrics_port, checks=checks)
         await health.start()
+    lag = (
+        asyncio.create_task(metrics.sample_loop_lag(), name="loop-lag")
+        if settings.loop_lag_sampling
+        else None
+    )
     assert settings.discord_token is not None
     try:
         await bot.start(settings.discord_token.get_secret_value())
@@ -57,6 +67,8 @@ async def serve(settings: Settings) -> None:
             await asyncio.gather(*stopping, return_exceptions=True)
         if not bot.is_closed():
             await bot.close()
+        if lag is not None:
+            lag.cancel()
         if health is not None:
             await health.stop()
 

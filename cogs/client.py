@@ -1,0 +1,50 @@
+"""The Discord client: intents, mentions, the extensions, the command sync, and one error path.
+
+`ImageHubBot(services)` holds the core's `Services` (built by `bot.services`, the composition
+root) for the extensions to use, and nothing else of its own: commands are the extensions'
+(`EXTENSIONS`, loaded by name), the engine's publisher is the delivery extension's, every
+command's errors go to `cogs.errors`.
+"""
+
+from __future__ import annotations
+
+import discord
+from discord.ext import commands
+
+from bot.services import Services
+from cogs.errors import on_app_command_error
+
+# Loaded in this order; `cogs.delivery` last: it starts the engine once everything is registered.
+EXTENSIONS = ("cogs.imagine", "cogs.buttons", "cogs.info", "cogs.admin", "cogs.history", "cogs.delivery")
+
+
+class ImageHubBot(commands.AutoShardedBot):
+    """See the module docstring."""
+
+    def __init__(self, services: Services, **options: object) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,  # type: ignore[arg-type]
+        )
+        self.services = services
+        self.tree.error(on_app_command_error)
+
+    async def setup_hook(self) -> None:
+        for name in EXTENSIONS:
+            await self.load_extension(name)
+        guild_id = self.services.settings.dev_guild_id
+        if guild_id is not None:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()  # a refused sync raises: `cogs.runner` says so in one line
+
+    async def close(self) -> None:
+        await super().close()  # extensions first (the engine stops), then the gateway
+        await self.services.close()

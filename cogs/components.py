@@ -1,0 +1,87 @@
+"""Buttons on status and result messages: custom ids, the `JobButton` item and the views.
+
+Buttons are `DynamicItem`s with stable custom ids (`imagine:<action>:<job>`), so they keep working
+after a restart without any view being re-registered per message (and the client keeps no view
+per message: memory stays flat). What a press does is the `cogs.buttons` extension's (found as
+the `JobActions` cog); this module only names, draws and routes the buttons. Errors go to the one
+error path (`cogs.errors.report`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import discord
+from discord.ext import commands
+
+from bot.jobs import Job
+from cogs import errors
+from cogs.messages import text
+
+ACTIONS = ("reroll", "reference", "delete", "info", "cancel")
+RESULT_ACTIONS = ("reroll", "reference", "info", "delete")
+
+
+def custom_id(action: str, job_id: int) -> str:
+    return f"imagine:{action}:{job_id}"
+
+
+@runtime_checkable
+class JobActions(Protocol):
+    """What a press of a job's button does (the `cogs.buttons` cog, registered as "JobActions")."""
+
+    async def press(self, interaction: discord.Interaction, action: str, job_id: int) -> None: ...
+
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"imagine:(?P<action>[a-z]+):(?P<job>\d+)"
+):
+    """One class for every job button; the action is part of the custom id."""
+
+    STYLES: ClassVar[dict[str, tuple[str, discord.ButtonStyle]]] = {
+        "reroll": ("🎲", discord.ButtonStyle.primary),
+        "reference": ("🖼️", discord.ButtonStyle.secondary),
+        "delete": ("🗑️", discord.ButtonStyle.danger),
+        "info": ("ℹ️", discord.ButtonStyle.secondary),
+        "cancel": ("✖️", discord.ButtonStyle.danger),
+    }
+
+    def __init__(self, action: str, job_id: int) -> None:
+        emoji, style = self.STYLES.get(action, (None, discord.ButtonStyle.secondary))
+        label = text(f"button.{action}") if action in self.STYLES else action.title()
+        super().__init__(
+            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id(action, job_id))
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> JobButton:
+        return cls(match["action"], int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        client = interaction.client
+        actions = client.get_cog("JobActions") if isinstance(client, commands.bot.BotBase) else None
+        try:
+            if not isinstance(actions, JobActions):
+                raise errors.Denied("denied.button_unsupported")
+            await actions.press(interaction, self.action, self.job_id)
+        except Exception as exc:
+            await errors.report(interaction, exc)
+
+
+def result_view(job: Job) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in RESULT_ACTIONS:
+        view.add_item(JobButton(action, job.id))
+    return view
+
+
+def status_view(job: Job) -> discord.ui.View:
+    """The status message's button while the job has not reached the hub."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton("cancel", job.id))
+    return view

@@ -1,0 +1,315 @@
+"""The one path every generation takes from an interaction: check, answer, reserve, store.
+
+/imagine, the "Imagine with these images" form, Reroll and "Use as reference" all end in
+`launch`. The checks and the money are the core's (`bot.imagine.ImagineService`); this module
+answers Discord in time (`FirstAnswer`), renews expiring reference URLs from their message, and
+tells the moderator log what it must know (blocked prompts, skipped filter patterns, a channel
+where the bot can't post results itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from dataclasses import replace
+from urllib.parse import parse_qs, urlsplit
+
+import discord
+
+from bot import metrics
+from bot.imagine import ImagineRequest, Plan
+from bot.jobs import JobStatus
+from bot.logs import kv
+from bot.references import Attachment, Fetch
+from bot.refusals import Blocked, Refusal, RefusalCode
+from cogs import embeds, messages
+from cogs.client import ImageHubBot
+from cogs.components import status_view
+from cogs.publisher import publisher_of
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+_launch_slots: weakref.WeakKeyDictionary[ImageHubBot, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def to_attachment(a: discord.Attachment, message: discord.Message | None = None) -> Attachment:
+    """Our view of a Discord attachment; one from a message remembers where it came from, so its
+    signed URL can be renewed by fetching that message again once it expires."""
+    source = (message.channel.id, message.id, a.id) if message is not None else None
+    return Attachment(url=a.url, filename=a.filename, size=a.size, content_type=a.content_type, source=source)
+
+
+def image_attachments(message: discord.Message) -> tuple[Attachment, ...]:
+    """A message's image attachments (by declared type or extension; bytes are checked later)."""
+    found = []
+    for a in message.attachments:
+        declared = (a.content_type or "").split(";")[0]
+        if declared in IMAGE_TYPES or a.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp")):
+            found.append(to_attachment(a, message))
+    return tuple(found)
+
+
+def _expires_soon(url: str, margin: float) -> bool:
+    """Whether a signed CDN URL (`ex` = expiry, hex epoch seconds) is expired or within `margin`
+    seconds of it (the engine may download it again later, e.g. after a restart)."""
+    query = parse_qs(urlsplit(url).query)
+    try:
+        expires = int(query["ex"][0], 16)
+    except (KeyError, IndexError, ValueError):
+        return True  # unsigned: Discord no longer serves it
+    return expires - time.time() < margin
+
+
+async def fresh_references(bot: ImageHubBot, request: ImagineRequest) -> ImagineRequest:
+    """Renew the expiring CDN URLs of references that came from a message by fetching that message
+    again (Discord documents that fetched payloads carry valid signed URLs; the spec has no other
+    route for it). A reroll or a form left open after the URLs expired still works; a message that
+    is gone, or the bot can't read, is a clear refusal. Slash-command uploads have no message."""
+    renewed = await _renew(bot, request.guild_id, request.attachments)
+    return request if renewed == request.attachments else replace(request, attachments=renewed)
+
+
+def renewing_fetch(bot: ImageHubBot, guild_id: int, pending: tuple[Attachment, ...] = ()) -> Fetch:
+    """Download a reference; when its URL no longer works (expired early, a clock off), renew it from
+    its message once and try again."""
+
+    renewed: dict[tuple[int, int, int], Attachment] = {}  # one fetch of a message serves all its images
+
+    async def fetch(attachment: Attachment) -> bytes:
+        try:
+            return await bot.services.fetch_attachment(attachment)
+        except Exception:
+            if attachment.source is None:
+                raise
+        if attachment.source not in renewed:
+            siblings = tuple(a for a in pending if a.source and a.source[:2] == attachment.source[:2])
+            for fresh in await _renew(bot, guild_id, siblings or (attachment,), force=True):
+                assert fresh.source is not None
+                renewed[fresh.source] = fresh
+        return await bot.services.fetch_attachment(renewed[attachment.source])
+
+    return fetch
+
+
+async def _renew(
+    bot: ImageHubBot, guild_id: int, attachments: tuple[Attachment, ...], *, force: bool = False
+) -> tuple[Attachment, ...]:
+    margin = bot.services.timings.url_margin
+    stale = {
+        a.source[:2] for a in attachments if a.source is not None and (force or _expires_soon(a.url, margin))
+    }
+    if not stale:
+        return attachments
+    fresh: dict[int, str] = {}
+    guild = bot.get_guild(guild_id)
+    for channel_id, message_id in stale:
+        channel = guild.get_channel_or_thread(channel_id) if guild is not None else None
+        if channel is not None and guild is not None:
+            perms = channel.permissions_for(guild.me)
+            if not (perms.view_channel and perms.read_message_history):
+                raise Refusal(RefusalCode.REFERENCE_MESSAGE_UNREADABLE)
+        try:
+            message = await bot.get_partial_messageable(channel_id, guild_id=guild_id).fetch_message(
+                message_id
+            )
+        except discord.NotFound:
+            raise Refusal(RefusalCode.REFERENCE_MESSAGE_GONE) from None
+        except discord.Forbidden:
+            raise Refusal(RefusalCode.REFERENCE_MESSAGE_UNREADABLE) from None
+        fresh.update({a.id: a.url for a in message.attachments})
+    renewed = []
+    for a in attachments:
+        if a.source is not None and a.source[:2] in stale:
+            url = fresh.get(a.source[2])
+            if url is None:
+                raise Refusal(RefusalCode.REFERENCE_MESSAGE_GONE)
+            a = replace(a, url=url)
+        renewed.append(a)
+    return tuple(renewed)
+
+
+class FirstAnswer:
+    """An interaction's first answer: the real one when it is ready within `after` seconds,
+    else a public "thinking…" (deferred) answer at that time, which the real one then replaces."""
+
+    def __init__(self, interaction: discord.Interaction, after: float) -> None:
+        self.interaction = interaction
+        self.deferred = False
+        self.answered = False
+        self._lock = asyncio.Lock()
+        self._deferral: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(after, self._start_deferral)
+
+    def _start_deferral(self) -> None:
+        self._deferral = asyncio.create_task(self._defer())
+
+    async def _defer(self) -> None:
+        async with self._lock:
+            if self.interaction.response.is_done():
+                return
+            try:
+                await self.interaction.response.defer(thinking=True)
+                self.deferred = True
+            except discord.HTTPException as exc:
+                log.info(kv("imagine.defer_failed", status=exc.status))
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    async def public(self, embed: discord.Embed) -> int | None:
+        """Answer publicly (replacing the "thinking…" answer); the message's id."""
+        self._timer.cancel()
+        self.answered = True
+        async with self._lock:
+            if not self.deferred:
+                callback = await self.interaction.response.send_message(embed=embed)
+                return callback.message_id
+        return (await self.interaction.edit_original_response(embed=embed)).id
+
+    async def refuse(self, embed: discord.Embed) -> None:
+        """Answer only to the member when nothing was said yet; after a "thinking…" answer, that answer
+        becomes the refusal (an edit of the original response: Discord can't turn a public deferral
+        ephemeral, and a followup would be a second message)."""
+        self._timer.cancel()
+        self.answered = True
+        async with self._lock:
+            if not self.deferred:
+                await self.interaction.response.send_message(embed=embed, ephemeral=True)
+                return
+        await self.interaction.edit_original_response(embed=embed, view=None)
+
+
+def launch_slots(bot: ImageHubBot) -> asyncio.Semaphore:
+    slots = _launch_slots.get(bot)
+    if slots is None:
+        slots = _launch_slots[bot] = asyncio.Semaphore(bot.services.timings.launch_concurrency)
+    return slots
+
+
+async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest) -> None:
+    """Check, answer, reserve, store: see the module docstring. Never raises.
+
+    Cheap checks and the reservation come first so a refusal is the first, ephemeral answer;
+    with references a download slot is taken too (bounded per member and per server), the public
+    answer goes next, then their bytes are downloaded and checked (a bad one releases the
+    reservation). Under load the first answer is "thinking…" (see `FirstAnswer`): a member
+    always hears back within `Timings.early_answer`. Requests checked at once are bounded
+    (`Timings.launch_concurrency`), which keeps the event loop's turns short.
+    """
+    answer = FirstAnswer(interaction, bot.services.timings.early_answer)
+    try:
+        async with launch_slots(bot):
+            await _launch(bot, interaction, request, answer)
+    except Exception as exc:
+        log.error(kv("imagine.failed", guild=request.guild_id, error=type(exc).__name__), exc_info=exc)
+        if not answer.answered:  # never leave "thinking…" (or nothing at all) behind
+            with contextlib.suppress(discord.HTTPException):
+                await answer.refuse(embeds.refusal(messages.text("error.unexpected")))
+    finally:
+        answer.cancel()
+
+
+async def _launch(
+    bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest, answer: FirstAnswer
+) -> None:
+    services = bot.services
+    plan: Plan | None = None
+    try:
+        request = await fresh_references(bot, request)
+        try:
+            plan = await services.imagine.plan(request)
+        finally:
+            await tell_skipped_patterns(bot)
+        # Reserved before anything is downloaded: a member who can't pay makes the bot fetch nothing.
+        plan = await services.imagine.reserve(plan)
+        slot = services.imagine.claim_downloads(plan)  # None without references
+    except Refusal as refusal:
+        if plan is not None:
+            await services.imagine.abandon(plan)  # reserved, but over a download bound
+        metrics.COMMANDS.labels("imagine", "refused").inc()
+        await answer.refuse(embeds.refusal(messages.refusal(refusal)))
+        if isinstance(refusal, Blocked):
+            await report_blocked(bot, request, refusal)
+        return
+    try:
+        with slot or contextlib.nullcontext():
+            first = embeds.first_embed(plan.request.prompt, plan.cost, queued=plan.queued)
+            status_message_id = await answer.public(first)
+            references = []
+            if plan.request.attachments:
+                # Downloads can take a while: the public answer went first, within Discord's 3 s.
+                fetch = renewing_fetch(bot, request.guild_id, plan.request.attachments)
+                references = await services.imagine.fetch_references(plan, fetch)
+        job = await services.imagine.start(
+            plan,
+            references,
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            status_message_id=status_message_id,
+            upload_limit=interaction.filesize_limit,
+            token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
+        )
+    except Refusal as refusal:
+        await services.imagine.abandon(plan)  # (start() already did, for its own refusals)
+        metrics.COMMANDS.labels("imagine", "refused").inc()
+        # The public answer is already out: it becomes the refusal (edited, not a second message).
+        await interaction.edit_original_response(embed=embeds.refusal(messages.refusal(refusal)), view=None)
+        return
+    except Exception:
+        await services.imagine.abandon(plan)
+        log.exception(kv("imagine.start_failed", guild=request.guild_id, user=request.user_id))
+        if interaction.response.is_done():
+            failed = embeds.refusal(messages.text("error.unexpected"))
+            await interaction.edit_original_response(embed=failed, view=None)
+        return
+    metrics.COMMANDS.labels("imagine", "accepted").inc()
+    log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
+    services.engine.wake()
+    place = None
+    if job.status is JobStatus.QUEUED:
+        services.queue_runner.changed(job.guild_id)  # a newcomer may go ahead of others' backlog
+        place = await services.queue.place(job)
+        if place is not None:
+            services.queue_runner.shown(job, place)
+    try:
+        await interaction.edit_original_response(embed=embeds.status_embed(job, place), view=status_view(job))
+    except discord.HTTPException as exc:
+        log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
+    await warn_missing_permissions(bot, interaction)
+
+
+async def warn_missing_permissions(bot: ImageHubBot, interaction: discord.Interaction) -> None:
+    """Where the bot can't post results itself (no Send Messages, Attach Files, …), a result that
+    outlives the interaction's 15 minutes can't reach the channel whole: tell the member now,
+    through the interaction (which needs no channel permission), and the moderator log once."""
+    missing = embeds.missing_permissions(interaction.app_permissions)
+    if not missing or interaction.guild_id is None or interaction.channel_id is None:
+        return
+    try:
+        await interaction.followup.send(embed=embeds.permission_warning(missing), ephemeral=True)
+    except discord.HTTPException as exc:
+        log.info(kv("imagine.permission_warning_failed", status=exc.status))
+    await publisher_of(bot).mod_log.missing_at_launch(interaction.guild_id, interaction.channel_id, missing)
+
+
+async def report_blocked(bot: ImageHubBot, request: ImagineRequest, blocked: Blocked) -> None:
+    """Tell the moderator log who tried a blocked prompt where (the prompt in an embed, no mentions)."""
+    log.info(kv("imagine.blocked", guild=request.guild_id, user=request.user_id, channel=request.channel_id))
+    embed = embeds.blocked_log_embed(request.user_id, request.channel_id, blocked.prompt)
+    try:
+        await publisher_of(bot).mod_log.post(request.guild_id, embed)
+    except Exception as exc:
+        log.warning(kv("imagine.blocked_log_failed", guild=request.guild_id, error=type(exc).__name__))
+
+
+async def tell_skipped_patterns(bot: ImageHubBot) -> None:
+    """Stored filter patterns the core found over the bounds (told once per process and server)."""
+    for guild_id, patterns in bot.services.imagine.take_skipped_patterns():
+        try:
+            await publisher_of(bot).mod_log.post(guild_id, embeds.ignored_patterns_embed(patterns))
+        except Exception as exc:
+            log.info(kv("filters.ignored_note_failed", guild=guild_id, error=type(exc).__name__))
