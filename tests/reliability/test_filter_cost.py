@@ -164,8 +164,9 @@ async def test_the_costliest_filters_one_server_can_add_leave_other_servers_answ
         f"event-loop lag p50 {statistics.median(lag_ms):.1f} ms, p99 {p99:.1f} ms, max {lag_ms[-1]:.1f} ms"
     )
     assert max(latencies) < 1.0, latencies
-    # Before the bounds: seconds. (A loaded test machine adds its own lag: the bounds are loose.)
-    assert statistics.median(lag_ms) < 10 and lag_ms[-1] < 250, lag_ms[-10:]
+    # Before the bounds: seconds. A loaded test machine adds lag of its own (other processes on the
+    # two cores, a thread preempted while it holds the GIL): a single spike is tolerated.
+    assert statistics.median(lag_ms) < 10 and p99 < 100 and lag_ms[-1] < 1000, lag_ms[-10:]
     for it in floods + victim_interactions:  # jobs started end before the test does
         decided = await outcome(it)
         if decided.startswith("job "):
