@@ -9,13 +9,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 # Only what the package build needs (pyproject's packages: bot, cogs; README is the long description).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY bot ./bot
 COPY cogs ./cogs
 # The same install as CI and scripts/run-bot (pip install of the project from pyproject), minus the dev extra.
-# The smoke test runs isolated (-I) so it imports the installed copy, not ./bot.
+# The smoke test runs isolated (-I) so it imports the installed copy, not ./bot: with its message
+# catalogs, compiled by the build (setup.py), loaded.
 RUN /opt/venv/bin/python -m pip install . \
-    && /opt/venv/bin/python -I -c "import bot.health, bot.db.migrate, cogs"
+    && /opt/venv/bin/python -I -c "import bot.health, bot.db.migrate, cogs.i18n as i; [i.catalog(l) for l in i.LANGUAGES]"
 
 # ---- runtime: the virtualenv only; no compilers, no pip, no source tree ----
 FROM python:3.11-slim

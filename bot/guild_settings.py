@@ -1,4 +1,4 @@
-"""Per-server settings: allowed channels, generation defaults, limits, moderation, alerts.
+"""Per-server settings: allowed channels, generation defaults, limits, moderation, alerts, language.
 
 A server without a row gets `GuildConfig.defaults(guild_id)`. Updates are validated here so
 commands can show the `ValueError` message to the admin as it is.
@@ -21,6 +21,8 @@ from bot.db.sql import upsert
 from bot.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, FilterError, check_pattern, check_patterns
 
 MAX_BLOCKED_ENTRIES = 500
+# `/config language`: `auto` follows the server's Discord locale; the others are the catalogs' languages.
+LANGUAGES = ("auto", "en", "vi")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class GuildConfig:
     max_queued_per_member: int = 5
     max_queued_per_guild: int = 50
     mod_log_channel_id: int | None = None
+    language: str = "auto"  # public messages' language: `auto` (the server's Discord locale) or a code
     low_balance_threshold: int | None = None
     low_balance_alerted: bool = False  # set after an alert, cleared when the balance recovers
     blocked_words: list[str] = field(default_factory=list)
@@ -105,6 +108,10 @@ def validate(name: str, value: Any) -> Any:
         return _int(name, value, minimum=1)
     if name == "mod_log_channel_id":
         return _int(name, value, minimum=1, optional=True)
+    if name == "language":
+        if value not in LANGUAGES:
+            raise ValueError(f"{name} must be one of {', '.join(LANGUAGES)}")
+        return value
     if name == "low_balance_threshold":
         return _int(name, value, minimum=0, optional=True)
     if name == "low_balance_alerted":

@@ -272,6 +272,7 @@ class ImagineService:
         interaction_token: str | None,
         status_message_id: int | None = None,
         upload_limit: int | None = None,
+        locale: str | None = None,
         token_issued_at: datetime | None = None,
     ) -> Job:
         """Store the job for a reserved plan. All or nothing: any failure releases the credits.
@@ -295,6 +296,7 @@ class ImagineService:
                 reservation_id=plan.reservation_id,
                 status_message_id=status_message_id,
                 upload_limit=upload_limit,
+                locale=locale,
                 # Every job starts `queued`: only the queue's locked promotion makes jobs
                 # active, which keeps the concurrency limits exact.
                 status=JobStatus.QUEUED,

@@ -130,6 +130,7 @@ class Job:
     token_expires_at: datetime | None
     status_message_id: int | None
     upload_limit: int | None
+    locale: str | None  # the language of the job's public messages, chosen at launch
     reply_to_message_id: int | None
     params: JobParams
     cost: int

@@ -17,7 +17,7 @@ from bot.imagine import ImagineRequest
 from bot.jobs import Job, JobStatus
 from bot.logs import kv
 from bot.references import Attachment
-from cogs import embeds
+from cogs import embeds, messages
 from cogs.checks import is_moderator, may_act_on, member_roles
 from cogs.client import ImageHubBot
 from cogs.components import JobButton
@@ -78,7 +78,9 @@ class JobActions(commands.Cog, name="JobActions"):
         refs = image_attachments(interaction.message) if interaction.message else ()
         if not refs:
             raise Denied("denied.no_images_left")
-        await interaction.response.send_modal(ImagineModal(self.bot, refs, from_result=True))
+        await interaction.response.send_modal(
+            ImagineModal(self.bot, messages.words(interaction.locale), refs, from_result=True)
+        )
 
     async def _delete(self, interaction: discord.Interaction, job: Job) -> None:
         """Only the member who asked, or a moderator, may delete a result."""
@@ -90,7 +92,7 @@ class JobActions(commands.Cog, name="JobActions"):
 
     async def _info(self, interaction: discord.Interaction, job: Job) -> None:
         """The full prompt and settings, with a copyable /imagine line; only for the presser."""
-        embed, line = embeds.info_embed(job)
+        embed, line = embeds.info_embed(messages.words(interaction.locale), job)
         if line is None:
             await interaction.response.send_message(embed=embed, ephemeral=True)
             return
@@ -132,7 +134,11 @@ class JobActions(commands.Cog, name="JobActions"):
         services.queue_runner.changed(job.guild_id)
         services.engine.wake()
         await interaction.response.edit_message(
-            embed=embeds.cancelled_embed(cancelled, returned, interaction.user.id), view=None
+            # The status message is public: it keeps the job's language.
+            embed=embeds.cancelled_embed(
+                messages.words(job.locale), cancelled, returned, interaction.user.id
+            ),
+            view=None,
         )
 
 

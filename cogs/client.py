@@ -3,7 +3,8 @@
 `ImageHubBot(services)` holds the core's `Services` (built by `bot.services`, the composition
 root) for the extensions to use, and nothing else of its own: commands are the extensions'
 (`EXTENSIONS`, loaded by name), the engine's publisher is the delivery extension's, every
-command's errors go to `cogs.errors`.
+command's errors go to `cogs.errors`, and commands are registered with their names and
+descriptions in every catalog language (`cogs.translator`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from discord.ext import commands
 
 from bot.services import Services
 from cogs.errors import on_app_command_error
+from cogs.translator import CatalogTranslator
 
 # Loaded in this order; `cogs.delivery` last: it starts the engine once everything is registered.
 EXTENSIONS = ("cogs.imagine", "cogs.buttons", "cogs.info", "cogs.admin", "cogs.history", "cogs.delivery")
@@ -32,9 +34,11 @@ class ImageHubBot(commands.AutoShardedBot):
             **options,  # type: ignore[arg-type]
         )
         self.services = services
+        self.translator = CatalogTranslator()
         self.tree.error(on_app_command_error)
 
     async def setup_hook(self) -> None:
+        await self.tree.set_translator(self.translator)
         for name in EXTENSIONS:
             await self.load_extension(name)
         guild_id = self.services.settings.dev_guild_id

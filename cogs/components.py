@@ -17,7 +17,7 @@ from discord.ext import commands
 
 from bot.jobs import Job
 from cogs import errors
-from cogs.messages import text
+from cogs.messages import Words
 
 ACTIONS = ("reroll", "reference", "delete", "info", "cancel")
 RESULT_ACTIONS = ("reroll", "reference", "info", "delete")
@@ -47,9 +47,10 @@ class JobButton(
         "cancel": ("✖️", discord.ButtonStyle.danger),
     }
 
-    def __init__(self, action: str, job_id: int) -> None:
+    def __init__(self, action: str, job_id: int, w: Words | None = None) -> None:
         emoji, style = self.STYLES.get(action, (None, discord.ButtonStyle.secondary))
-        label = text(f"button.{action}") if action in self.STYLES else action.title()
+        # A press is routed through a button rebuilt from its custom id alone: no label is drawn then.
+        label = w(f"button.{action}") if w is not None and action in self.STYLES else None
         super().__init__(
             discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id(action, job_id))
         )
@@ -73,15 +74,16 @@ class JobButton(
             await errors.report(interaction, exc)
 
 
-def result_view(job: Job) -> discord.ui.View:
+def result_view(w: Words, job: Job) -> discord.ui.View:
+    """A result's buttons, labelled in the language of the message they go on."""
     view = discord.ui.View(timeout=None)
     for action in RESULT_ACTIONS:
-        view.add_item(JobButton(action, job.id))
+        view.add_item(JobButton(action, job.id, w))
     return view
 
 
-def status_view(job: Job) -> discord.ui.View:
+def status_view(w: Words, job: Job) -> discord.ui.View:
     """The status message's button while the job has not reached the hub."""
     view = discord.ui.View(timeout=None)
-    view.add_item(JobButton("cancel", job.id))
+    view.add_item(JobButton("cancel", job.id, w))
     return view

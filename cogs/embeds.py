@@ -17,7 +17,7 @@ from bot.engine import Notice, NoticeKind, Result
 from bot.hub import HubModel
 from bot.jobs import Job, JobStatus
 from bot.queue import Place
-from cogs.messages import text
+from cogs.messages import Words, quoted
 
 NO_MENTIONS = discord.AllowedMentions.none()
 OK = discord.Colour.green()
@@ -53,14 +53,14 @@ def choice_name(value: str) -> str:
     return value if len(value) <= CHOICE_MAX else value[: CHOICE_MAX - 1] + "…"
 
 
-def capped_lines(lines: Sequence[str], limit: int = DESCRIPTION_MAX, sep: str = "\n") -> str:
+def capped_lines(w: Words, lines: Sequence[str], limit: int = DESCRIPTION_MAX, sep: str = "\n") -> str:
     """`lines` joined in at most `limit` characters; the ones left out are counted ("…and 3 more")."""
     for shown in range(len(lines), -1, -1):
         rest = len(lines) - shown
-        joined = sep.join([*lines[:shown], text("list.more", count=rest)] if rest else lines)
+        joined = sep.join([*lines[:shown], w("list.more", count=rest)] if rest else lines)
         if len(joined) <= limit:
             return joined
-    return clip(text("list.more", count=len(lines)), limit)
+    return clip(w("list.more", count=len(lines)), limit)
 
 
 def fit(embed: discord.Embed) -> discord.Embed:
@@ -135,12 +135,17 @@ def _short_prompt(prompt: str, limit: int = 1000) -> str:
     return prompt if len(prompt) <= limit else prompt[: limit - 1] + "…"
 
 
-def _params_line(job: Job) -> str:
+def _params_line(w: Words, job: Job) -> str:
+    """`model` · 1:1 · 1K · quality auto · 4 images · 2 references: a list of settings, each counted
+    item with its own plural form."""
     p = job.params
-    fields = {"model": p.model, "aspect": p.aspect, "tier": p.tier, "quality": p.quality, "n": p.n}
+    parts = [
+        w("job.settings", model=p.model, aspect=p.aspect, tier=p.tier, quality=p.quality),
+        w("job.images", count=p.n),
+    ]
     if p.references:
-        return text("job.settings.references", count=len(p.references), **fields)
-    return text("job.settings", **fields)
+        parts.append(w("job.references", count=len(p.references)))
+    return " · ".join(parts)
 
 
 _STATUS_KEYS = {
@@ -153,108 +158,106 @@ _STATUS_KEYS = {
 }
 
 
-def status_embed(job: Job, place: Place | None = None) -> discord.Embed:
+def status_embed(w: Words, job: Job, place: Place | None = None) -> discord.Embed:
     """The status message that moves with the job; Discord renders the elapsed time live.
     A queued job shows its `place` in the server's queue and when it should start."""
     started = job.submitted_at or job.created_at
     embed = discord.Embed(
-        title=text(_STATUS_KEYS.get(job.status, "status.working")),
+        title=w(_STATUS_KEYS.get(job.status, "status.working")),
         description=_short_prompt(job.params.prompt, 300),
         colour=INFO,
     )
-    embed.add_field(name=text("field.requested_by"), value=user(job.user_id))
+    embed.add_field(name=w("field.requested_by"), value=user(job.user_id))
     if job.status is JobStatus.QUEUED and place is not None:
-        embed.add_field(name=text("field.position"), value=text("status.position", position=place.position))
-        embed.add_field(name=text("field.should_start"), value=ts(place.starts_at))
+        embed.add_field(name=w("field.position"), value=w("status.position", position=place.position))
+        embed.add_field(name=w("field.should_start"), value=ts(place.starts_at))
     else:
-        embed.add_field(name=text("field.started"), value=ts(started))
-    embed.add_field(name=text("field.cost"), value=text("status.credits_reserved", cost=job.cost))
+        embed.add_field(name=w("field.started"), value=ts(started))
+    embed.add_field(name=w("field.cost"), value=w("status.credits_reserved", cost=job.cost))
     model = clip(job.params.model, 100)  # the hub's model id: the footer must keep the job number
-    job_no = text("job.footer", job=job.id)
+    job_no = w("job.footer", job=job.id)
     embed.set_footer(text=f"{model} · {clip(job.params.aspect, 50)} · {job.params.tier} · {job_no}")
     return fit(embed)
 
 
-def first_embed(prompt: str, cost: int, *, queued: bool) -> discord.Embed:
+def first_embed(w: Words, prompt: str, cost: int, *, queued: bool) -> discord.Embed:
     """The first public answer to /imagine: starting, or waiting for a slot in the queue."""
-    title = text("status.first.queued" if queued else "status.first.starting")
+    title = w("status.first.queued" if queued else "status.first.starting")
     embed = discord.Embed(title=title, description=_short_prompt(prompt, 300), colour=INFO)
-    embed.add_field(name=text("field.cost"), value=text("credits", credits=cost))
+    embed.add_field(name=w("field.cost"), value=w("credits.amount", credits=cost))
     return fit(embed)
 
 
-def _too_large_note(links: Sequence[str], room: int) -> str:
+def _too_large_note(w: Words, links: Sequence[str], room: int) -> str:
     """Numbered links to the images too large to upload, in at most `room` characters: a link that
     doesn't fit is left out (the image is still named)."""
-    note = text("result.too_large")
+    note = w("result.too_large")
     for i, url in enumerate(links, start=1):
-        link = " " + text("result.too_large.link", number=i, url=url)
-        unlinked = " " + text("result.too_large.unlinked", number=i)
+        link = " " + w("result.too_large.link", number=i, url=url)
+        unlinked = " " + w("result.too_large.unlinked", number=i)
         # Keep room to name the images still to come.
-        later = sum(
-            len(text("result.too_large.unlinked", number=j)) + 1 for j in range(i + 1, len(links) + 1)
-        )
+        later = sum(len(w("result.too_large.unlinked", number=j)) + 1 for j in range(i + 1, len(links) + 1))
         note += link if len(note) + len(link) + later <= room else unlinked
     return clip(note, room)
 
 
-def result_embed(job: Job, result: Result, links: Sequence[str] = ()) -> discord.Embed:
+def result_embed(w: Words, job: Job, result: Result, links: Sequence[str] = ()) -> discord.Embed:
     """The finished result: prompt, who asked, every parameter, what it cost and took."""
     delivered = sum(1 for image in result.images if image.data is not None) + len(links)
     embed = discord.Embed(description=_short_prompt(job.params.prompt, 4000), colour=OK)
-    embed.add_field(name=text("field.requested_by"), value=user(job.user_id))
-    embed.add_field(name=text("field.settings"), value=_params_line(job), inline=False)
+    embed.add_field(name=w("field.requested_by"), value=user(job.user_id))
+    embed.add_field(name=w("field.settings"), value=_params_line(w, job), inline=False)
     cost = (
-        text("credits.returned", credits=result.charged, returned=result.refunded)
+        w("credits.returned", credits=result.charged, returned=result.refunded)
         if result.refunded
-        else text("credits", credits=result.charged)
+        else w("credits.amount", credits=result.charged)
     )
-    embed.add_field(name=text("field.cost"), value=cost)
-    embed.add_field(name=text("field.took"), value=text("job.seconds", seconds=result.elapsed))
+    embed.add_field(name=w("field.cost"), value=cost)
+    embed.add_field(name=w("field.took"), value=w("job.seconds", seconds=result.elapsed))
     notes = []
     if delivered < result.requested:
-        notes.append(text("result.fewer", delivered=delivered, requested=result.requested))
+        notes.append(w("result.fewer", delivered=delivered, requested=result.requested))
     missing = [image for image in result.images if image.data is None]
     if missing and not links:
-        notes.append(text("result.not_downloaded", count=len(missing)))
+        notes.append(w("result.not_downloaded", count=len(missing)))
     if links:
         room = FIELD_VALUE_MAX - sum(len(n) + 1 for n in notes)
-        notes.append(_too_large_note(links, room))
+        notes.append(_too_large_note(w, links, room))
     if notes:
-        embed.add_field(name=text("field.note"), value="\n".join(notes), inline=False)
-    embed.set_footer(text=text("job.footer", job=job.id))
+        embed.add_field(name=w("field.note"), value="\n".join(notes), inline=False)
+    embed.set_footer(text=w("job.footer", job=job.id))
     return fit(embed)
 
 
-def notice_embed(job: Job, notice: Notice) -> discord.Embed:
+def notice_embed(w: Words, job: Job, notice: Notice) -> discord.Embed:
     """Why a job ended without its images, and what happened to the credits."""
     kinds = {kind.value for kind in NoticeKind}
-    lines = [text(f"notice.{notice.kind.value}" if notice.kind.value in kinds else "notice.other")]
+    lines = [w(f"notice.{notice.kind.value}" if notice.kind.value in kinds else "notice.other")]
     if notice.detail:
-        lines.append(text("notice.hub_said", detail=notice.detail[:300]))
+        lines.append(w("notice.hub_said", detail=quoted(w, notice.detail)))
     if notice.refunded:
-        lines.append(text("notice.refunded", credits=notice.refunded))
+        lines.append(w("notice.refunded", credits=notice.refunded))
     elif notice.charged:
-        lines.append(text("notice.counted", credits=notice.charged))
+        lines.append(w("notice.counted", credits=notice.charged))
     elif notice.kind != NoticeKind.OUTCOME_UNKNOWN:
-        lines.append(text("notice.nothing_charged"))
-    embed = discord.Embed(title=text("notice.title"), description="\n".join(lines), colour=BAD)
-    embed.add_field(name=text("field.prompt"), value=_short_prompt(job.params.prompt, 300), inline=False)
-    embed.add_field(name=text("field.requested_by"), value=user(job.user_id))
-    embed.set_footer(text=text("job.footer", job=job.id))
+        lines.append(w("notice.nothing_charged"))
+    embed = discord.Embed(title=w("notice.title"), description="\n".join(lines), colour=BAD)
+    embed.add_field(name=w("field.prompt"), value=_short_prompt(job.params.prompt, 300), inline=False)
+    embed.add_field(name=w("field.requested_by"), value=user(job.user_id))
+    embed.set_footer(text=w("job.footer", job=job.id))
     return fit(embed)
 
 
-def models_embed(models: Sequence[HubModel]) -> discord.Embed:
-    embed = discord.Embed(title=text("models.title"), colour=INFO)
+def models_embed(w: Words, models: Sequence[HubModel]) -> discord.Embed:
+    embed = discord.Embed(title=w("models.title"), colour=INFO)
     if not models:
-        embed.description = text("models.none")
+        embed.description = w("models.none")
     room = EMBED_TOTAL_MAX - len(embed) - 100  # kept for the "…and N more" footer
     for shown, model in enumerate(models):
         costs = clip(" · ".join(f"{tier}: {credits}" for tier, credits in model.credits.items()), 400)
         name = clip(f"{model.id} ({model.provider})" if model.provider else model.id, FIELD_NAME_MAX)
         value = clip(
-            text(
+            w(
                 "models.entry",
                 costs=costs,
                 ratios=clip(", ".join(model.aspect_ratios), 400),
@@ -263,7 +266,7 @@ def models_embed(models: Sequence[HubModel]) -> discord.Embed:
             FIELD_VALUE_MAX,
         )
         if shown == FIELDS_MAX or len(name) + len(value) > room:
-            embed.set_footer(text=text("models.more", count=len(models) - shown))
+            embed.set_footer(text=w("models.more", count=len(models) - shown))
             break
         room -= len(name) + len(value)
         embed.add_field(name=name, value=value, inline=False)
@@ -279,59 +282,59 @@ def bar(used: int, limit: int, width: int = 12) -> str:
 # -- cancel ----------------------------------------------------------------------------------------
 
 
-def cancelled_embed(job: Job, returned: int, by_user_id: int) -> discord.Embed:
+def cancelled_embed(w: Words, job: Job, returned: int, by_user_id: int) -> discord.Embed:
     """The status message of a job cancelled before it reached the hub."""
     who = "by_author" if by_user_id == job.user_id else "by_other"
     key = f"cancelled.{who}.returned" if returned else f"cancelled.{who}"
-    description = text(key, user=user(by_user_id), owner=user(job.user_id), credits=returned)
-    embed = discord.Embed(title=text("cancelled.title"), description=description, colour=WARN)
-    embed.add_field(name=text("field.prompt"), value=_short_prompt(job.params.prompt, 300), inline=False)
-    embed.set_footer(text=text("job.footer", job=job.id))
+    description = w(key, user=user(by_user_id), owner=user(job.user_id), credits=returned)
+    embed = discord.Embed(title=w("cancelled.title"), description=description, colour=WARN)
+    embed.add_field(name=w("field.prompt"), value=_short_prompt(job.params.prompt, 300), inline=False)
+    embed.set_footer(text=w("job.footer", job=job.id))
     return fit(embed)
 
 
 # -- filters ---------------------------------------------------------------------------------------
 
 
-def blocked_log_embed(user_id: int, channel_id: int, prompt: str) -> discord.Embed:
+def blocked_log_embed(w: Words, user_id: int, channel_id: int, prompt: str) -> discord.Embed:
     """For the moderator log: who tried which prompt where (sent with mentions disabled)."""
-    embed = discord.Embed(title=text("modlog.blocked"), description=_short_prompt(prompt, 4000), colour=WARN)
-    embed.add_field(name=text("field.member"), value=f"{user(user_id)} (`{user_id}`)")
-    embed.add_field(name=text("field.channel"), value=channel(channel_id))
+    embed = discord.Embed(title=w("modlog.blocked"), description=_short_prompt(prompt, 4000), colour=WARN)
+    embed.add_field(name=w("field.member"), value=f"{user(user_id)} (`{user_id}`)")
+    embed.add_field(name=w("field.channel"), value=channel(channel_id))
     return fit(embed)
 
 
 def filters_embed(
-    words: Sequence[str], patterns: Sequence[str], ignored: Sequence[str] = ()
+    w: Words, words: Sequence[str], patterns: Sequence[str], ignored: Sequence[str] = ()
 ) -> discord.Embed:
     def listing(items: Sequence[str]) -> str:
         if not items:
-            return text("filters.none")
+            return w("filters.none")
         shown = "\n".join(
-            text("filters.ignored", pattern=code(item)) if item in ignored else code(item) for item in items
+            w("filters.ignored", pattern=code(item)) if item in ignored else code(item) for item in items
         )
         return shown if len(shown) <= 1000 else shown[:999] + "…"
 
-    embed = discord.Embed(title=text("filters.title"), colour=INFO)
-    embed.add_field(name=text("filters.words", count=len(words)), value=listing(words), inline=False)
-    embed.add_field(name=text("filters.patterns", count=len(patterns)), value=listing(patterns), inline=False)
-    embed.set_footer(text=text("filters.footer"))
+    embed = discord.Embed(title=w("filters.title"), colour=INFO)
+    embed.add_field(name=w("filters.words", count=len(words)), value=listing(words), inline=False)
+    embed.add_field(name=w("filters.patterns", count=len(patterns)), value=listing(patterns), inline=False)
+    embed.set_footer(text=w("filters.footer"))
     return fit(embed)
 
 
-def dropped_patterns_note(dropped: Sequence[str]) -> str:
+def dropped_patterns_note(w: Words, dropped: Sequence[str]) -> str:
     """Told when a change drops patterns stored before the size limits (they had stopped applying)."""
     if not dropped:
         return ""
     listed = clip(", ".join(code(p) for p in dropped), 600)
-    return "\n" + text("config.patterns_dropped", count=len(dropped), patterns=listed)
+    return "\n" + w("config.patterns_dropped", count=len(dropped), patterns=listed)
 
 
-def ignored_patterns_embed(ignored: Sequence[str]) -> discord.Embed:
+def ignored_patterns_embed(w: Words, ignored: Sequence[str]) -> discord.Embed:
     """Moderator log: stored patterns the bot skips because they break the cost bounds."""
     listed = clip("\n".join(code(p) for p in ignored), 1500)
-    description = text("modlog.patterns_skipped", count=len(ignored), patterns=listed)
-    return discord.Embed(title=text("modlog.patterns_skipped.title"), description=description, colour=WARN)
+    description = w("modlog.patterns_skipped", count=len(ignored), patterns=listed)
+    return discord.Embed(title=w("modlog.patterns_skipped.title"), description=description, colour=WARN)
 
 
 # -- history, show, info ---------------------------------------------------------------------------
@@ -354,32 +357,32 @@ def jump_link(guild_id: int, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
-def _history_cost(job: Job) -> str:
+def _history_cost(w: Words, job: Job) -> str:
     if job.charged_credits is not None:
-        return text("cost.charged", credits=job.charged_credits)
+        return w("cost.charged", credits=job.charged_credits)
     if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
-        return text("cost.nothing")
+        return w("cost.nothing")
     if job.status is JobStatus.UNKNOWN:
-        return text("cost.counted", credits=job.cost)
-    return text("cost.reserved", credits=job.cost)
+        return w("cost.counted", credits=job.cost)
+    return w("cost.reserved", credits=job.cost)
 
 
-def history_embed(user_id: int, jobs: Sequence[Job]) -> discord.Embed:
+def history_embed(w: Words, user_id: int, jobs: Sequence[Job]) -> discord.Embed:
     """A member's recent generations, newest first."""
-    embed = discord.Embed(title=text("history.title"), colour=INFO)
+    embed = discord.Embed(title=w("history.title"), colour=INFO)
     if not jobs:
-        embed.description = text("history.empty", user=user(user_id))
+        embed.description = w("history.empty", user=user(user_id))
         return embed
     lines = [user(user_id)]
     for job in jobs:
-        parts = [f"**#{job.id}**", ts(job.created_at), text(_HISTORY_KEYS[job.status]), _history_cost(job)]
+        parts = [f"**#{job.id}**", ts(job.created_at), w(_HISTORY_KEYS[job.status]), _history_cost(w, job)]
         if job.posted_message_ids:
             url = jump_link(job.guild_id, job.channel_id, job.posted_message_ids[0])
-            parts.append(text("history.result_link", url=url))
+            parts.append(w("history.result_link", url=url))
         prompt = " ".join(job.params.prompt.split())
         lines.append(" · ".join(parts) + f"\n> {_short_prompt(prompt, 80)}")
-    embed.description = capped_lines(lines)
-    embed.set_footer(text=text("history.footer"))
+    embed.description = capped_lines(w, lines)
+    embed.set_footer(text=w("history.footer"))
     return fit(embed)
 
 
@@ -393,31 +396,31 @@ def imagine_line(job: Job) -> str:
     )
 
 
-def info_embed(job: Job) -> tuple[discord.Embed, str | None]:
+def info_embed(w: Words, job: Job) -> tuple[discord.Embed, str | None]:
     """The full prompt and parameters; the `/imagine` line sits in a code block when it fits,
     else it is returned to be attached as a text file."""
     p = job.params
-    embed = discord.Embed(title=text("info.title", job=job.id), description=p.prompt, colour=INFO)
-    embed.add_field(name=text("field.model"), value=clip(f"`{p.model}`", 200))
-    embed.add_field(name=text("field.aspect"), value=clip(p.aspect, 100))
-    embed.add_field(name=text("field.resolution"), value=p.tier)
-    embed.add_field(name=text("field.quality"), value=clip(p.quality, 100))
-    embed.add_field(name=text("field.images"), value=str(p.n))
+    embed = discord.Embed(title=w("info.title", job=job.id), description=p.prompt, colour=INFO)
+    embed.add_field(name=w("field.model"), value=clip(f"`{p.model}`", 200))
+    embed.add_field(name=w("field.aspect"), value=clip(p.aspect, 100))
+    embed.add_field(name=w("field.resolution"), value=p.tier)
+    embed.add_field(name=w("field.quality"), value=clip(p.quality, 100))
+    embed.add_field(name=w("field.images"), value=str(p.n))
     if p.size:
-        embed.add_field(name=text("field.size"), value=p.size)
+        embed.add_field(name=w("field.size"), value=p.size)
     if p.references:
         names = ", ".join(f"`{r.filename[:60]}`" for r in p.references)
-        embed.add_field(name=text("field.references"), value=names[:1000], inline=False)
-    embed.add_field(name=text("field.requested_by"), value=user(job.user_id))
-    embed.add_field(name=text("field.cost"), value=_history_cost(job))
-    embed.add_field(name=text("field.created"), value=ts(job.created_at))
+        embed.add_field(name=w("field.references"), value=names[:1000], inline=False)
+    embed.add_field(name=w("field.requested_by"), value=user(job.user_id))
+    embed.add_field(name=w("field.cost"), value=_history_cost(w, job))
+    embed.add_field(name=w("field.created"), value=ts(job.created_at))
     line = imagine_line(job)
     block = f"```\n{line}\n```"
     fits = len(block) <= FIELD_VALUE_MAX and len(embed) + len(block) <= EMBED_TOTAL_MAX - 20
     if "```" not in line and fits:
-        embed.add_field(name=text("field.ask_again"), value=block, inline=False)
+        embed.add_field(name=w("field.ask_again"), value=block, inline=False)
         return fit(embed), None
-    embed.add_field(name=text("field.ask_again"), value=text("info.line_attached"), inline=False)
+    embed.add_field(name=w("field.ask_again"), value=w("info.line_attached"), inline=False)
     return fit(embed), line
 
 
@@ -425,6 +428,7 @@ def info_embed(job: Job) -> tuple[discord.Embed, str | None]:
 
 
 def usage_embed(
+    w: Words,
     *,
     period: str,
     period_spent: int,
@@ -433,41 +437,41 @@ def usage_embed(
     top: Sequence[tuple[int, int]],
     chart_filename: str | None,
 ) -> discord.Embed:
-    name = text(f"period.{period}")
+    name = w(f"period.{period}")
     lines = [
-        text("usage.period_spent", credits=period_spent, period=name),
-        text("usage.days_spent", credits=days_spent, count=days),
+        w("usage.period_spent", credits=period_spent, period=name),
+        w("usage.days_spent", credits=days_spent, count=days),
     ]
     if top:
-        lines.append("\n" + text("usage.top", period=name))
+        lines.append("\n" + w("usage.top", period=name))
         lines += [
-            text("usage.top.entry", rank=i, user=user(member), credits=credits)
+            w("usage.top.entry", rank=i, user=user(member), credits=credits)
             for i, (member, credits) in enumerate(top, start=1)
         ]
     else:
-        lines.append(text("usage.nobody"))
-    embed = discord.Embed(title=text("usage.title"), description="\n".join(lines), colour=INFO)
+        lines.append(w("usage.nobody"))
+    embed = discord.Embed(title=w("usage.title"), description="\n".join(lines), colour=INFO)
     if chart_filename:
         embed.set_image(url=f"attachment://{chart_filename}")
     return fit(embed)
 
 
-def low_balance_embed(credits: int, threshold: int) -> discord.Embed:
+def low_balance_embed(w: Words, credits: int, threshold: int) -> discord.Embed:
     return discord.Embed(
-        title=text("modlog.low_balance.title"),
-        description=text("modlog.low_balance", credits=credits, threshold=threshold),
+        title=w("modlog.low_balance.title"),
+        description=w("modlog.low_balance", credits=credits, threshold=threshold),
         colour=WARN,
     )
 
 
-def this_period(period: str) -> str:
+def this_period(w: Words, period: str) -> str:
     """ "today", "this week", "this month"."""
-    return text(f"period.this.{period}")
+    return w(f"period.this.{period}")
 
 
-def ledger_line(at: datetime, kind: str, credits: int) -> str:
+def ledger_line(w: Words, at: datetime, kind: str, credits: int) -> str:
     """One budget movement as a member reads it: what was taken or given back, and when."""
-    return text(f"ledger.{kind}", when=ts(at), credits=abs(credits))
+    return w(f"ledger.{kind}", when=ts(at), credits=abs(credits))
 
 
 # -- permissions -----------------------------------------------------------------------------------
@@ -483,37 +487,37 @@ def missing_permissions(perms: discord.Permissions) -> list[str]:
     return [name for name in NEEDED if not getattr(perms, name)]
 
 
-def permission_name(name: str) -> str:
+def permission_name(w: Words, name: str) -> str:
     """A permission (`discord.Permissions` attribute) by its name in Discord's settings."""
-    return text(f"permission.{name}")
+    return w(f"permission.{name}")
 
 
-def permission_names(missing: Sequence[str]) -> str:
+def permission_names(w: Words, missing: Sequence[str]) -> str:
     """Permissions by their names in Discord's settings, in bold: **View Channel**, **Send Messages**."""
-    return ", ".join(f"**{permission_name(name)}**" for name in missing)
+    return ", ".join(f"**{permission_name(w, name)}**" for name in missing)
 
 
-def permission_warning(missing: Sequence[str]) -> discord.Embed:
+def permission_warning(w: Words, missing: Sequence[str]) -> discord.Embed:
     """Told to the member through the interaction while its token lives."""
-    return refusal(text("permissions.warning", permissions=permission_names(missing)))
+    return refusal(w("permissions.warning", permissions=permission_names(w, missing)))
 
 
 def missing_permission_line(
-    channel_id: int, missing: Sequence[str], job_id: int | None = None
+    w: Words, channel_id: int, missing: Sequence[str], job_id: int | None = None
 ) -> discord.Embed:
     """One clear moderator-log line naming the missing permission."""
-    names, where = permission_names(missing), channel(channel_id)
+    names, where = permission_names(w, missing), channel(channel_id)
     if job_id is None:
-        description = text("modlog.missing_permissions", permissions=names, channel=where)
+        description = w("modlog.missing_permissions", permissions=names, channel=where)
     else:
-        description = text("modlog.unpostable", job=job_id, permissions=names, channel=where)
+        description = w("modlog.unpostable", job=job_id, permissions=names, channel=where)
     return discord.Embed(description=description, colour=WARN)
 
 
-def degraded_line(channel_id: int, missing: Sequence[str], job_id: int) -> discord.Embed:
+def degraded_line(w: Words, channel_id: int, missing: Sequence[str], job_id: int) -> discord.Embed:
     """Moderator-log line: the result was posted, but without what a missing permission forbids."""
-    description = text(
-        "modlog.degraded", job=job_id, channel=channel(channel_id), permissions=permission_names(missing)
+    description = w(
+        "modlog.degraded", job=job_id, channel=channel(channel_id), permissions=permission_names(w, missing)
     )
     return discord.Embed(description=description, colour=WARN)
 

@@ -3,8 +3,9 @@
 Cogs raise: a `Refusal` of the core (by its reason code), a `Denied` of the adapter's own (by its
 catalog key), a `HubError` (the hub's answer, for members), a check failure (`cogs.checks`);
 anything else is a bug, logged with its traceback and told as "something went wrong". `report`
-renders it and decides once how to answer: the interaction's first response while there is
-none, else an ephemeral followup. It is installed as the command tree's `on_error` by the client;
+renders it in the member's language (`interaction.locale`: every answer here is ephemeral) and
+decides once how to answer: the interaction's first response while there is none, else an
+ephemeral followup. It is installed as the command tree's `on_error` by the client;
 buttons (`JobButton`) and forms (`cogs.forms`) send their errors here too.
 """
 
@@ -42,18 +43,18 @@ class CheckDenied(app_commands.CheckFailure):
         self.key = key
 
 
-def describe(error: BaseException) -> str | None:
-    """What to tell the member about `error`, or None when it is a bug of ours."""
+def describe(w: messages.Words, error: BaseException) -> str | None:
+    """What to tell the member about `error` in `w`'s language, or None when it is a bug of ours."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
     if isinstance(error, Refusal):
-        return messages.refusal(error)
+        return messages.refusal(w, error)
     if isinstance(error, Denied):
-        return messages.text(error.key, **error.params)
+        return w(error.key, **error.params)
     if isinstance(error, CheckDenied):
-        return messages.text(error.key)
+        return w(error.key)
     if isinstance(error, HubError):
-        return messages.hub_error(error)
+        return messages.hub_error(w, error)
     return None
 
 
@@ -66,13 +67,14 @@ async def reply(interaction: discord.Interaction, embed: discord.Embed) -> None:
 
 
 async def report(interaction: discord.Interaction, error: BaseException) -> None:
-    """Tell the member what went wrong (see the module docstring); never raises."""
-    said = describe(error)
+    """Tell the member what went wrong, in their language (see the module docstring); never raises."""
+    w = messages.words(interaction.locale)
+    said = describe(w, error)
     if said is None:
         original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         what = interaction.command.name if interaction.command is not None else _custom_id(interaction)
         log.error(kv("interaction.failed", what=what, error=type(original).__name__), exc_info=original)
-        said = messages.text("error.unexpected")
+        said = w("error.unexpected")
     try:
         await reply(interaction, embeds.refusal(said))
     except discord.HTTPException as exc:

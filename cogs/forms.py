@@ -1,7 +1,8 @@
 """The bot's forms (modals): a prompt for given reference images, and the server's hub key.
 
 Forms time out (`Timings.form_timeout`, `key_form_timeout`) so one opened and never sent leaves
-discord.py's store. Their titles and labels come from the catalog. A form's errors go to the one
+discord.py's store. Their titles and labels come from the catalog, in the language of the member
+who opens them. A form's errors go to the one
 error path (`cogs.errors.report`).
 """
 
@@ -20,7 +21,7 @@ from cogs.checks import in_guild, is_moderator, member_roles, require_manage_ser
 from cogs.client import ImageHubBot
 from cogs.errors import Denied
 from cogs.launch import launch
-from cogs.messages import text
+from cogs.messages import Words
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,14 @@ class ImagineModal(Form):
     count = _text_input(required=False, max_length=2)
 
     def __init__(
-        self, bot: ImageHubBot, attachments: tuple[Attachment, ...], *, from_result: bool = False
+        self, bot: ImageHubBot, w: Words, attachments: tuple[Attachment, ...], *, from_result: bool = False
     ) -> None:
-        title = text("form.imagine.from_result" if from_result else "form.imagine.title")
+        title = w("form.imagine.from_result" if from_result else "form.imagine.title")
         super().__init__(title=title, timeout=bot.services.timings.form_timeout)
-        self.prompt.text = text("form.imagine.prompt")
-        self.aspect.text = text("form.imagine.aspect")
-        self.resolution.text = text("form.imagine.resolution")
-        self.count.text = text("form.imagine.count")
+        self.prompt.text = w("form.imagine.prompt")
+        self.aspect.text = w("form.imagine.aspect")
+        self.resolution.text = w("form.imagine.resolution")
+        self.count.text = w("form.imagine.count")
         self.bot = bot
         self.attachments = attachments
 
@@ -94,15 +95,16 @@ class KeyModal(Form):
 
     key = _text_input(placeholder="gih_live_…", min_length=8, max_length=200)
 
-    def __init__(self, bot: ImageHubBot) -> None:
-        super().__init__(title=text("form.key.title"), timeout=bot.services.timings.key_form_timeout)
-        self.key.text = text("form.key.label")
+    def __init__(self, bot: ImageHubBot, w: Words) -> None:
+        super().__init__(title=w("form.key.title"), timeout=bot.services.timings.key_form_timeout)
+        self.key.text = w("form.key.label")
         self.bot = bot
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         here = in_guild(interaction)
         require_manage_server(interaction)
         raw = _value(self.key).strip()
+        w = messages.words(interaction.locale)
         services = self.bot.services
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
@@ -110,10 +112,10 @@ class KeyModal(Form):
         except (InvalidApiKey, MissingApiKey):
             raise Denied("denied.key_not_recognised") from None
         except HubError as exc:
-            raise Denied("denied.key_not_checked", reason=messages.hub_error(exc)) from None
+            raise Denied("denied.key_not_checked", reason=messages.hub_error(w, exc)) from None
         await services.keys.set_key(here.guild_id, raw, interaction.user.id)
         info = await services.keys.key_info(here.guild_id)
         log.info(kv("config.key_set", guild=here.guild_id, user=interaction.user.id))
-        masked = info.masked if info else "saved"
-        saved = text("config.key_saved", masked=masked, credits=balance.credits)
+        masked = info.masked if info else "…"
+        saved = w("config.key_saved", masked=masked, credits=balance.credits)
         await interaction.followup.send(embed=embeds.plain(saved, colour=embeds.OK), ephemeral=True)

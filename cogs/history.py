@@ -1,4 +1,7 @@
-"""/history and /show: a member's recent generations, and a past result posted again."""
+"""/history and /show: a member's recent generations, and a past result posted again.
+
+/history answers only the member (their language); /show posts publicly (the server's language).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,12 @@ from discord.ext import commands
 from bot.history import ShowLimits, fetch_result
 from bot.jobs import JobStatus
 from bot.logs import kv
-from cogs import attachments, embeds
+from cogs import attachments, embeds, messages
 from cogs.checks import in_guild, may_look_at, may_see_job
 from cogs.client import ImageHubBot
 from cogs.components import result_view
 from cogs.errors import Denied
-from cogs.messages import channel_list, text
+from cogs.messages import channel_list
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,8 @@ class History(commands.Cog):
         may_look_at(interaction, member)
         target = member.id if member is not None else interaction.user.id
         jobs = await self.bot.services.jobs.list_for_member(here.guild_id, target, HISTORY_LIMIT)
-        await interaction.response.send_message(embed=embeds.history_embed(target, jobs), ephemeral=True)
+        embed = embeds.history_embed(messages.words(interaction.locale), target, jobs)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="show", description="Post a past result of this server again, with buttons")
     @app_commands.guild_only()
@@ -59,21 +63,22 @@ class History(commands.Cog):
         config = await services.guilds.get(here.guild_id)
         if not config.channel_allowed(here.channel_id):
             raise Denied("denied.show_channel", channels=channel_list(config.allowed_channel_ids))
+        public = messages.words(messages.public_locale(config.language, interaction.guild_locale))
         slot = self.limits.claim(here.guild_id, interaction.user.id)  # a Refusal when busy
         with slot:  # held until the images are posted: they are in memory until then
             await interaction.response.defer(thinking=True)
             result = await fetch_result(services.hubs.downloader(), job, services.timings)
             files, links = attachments.result_files(job, result, interaction.filesize_limit)
             if not files and not links:
-                await interaction.followup.send(embed=embeds.refusal(text("denied.show_gone")))
+                await interaction.followup.send(embed=embeds.refusal(public("denied.show_gone")))
                 return
-            embed = embeds.result_embed(job, result, links)
+            embed = embeds.result_embed(public, job, result, links)
             log.info(kv("history.show", guild=job.guild_id, job=job.id, user=interaction.user.id))
             await interaction.followup.send(
-                content=text("result.reshown", job=job.id),
+                content=public("result.reshown", job=job.id),
                 embed=embed,
                 files=files,
-                view=result_view(job),
+                view=result_view(public, job),
                 allowed_mentions=embeds.NO_MENTIONS,
             )
 

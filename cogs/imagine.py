@@ -9,7 +9,7 @@ from discord.ext import commands
 from bot.hub import HubError, HubModel
 from bot.hub.sizes import QUALITIES, TIERS
 from bot.imagine import ImagineRequest
-from cogs import embeds
+from cogs import embeds, messages
 from cogs.checks import in_guild, is_moderator, member_roles
 from cogs.client import ImageHubBot
 from cogs.errors import Denied
@@ -134,7 +134,9 @@ class Imagine(commands.Cog):
         limit = model.reference_image_limit if model else len(refs)
         if limit < 1:
             raise Denied("denied.model_takes_no_references", model=config.default_model)
-        await interaction.response.send_modal(ImagineModal(self.bot, refs[:limit]))
+        await interaction.response.send_modal(
+            ImagineModal(self.bot, messages.words(interaction.locale), refs[:limit])
+        )
 
 
 async def setup(bot: ImageHubBot) -> None:

@@ -1,16 +1,18 @@
-"""/models, /credits and /quota: what members and moderators can look up."""
+"""/models, /credits and /quota: what members and moderators can look up (answered to them only,
+in their own language)."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs import embeds
+from cogs import embeds, messages
 from cogs.checks import in_guild, manage_server, may_look_at, member_roles
 from cogs.client import ImageHubBot
 from cogs.errors import Denied
-from cogs.messages import text
 
 
 class Info(commands.Cog):
@@ -20,7 +22,9 @@ class Info(commands.Cog):
     @app_commands.command(name="models", description="The hub's image models, aspect ratios and credit costs")
     async def models(self, interaction: discord.Interaction) -> None:
         models = await self.bot.services.catalog.models()  # a HubError is told to the member
-        await interaction.response.send_message(embed=embeds.models_embed(models), ephemeral=True)
+        await interaction.response.send_message(
+            embed=embeds.models_embed(messages.words(interaction.locale), models), ephemeral=True
+        )
 
     @app_commands.command(name="credits", description="The server's image hub balance")
     @app_commands.guild_only()
@@ -28,6 +32,7 @@ class Info(commands.Cog):
     @manage_server()
     async def credits(self, interaction: discord.Interaction) -> None:
         here = in_guild(interaction)
+        w = messages.words(interaction.locale)
         services = self.bot.services
         hub = await services.hubs.for_guild(here.guild_id)
         if hub is None:
@@ -37,25 +42,21 @@ class Info(commands.Cog):
         policy = await services.quotas.policies.policy(here.guild_id)
         start, _ = policy.bounds()
         spent = await services.quotas.reports.guild_spend(here.guild_id, since=start)
-        unknown = text("balance.unknown")
-        embed = discord.Embed(title=text("balance.title"), colour=embeds.INFO)
+        unknown = w("balance.unknown")
+        embed = discord.Embed(title=w("balance.title"), colour=embeds.INFO)
         embed.add_field(
-            name=text("field.credits"),
-            value=f"{balance.credits:,}" if balance.credits is not None else unknown,
+            name=w("field.credits"),
+            value=w.number(balance.credits) if balance.credits is not None else unknown,
         )
-        embed.add_field(name=text("field.account"), value=balance.account_type or unknown)
+        embed.add_field(name=w("field.account"), value=balance.account_type or unknown)
+        embed.add_field(name=w("field.next_expiry"), value=_expiry(w, balance.next_expiration))
         embed.add_field(
-            name=text("field.next_expiry"), value=balance.next_expiration or text("balance.no_expiry")
-        )
-        embed.add_field(
-            name=text("balance.spent", period=embeds.this_period(policy.period)),
-            value=text("balance.spent.value", credits=spent),
+            name=w("balance.spent", period=embeds.this_period(w, policy.period)),
+            value=w("balance.spent.value", credits=spent),
             inline=False,
         )
         info = await services.keys.key_info(here.guild_id)
-        embed.set_footer(
-            text=text("balance.key", masked=info.masked) if info else text("balance.fallback_key")
-        )
+        embed.set_footer(text=w("balance.key", masked=info.masked) if info else w("balance.fallback_key"))
         await interaction.followup.send(embed=embeds.fit(embed), ephemeral=True)  # hub text: clamped
 
     @app_commands.command(name="quota", description="What is left of your image budget")
@@ -64,40 +65,49 @@ class Info(commands.Cog):
     async def quota(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
         here = in_guild(interaction)
         may_look_at(interaction, member)
+        w = messages.words(interaction.locale)
         target_id = member.id if member else interaction.user.id
         roles = tuple(r.id for r in member.roles) if member else member_roles(interaction)
         quotas = self.bot.services.quotas
         budget = await quotas.ledger.budget(here.guild_id, target_id, roles)
         who = embeds.user(target_id)
-        period = embeds.this_period(budget.period)
+        period = embeds.this_period(w, budget.period)
         if budget.limit is None:
-            description = text("quota.unlimited", user=who, period=period, spent=budget.spent)
+            description = w("quota.unlimited", user=who, period=period, spent=budget.spent)
         else:
             used = budget.spent + budget.reserved
             bar = embeds.bar(used, budget.limit)
             usage = (
-                text("quota.used.reserved", bar=bar, used=used, reserved=budget.reserved)
+                w("quota.used.reserved", bar=bar, used=used, reserved=budget.reserved)
                 if budget.reserved
-                else text("quota.used", bar=bar, used=used)
+                else w("quota.used", bar=bar, used=used)
             )
             description = "\n".join(
                 [
-                    text(
-                        "quota.left", user=who, remaining=budget.remaining, limit=budget.limit, period=period
-                    ),
+                    w("quota.left", user=who, remaining=budget.remaining, limit=budget.limit, period=period),
                     usage,
-                    text("quota.resets", when=embeds.ts(budget.resets_at)),
+                    w("quota.resets", when=embeds.ts(budget.resets_at)),
                 ]
             )
-        embed = discord.Embed(title=text("quota.title"), description=description, colour=embeds.INFO)
+        embed = discord.Embed(title=w("quota.title"), description=description, colour=embeds.INFO)
         recent = await quotas.reports.recent(here.guild_id, target_id, 5)
         if recent:
             embed.add_field(
-                name=text("field.recent"),
-                value="\n".join(embeds.ledger_line(e.at, e.kind, e.credits) for e in recent if e.credits),
+                name=w("field.recent"),
+                value="\n".join(embeds.ledger_line(w, e.at, e.kind, e.credits) for e in recent if e.credits),
                 inline=False,
             )
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+def _expiry(w: messages.Words, when: str | None) -> str:
+    """The hub's next credit expiry (an ISO date) as the member's language writes dates."""
+    if not when:
+        return w("balance.no_expiry")
+    try:
+        return w.date(datetime.fromisoformat(when.replace("Z", "+00:00")))
+    except ValueError:
+        return embeds.clip(when, 100)  # not a date: the hub's text, as it is
 
 
 async def setup(bot: ImageHubBot) -> None:

@@ -5,6 +5,11 @@
 answers Discord in time (`FirstAnswer`), renews expiring reference URLs from their message, and
 tells the moderator log what it must know (blocked prompts, skipped filter patterns, a channel
 where the bot can't post results itself).
+
+Languages: refusals and warnings (ephemeral) are in the member's (`interaction.locale`); the public
+answer and the status message in the server's (`messages.public_locale`), which is stored in the
+job row (`locale`) so that every later edit and the result keep it; moderator-log lines in the
+server's.
 """
 
 from __future__ import annotations
@@ -208,7 +213,7 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
         log.error(kv("imagine.failed", guild=request.guild_id, error=type(exc).__name__), exc_info=exc)
         if not answer.answered:  # never leave "thinking…" (or nothing at all) behind
             with contextlib.suppress(discord.HTTPException):
-                await answer.refuse(embeds.refusal(messages.text("error.unexpected")))
+                await answer.refuse(embeds.refusal(messages.words(interaction.locale)("error.unexpected")))
     finally:
         answer.cancel()
 
@@ -217,6 +222,7 @@ async def _launch(
     bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest, answer: FirstAnswer
 ) -> None:
     services = bot.services
+    member = messages.words(interaction.locale)  # for what only the member sees
     plan: Plan | None = None
     try:
         request = await fresh_references(bot, request)
@@ -231,13 +237,15 @@ async def _launch(
         if plan is not None:
             await services.imagine.abandon(plan)  # reserved, but over a download bound
         metrics.COMMANDS.labels("imagine", "refused").inc()
-        await answer.refuse(embeds.refusal(messages.refusal(refusal)))
+        await answer.refuse(embeds.refusal(messages.refusal(member, refusal)))
         if isinstance(refusal, Blocked):
             await report_blocked(bot, request, refusal)
         return
+    locale = messages.public_locale(plan.config.language, interaction.guild_locale)
+    public = messages.words(locale)
     try:
         with slot or contextlib.nullcontext():
-            first = embeds.first_embed(plan.request.prompt, plan.cost, queued=plan.queued)
+            first = embeds.first_embed(public, plan.request.prompt, plan.cost, queued=plan.queued)
             status_message_id = await answer.public(first)
             references = []
             if plan.request.attachments:
@@ -252,18 +260,21 @@ async def _launch(
             status_message_id=status_message_id,
             upload_limit=interaction.filesize_limit,
             token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
+            locale=locale,  # every later edit of its public messages speaks the same language
         )
     except Refusal as refusal:
         await services.imagine.abandon(plan)  # (start() already did, for its own refusals)
         metrics.COMMANDS.labels("imagine", "refused").inc()
         # The public answer is already out: it becomes the refusal (edited, not a second message).
-        await interaction.edit_original_response(embed=embeds.refusal(messages.refusal(refusal)), view=None)
+        # It was public: in the server's language.
+        said = embeds.refusal(messages.refusal(public, refusal))
+        await interaction.edit_original_response(embed=said, view=None)
         return
     except Exception:
         await services.imagine.abandon(plan)
         log.exception(kv("imagine.start_failed", guild=request.guild_id, user=request.user_id))
         if interaction.response.is_done():
-            failed = embeds.refusal(messages.text("error.unexpected"))
+            failed = embeds.refusal(public("error.unexpected"))
             await interaction.edit_original_response(embed=failed, view=None)
         return
     metrics.COMMANDS.labels("imagine", "accepted").inc()
@@ -276,7 +287,9 @@ async def _launch(
         if place is not None:
             services.queue_runner.shown(job, place)
     try:
-        await interaction.edit_original_response(embed=embeds.status_embed(job, place), view=status_view(job))
+        await interaction.edit_original_response(
+            embed=embeds.status_embed(public, job, place), view=status_view(public, job)
+        )
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
     await warn_missing_permissions(bot, interaction)
@@ -290,7 +303,8 @@ async def warn_missing_permissions(bot: ImageHubBot, interaction: discord.Intera
     if not missing or interaction.guild_id is None or interaction.channel_id is None:
         return
     try:
-        await interaction.followup.send(embed=embeds.permission_warning(missing), ephemeral=True)
+        warning = embeds.permission_warning(messages.words(interaction.locale), missing)
+        await interaction.followup.send(embed=warning, ephemeral=True)
     except discord.HTTPException as exc:
         log.info(kv("imagine.permission_warning_failed", status=exc.status))
     await publisher_of(bot).mod_log.missing_at_launch(interaction.guild_id, interaction.channel_id, missing)
@@ -299,9 +313,12 @@ async def warn_missing_permissions(bot: ImageHubBot, interaction: discord.Intera
 async def report_blocked(bot: ImageHubBot, request: ImagineRequest, blocked: Blocked) -> None:
     """Tell the moderator log who tried a blocked prompt where (the prompt in an embed, no mentions)."""
     log.info(kv("imagine.blocked", guild=request.guild_id, user=request.user_id, channel=request.channel_id))
-    embed = embeds.blocked_log_embed(request.user_id, request.channel_id, blocked.prompt)
     try:
-        await publisher_of(bot).mod_log.post(request.guild_id, embed)
+        mod_log = publisher_of(bot).mod_log
+        w = await mod_log.words(request.guild_id)
+        await mod_log.post(
+            request.guild_id, embeds.blocked_log_embed(w, request.user_id, request.channel_id, blocked.prompt)
+        )
     except Exception as exc:
         log.warning(kv("imagine.blocked_log_failed", guild=request.guild_id, error=type(exc).__name__))
 
@@ -310,6 +327,9 @@ async def tell_skipped_patterns(bot: ImageHubBot) -> None:
     """Stored filter patterns the core found over the bounds (told once per process and server)."""
     for guild_id, patterns in bot.services.imagine.take_skipped_patterns():
         try:
-            await publisher_of(bot).mod_log.post(guild_id, embeds.ignored_patterns_embed(patterns))
+            mod_log = publisher_of(bot).mod_log
+            await mod_log.post(
+                guild_id, embeds.ignored_patterns_embed(await mod_log.words(guild_id), patterns)
+            )
         except Exception as exc:
             log.info(kv("filters.ignored_note_failed", guild=guild_id, error=type(exc).__name__))

@@ -2,7 +2,8 @@
 
 Lines go to the channel a server set with `/config modlog`, and only when the bot may post there;
 a line about a channel's missing permissions goes once per channel and permissions per
-`Timings.report_every` (remembered only that long, so the memory stays bounded).
+`Timings.report_every` (remembered only that long, so the memory stays bounded). Lines are in the
+server's language (`words`: the `/config language` setting, else the server's Discord locale).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import discord
 from bot.guild_settings import GuildSettingsStore
 from bot.logs import kv
 from bot.timings import Timings
-from cogs import embeds
+from cogs import embeds, messages
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,12 @@ class ModLog:
         self.guilds = guilds
         self.timings = timings
         self._reported: dict[tuple[int, tuple[str, ...]], float] = {}  # lines sent, by channel
+
+    async def words(self, guild_id: int) -> messages.Words:
+        """The server's language for its moderator log (and any public message without a job)."""
+        config = await self.guilds.get(guild_id)
+        guild = self.client.get_guild(guild_id)
+        return messages.words(messages.public_locale(config.language, guild and guild.preferred_locale))
 
     async def post(self, guild_id: int, embed: discord.Embed) -> None:
         """Post to the server's moderator log channel, if it set one and the bot may post there."""
@@ -67,4 +74,5 @@ class ModLog:
 
     async def missing_at_launch(self, guild_id: int, channel_id: int, missing: Sequence[str]) -> None:
         """The line when /imagine is used where the bot can't post results itself."""
-        await self.report(guild_id, channel_id, missing, embeds.missing_permission_line(channel_id, missing))
+        line = embeds.missing_permission_line(await self.words(guild_id), channel_id, missing)
+        await self.report(guild_id, channel_id, missing, line)

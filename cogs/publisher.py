@@ -13,6 +13,10 @@ Discord's rules it keeps (each checked by the fake Discord in the tests):
 - Channel posts carry `nonce` + `enforce_nonce`, so Discord itself dedupes a post repeated
   after a crash within its window.
 
+Every message about a job is in the job's public language, stored in its row at launch
+(`Job.locale`), so a status message edited later keeps the language it started in; moderator-log
+lines are in the server's (`ModLog.words`).
+
 The publisher is owned by the delivery extension (`cogs.delivery`), which starts the engine with
 it; `publisher_of(bot)` finds it.
 """
@@ -37,9 +41,8 @@ from bot.jobs import Job, JobStatus
 from bot.logs import kv
 from bot.queue import Place
 from bot.services import Services
-from cogs import attachments, embeds
+from cogs import attachments, embeds, messages
 from cogs.components import result_view
-from cogs.messages import text
 from cogs.modlog import ModLog
 
 log = logging.getLogger(__name__)
@@ -150,7 +153,7 @@ class DiscordPublisher:
         if now - self._last_edit.last(job.id, now) < self.timings.progress_interval:
             return
         self._last_edit.mark(job.id, now)
-        await self._edit_status(job, embed=embeds.status_embed(job))
+        await self._edit_status(job, embed=embeds.status_embed(_words(job), job))
 
     async def queued(self, job: Job, place: Place) -> bool:
         """Show a queued job's place (the `QueueNotifier`); False when throttled.
@@ -170,12 +173,13 @@ class DiscordPublisher:
             self._last_queue_edit.forget(job.id)
             return True
         self._last_queue_edit.mark(job.id, now)
-        await self._edit_status(job, embed=embeds.status_embed(current, place))
+        await self._edit_status(job, embed=embeds.status_embed(_words(current), current, place))
         return True
 
     async def low_balance(self, guild_id: int, credits: int, threshold: int) -> None:
         """The one low-balance alert, in the moderator log."""
-        await self.mod_log.post(guild_id, embeds.low_balance_embed(credits, threshold))
+        w = await self.mod_log.words(guild_id)
+        await self.mod_log.post(guild_id, embeds.low_balance_embed(w, credits, threshold))
 
     # -- results ------------------------------------------------------------------------------
 
@@ -218,8 +222,9 @@ class DiscordPublisher:
     async def _post_result(
         self, job: Job, result: Result, files: list[discord.File], links: list[str]
     ) -> list[int]:
-        embed = embeds.result_embed(job, result, links)
-        view = result_view(job)
+        w = _words(job)
+        embed = embeds.result_embed(w, job, result, links)
+        view = result_view(w, job)
         if self._status_editable(job):
             message = await self._edit_status(job, embed=embed, attachments=files, view=view)
             if message is not None:
@@ -249,14 +254,18 @@ class DiscordPublisher:
         missing = embeds.missing_permissions(perms) if perms is not None else []
         blocking = [m for m in missing if m in embeds.BLOCKING]
         if blocking:
-            line = embeds.missing_permission_line(job.channel_id, blocking, job.id)
+            w = await self.mod_log.words(job.guild_id)
+            line = embeds.missing_permission_line(w, job.channel_id, blocking, job.id)
             await self.mod_log.report(job.guild_id, job.channel_id, blocking, line)
-            names = ", ".join(embeds.permission_name(m) for m in blocking)
+            names = ", ".join(
+                embeds.permission_name(messages.words("en"), m) for m in blocking
+            )  # for operators
             raise PublishError(f"missing {names} in channel {job.channel_id}", permanent=True)
         reduced = [m for m in missing if m in embeds.REDUCING]
         if "attach_files" in missing and files:
             files, links = [], [image.url for image in result.images if image.data is not None]
-        embed = embeds.result_embed(job, result, links)
+        w = _words(job)
+        embed = embeds.result_embed(w, job, result, links)
         history = "read_message_history" not in missing
         channel = self._channel(job)
         if history:
@@ -278,12 +287,14 @@ class DiscordPublisher:
             content=None if with_embed else embeds.embed_as_text(embed),
             embed=embed if with_embed else None,
             files=files,
-            view=result_view(job),
+            view=result_view(w, job),
             message_reference=reference.to_message_reference_dict() if reference else None,
             allowed_mentions=embeds.NO_MENTIONS,
         )
         if reduced:
-            line = embeds.degraded_line(job.channel_id, reduced, job.id)
+            line = embeds.degraded_line(
+                await self.mod_log.words(job.guild_id), job.channel_id, reduced, job.id
+            )
             await self.mod_log.report(job.guild_id, job.channel_id, reduced, line)
         return [message_id]
 
@@ -307,7 +318,7 @@ class DiscordPublisher:
         after Discord stored the post and before the job was marked posted. `enforce_nonce` covers
         a retry within Discord's few minutes; this covers a restart after a longer outage."""
         me = self.client.user
-        marker = re.compile(rf"(?<!\w){re.escape(text('job.footer', job=job.id))}\b")
+        marker = re.compile(rf"(?<!\w){re.escape(_words(job)('job.footer', job=job.id))}\b")
         try:
             async for message in channel.history(limit=50):
                 if (
@@ -333,7 +344,7 @@ class DiscordPublisher:
             self._ended(job.id)
 
     async def _notice(self, job: Job, notice: Notice) -> None:
-        embed = embeds.notice_embed(job, notice)
+        embed = embeds.notice_embed(_words(job), job, notice)
         if self._status_editable(job):
             try:
                 if await self._edit_status(job, embed=embed, view=None) is not None:
@@ -346,7 +357,9 @@ class DiscordPublisher:
         missing = embeds.missing_permissions(perms) if perms is not None else []
         blocking = [m for m in missing if m in embeds.BLOCKING]
         if blocking:
-            line = embeds.missing_permission_line(job.channel_id, blocking)
+            line = embeds.missing_permission_line(
+                await self.mod_log.words(job.guild_id), job.channel_id, blocking
+            )
             await self.mod_log.report(job.guild_id, job.channel_id, blocking, line)
         else:
             mention = discord.AllowedMentions(users=[discord.Object(job.user_id)])
@@ -383,6 +396,11 @@ class DiscordPublisher:
     def _upload_limit(self, job: Job) -> int:
         guild = self.client.get_guild(job.guild_id)
         return guild.filesize_limit if guild is not None else 10 * 1024 * 1024
+
+
+def _words(job: Job) -> messages.Words:
+    """The job's public language, chosen at launch (a job stored before languages existed: English)."""
+    return messages.words(job.locale)
 
 
 def publisher_of(bot: commands.bot.BotBase) -> DiscordPublisher:

@@ -28,6 +28,7 @@ from cryptography.fernet import Fernet, MultiFernet
 
 from bot.clock import ManualClock
 from bot.db import Database, migrate_sync
+from cogs.i18n import compile_catalogs
 from tests.databases import (
     PG_ENV,
     REQUIRE_ENV,
@@ -47,6 +48,8 @@ BACKENDS = [
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The tests import the source tree: its message catalogs are compiled as the package build does.
+    compile_catalogs()
     config.addinivalue_line("markers", "postgres: runs against PostgreSQL (needs TEST_DATABASE_URL)")
 
 

@@ -48,6 +48,7 @@ class GuildSettings(Base):
     max_queued_per_member: Mapped[int] = mapped_column(Integer)
     max_queued_per_guild: Mapped[int] = mapped_column(Integer)
     mod_log_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    language: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
     low_balance_threshold: Mapped[int | None] = mapped_column(Integer)
     low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked_words: Mapped[list[str]] = mapped_column(json_type(), default=list)
@@ -162,6 +163,7 @@ class JobRow(Base):
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
     upload_limit: Mapped[int | None] = mapped_column(Integer)
+    locale: Mapped[str | None] = mapped_column(String(16))  # public messages' language, fixed at launch
     reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
     params: Mapped[dict[str, Any]] = mapped_column(json_type())
     cost: Mapped[int] = mapped_column(Integer)
