@@ -119,8 +119,11 @@ class Bed:
             original = it.original_message
             if original is None:
                 return None
-            match = re.search(r"job #(\d+)", str(original.embeds))
-            return int(match.group(1)) if match else None
+            for embed in original.embeds:  # the footer ends with "job #<id>", in any language
+                match = re.search(r"#(\d+)$", (embed.get("footer") or {}).get("text") or "")
+                if match:
+                    return int(match.group(1))
+            return None
 
         found = await self.fake.wait_for(job_id, timeout, what="the job's status message")
         job = await self.services.jobs.get(found, guild_id=it.guild_id)
@@ -132,7 +135,8 @@ class Bed:
 
         def find() -> FakeMessage | None:
             for message in self.fake.messages(job.channel_id):
-                if message.attachments and any(f"job #{job.id}" in str(e) for e in message.embeds):
+                footers = [(e.get("footer") or {}).get("text") or "" for e in message.embeds]
+                if message.attachments and any(f.endswith(f"#{job.id}") for f in footers):
                     return message
             return None
 

@@ -1,4 +1,5 @@
-"""Every embed the bot builds stays inside Discord's limits, whatever the member or the hub sent."""
+"""Every embed the bot builds stays inside Discord's limits, whatever the member or the hub sent, in
+every language (the Vietnamese texts are longer than the English ones)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from bot.engine import Result, ResultImage
 from bot.hub import HubError, HubModel
 from bot.jobs import Job, JobParams, JobStatus, ReferenceSpec
 from bot.queue import Place
-from cogs import embeds, messages
+from cogs import embeds, i18n, messages
+from cogs.messages import Words
 from tests.bed import Bed
 from tests.e2e.queue_support import text
 from tests.fakediscord.validation import check_message
@@ -21,6 +23,12 @@ from tests.fakediscord.validation import check_message
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 LONG_MODEL = "m" * 3000
 SIGNED = "https://cdn.example.com/images/{i}.png?" + "X-Amz-Signature=" + "a" * 600
+
+
+@pytest.fixture(params=i18n.LANGUAGES)
+def w(request: pytest.FixtureRequest) -> Words:
+    """The catalog in each language."""
+    return messages.words(request.param)
 
 
 def make_job(**params: Any) -> Job:
@@ -61,47 +69,48 @@ def result(n: int, data: bool) -> Result:
     return Result(images=images, requested=n, charged=8 * n, refunded=0, elapsed=12.0)
 
 
-def test_too_large_links_fit_the_note_field() -> None:
+def test_too_large_links_fit_the_note_field(w: Words) -> None:
     job = make_job(n=4)
     links = [SIGNED.format(i=i) for i in range(4)]
-    embed = embeds.result_embed(job, result(4, False), links)
+    embed = embeds.result_embed(w, job, result(4, False), links)
     assert_fits(embed)
-    note = next(f.value for f in embed.fields if f.name == "Note")
-    assert note is not None and "Too large to upload here" in note
-    assert f"[image 1]({links[0]})" in note  # the links that fit are kept, numbered
-    assert "image 4" in note  # the rest are still named
+    note = next(f.value for f in embed.fields if f.name == w("field.note"))
+    assert note is not None and w("result.too_large") in note
+    assert w("result.too_large.link", number=1, url=links[0]) in note  # the links that fit are kept, numbered
+    assert w("result.too_large.unlinked", number=4) in note  # the rest are still named
 
 
-def test_a_url_too_long_for_a_field_is_left_out() -> None:
+def test_a_url_too_long_for_a_field_is_left_out(w: Words) -> None:
     job = make_job(n=2)
     huge = "https://cdn.example.com/x?" + "s" * 2000
-    embed = embeds.result_embed(job, result(2, False), [huge, SIGNED.format(i=1)])
+    embed = embeds.result_embed(w, job, result(2, False), [huge, SIGNED.format(i=1)])
     assert_fits(embed)
-    note = next(f.value for f in embed.fields if f.name == "Note") or ""
-    assert huge not in note and "image 1" in note and f"[image 2]({SIGNED.format(i=1)})" in note
+    note = next(f.value for f in embed.fields if f.name == w("field.note")) or ""
+    assert huge not in note and w("result.too_large.unlinked", number=1) in note
+    assert w("result.too_large.link", number=2, url=SIGNED.format(i=1)) in note
 
 
-def test_hub_controlled_text_is_clamped_everywhere() -> None:
+def test_hub_controlled_text_is_clamped_everywhere(w: Words) -> None:
     refs = tuple(
         ReferenceSpec(url="u", filename="f" * 500, content_type="image/png", size=1) for _ in range(16)
     )
     job = make_job(model=LONG_MODEL, aspect="a" * 300, quality="q" * 300, references=refs)
     res = Result(images=[ResultImage(0, "u", b"x")], requested=1, charged=8, refunded=0, elapsed=1.0)
     built = [
-        embeds.status_embed(job),
-        embeds.status_embed(dataclasses.replace(job, status=JobStatus.QUEUED), Place(3, 1, NOW)),
-        embeds.result_embed(job, res),
-        embeds.info_embed(job)[0],
-        embeds.history_embed(3, [job] * 10),
-        embeds.cancelled_embed(job, 8, 3),
-        embeds.blocked_log_embed(3, 2, "p" * 6000),
-        embeds.filters_embed(["w" * 300] * 50, ["r" * 300] * 50),
+        embeds.status_embed(w, job),
+        embeds.status_embed(w, dataclasses.replace(job, status=JobStatus.QUEUED), Place(3, 1, NOW)),
+        embeds.result_embed(w, job, res),
+        embeds.info_embed(w, job)[0],
+        embeds.history_embed(w, 3, [job] * 10),
+        embeds.cancelled_embed(w, job, 8, 3),
+        embeds.blocked_log_embed(w, 3, 2, "p" * 6000),
+        embeds.filters_embed(w, ["w" * 300] * 50, ["r" * 300] * 50),
     ]
     for embed in built:
         assert_fits(embed)
 
 
-def test_models_embed_with_many_long_models() -> None:
+def test_models_embed_with_many_long_models(w: Words) -> None:
     models = [
         HubModel.model_validate(
             {
@@ -113,26 +122,25 @@ def test_models_embed_with_many_long_models() -> None:
         )
         for i in range(40)
     ]
-    embed = embeds.models_embed(models)
+    embed = embeds.models_embed(w, models)
     assert_fits(embed)
-    assert embed.footer.text and "more" in embed.footer.text
+    assert embed.footer.text == w("models.more", count=len(models) - len(embed.fields))
 
 
 @pytest.mark.parametrize("length", [4090, 4096, 6000, 100_000])
-def test_refusal_is_clamped(length: int) -> None:
+def test_refusal_is_clamped(w: Words, length: int) -> None:
     embed = embeds.refusal(f"There is no model called `{'m' * length}`. Available: `gpt-image-2`.")
     assert_fits(embed)
     assert embed.description is not None and embed.description.endswith("`")  # the code span is closed
-    assert_fits(embeds.refusal(messages.hub_error(HubError("x" * 10_000, status=400, code="bad"))))
+    assert_fits(embeds.refusal(messages.hub_error(w, HubError("x" * 10_000, status=400, code="bad"))))
     assert_fits(embeds.plain("y" * 5000, title="t" * 300))
 
 
-def test_quota_lines_are_capped_with_a_count() -> None:
+def test_quota_lines_are_capped_with_a_count(w: Words) -> None:
     lines = [f"<@{10**17 + i}>: {i:,}" for i in range(1000)]
-    text_ = embeds.capped_lines(lines, 4096)
-    assert len(text_) <= 4096 and text_.endswith("more")
+    text_ = embeds.capped_lines(w, lines, 4096)
     shown = text_.count("\n")
-    assert f"…and {1000 - shown} more" in text_
+    assert len(text_) <= 4096 and text_.endswith("\n" + w("list.more", count=1000 - shown))
 
 
 async def test_quota_show_with_many_overrides_answers(bed: Bed) -> None:

@@ -661,10 +661,11 @@ class Interactions:
         *,
         values: Sequence[str] | None = None,
         force: bool = False,
+        locale: str = "en-US",
         ready_timeout: float = 5.0,
     ) -> FakeInteraction:
         """Click a button (or pick ``values`` in a select) of ``message``. Refuses missing/disabled components
-        unless ``force`` (Discord's client could not send those)."""
+        unless ``force`` (Discord's client could not send those). ``locale``: the member's Discord language."""
         comp = message.find_component(custom_id)
         if comp is None and not force:
             raise LookupError(
@@ -680,7 +681,7 @@ class Interactions:
             raise ValueError("component interactions are only supported in guild channels")
         guild = self.fake.guilds[message.guild_id]
         it = self._new_interaction(
-            MESSAGE_COMPONENT, custom_id, guild, message.channel_id, member, data, message=message
+            MESSAGE_COMPONENT, custom_id, guild, message.channel_id, member, data, message=message, locale=locale
         )
         return await self._send_interaction(it, ready_timeout)
 
@@ -698,11 +699,13 @@ class Interactions:
         guild_id: int | None = None,
         channel_id: int | None = None,
         components: list[dict[str, Any]] | None = None,
+        locale: str | None = None,
         timeout: float = 5.0,
     ) -> FakeInteraction:
         """Submit the modal the bot opened in answer to ``source`` (or a modal by custom id, with
         ``components`` or plain text inputs named by ``values``). ``values``: custom_id → text (text input),
-        list of strings (selects, checkbox group), list of FakeAttachment (file upload), bool (checkbox)."""
+        list of strings (selects, checkbox group), list of FakeAttachment (file upload), bool (checkbox).
+        ``locale``: the member's Discord language (default: the source interaction's, else en-US)."""
         message: FakeMessage | None = None
         if isinstance(source, FakeInteraction):
             cb = await source.callback(timeout)
@@ -714,6 +717,7 @@ class Interactions:
             guild_id = source.guild_id
             channel_id = source.channel_id
             message = source.source_message
+            locale = locale or source.payload.get("locale")
         else:
             custom_id = source
             comps = components or [
@@ -728,7 +732,9 @@ class Interactions:
         if resolved:
             data["resolved"] = resolved
         guild = self.fake.guilds[guild_id]
-        it = self._new_interaction(MODAL_SUBMIT, custom_id, guild, channel_id, member, data, message=message)
+        it = self._new_interaction(
+            MODAL_SUBMIT, custom_id, guild, channel_id, member, data, message=message, locale=locale or "en-US"
+        )
         return await self._send_interaction(it, timeout)
 
     def expire_interaction(self, interaction: FakeInteraction | str) -> None:

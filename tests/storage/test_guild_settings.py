@@ -61,6 +61,7 @@ async def test_every_field_can_be_set(db: Database) -> None:
         "max_queued_per_member": 7,
         "max_queued_per_guild": 70,
         "mod_log_channel_id": 9,
+        "language": "vi",
         "low_balance_threshold": 0,
         "low_balance_alerted": True,
         "blocked_words": ["Badword", "other"],
