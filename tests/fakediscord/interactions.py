@@ -665,7 +665,8 @@ class Interactions:
         ready_timeout: float = 5.0,
     ) -> FakeInteraction:
         """Click a button (or pick ``values`` in a select) of ``message``. Refuses missing/disabled components
-        unless ``force`` (Discord's client could not send those). ``locale``: the member's Discord language."""
+        unless ``force`` (Discord's client could not send those). ``locale``: the member's Discord
+        language."""
         comp = message.find_component(custom_id)
         if comp is None and not force:
             raise LookupError(
@@ -681,7 +682,14 @@ class Interactions:
             raise ValueError("component interactions are only supported in guild channels")
         guild = self.fake.guilds[message.guild_id]
         it = self._new_interaction(
-            MESSAGE_COMPONENT, custom_id, guild, message.channel_id, member, data, message=message, locale=locale
+            MESSAGE_COMPONENT,
+            custom_id,
+            guild,
+            message.channel_id,
+            member,
+            data,
+            message=message,
+            locale=locale,
         )
         return await self._send_interaction(it, ready_timeout)
 
@@ -733,7 +741,14 @@ class Interactions:
             data["resolved"] = resolved
         guild = self.fake.guilds[guild_id]
         it = self._new_interaction(
-            MODAL_SUBMIT, custom_id, guild, channel_id, member, data, message=message, locale=locale or "en-US"
+            MODAL_SUBMIT,
+            custom_id,
+            guild,
+            channel_id,
+            member,
+            data,
+            message=message,
+            locale=locale or "en-US",
         )
         return await self._send_interaction(it, timeout)
 
