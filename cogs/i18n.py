@@ -100,9 +100,14 @@ class Loaded:
 @cache
 def catalog(lang: str) -> Loaded:
     """The compiled catalog of `lang` (one of `LANGUAGES`), loaded once; `CatalogMissing` if absent."""
+    return load(lang, LOCALES)
+
+
+def load(lang: str, root: Path) -> Loaded:
+    """Load `lang`'s compiled catalog under `root` (see `catalog`)."""
     if lang not in LANGUAGES:
         raise CatalogMissing(f"no catalog for language {lang!r} (have {', '.join(LANGUAGES)})")
-    path, source = mo_path(lang), po_path(lang)
+    path, source = mo_path(lang, root), po_path(lang, root)
     hint = "run `python -m cogs.i18n compile` (or install the package, which compiles them)"
     if not path.is_file():
         raise CatalogMissing(f"the {lang} message catalog {path} is missing: {hint}")

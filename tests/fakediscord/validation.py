@@ -7,13 +7,51 @@ message").
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .models import FLAG_COMPONENTS_V2, walk_components
 
-_SLASH_NAME = re.compile(r"^[-_\w]{1,32}$")
+
+def slash_name_ok(name: str) -> bool:
+    """A `CHAT_INPUT` command or option name (or one of its localizations) as Discord documents it:
+    `^[-_'\\p{L}\\p{N}\\p{sc=Deva}\\p{sc=Thai}]{1,32}$` (unicode), and lowercase wherever a letter has a
+    lowercase variant."""
+    if not 1 <= len(name) <= 32 or name != name.lower():
+        return False
+    for char in name:
+        category = unicodedata.category(char)
+        script = unicodedata.name(char, "").split(" ")[0]
+        if not (char in "-_'" or category[0] in "LN" or script in ("DEVANAGARI", "THAI")):
+            return False
+    return True
+
+
+def _check_localizations(
+    errors: _Errors,
+    path: Sequence[str | int],
+    item: Mapping[str, Any],
+    *,
+    slash: bool,
+    description: bool,
+    name_max: int = 32,
+) -> None:
+    """`name_localizations` / `description_localizations` follow the same rules as the defaults."""
+    for locale, name in (item.get("name_localizations") or {}).items():
+        where = [*path, "name_localizations", locale]
+        if slash and not slash_name_ok(name):
+            errors.add(where, "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+        elif not 1 <= len(name) <= name_max:
+            errors.add(where, "BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {name_max} in length.")
+    if description:
+        for locale, text in (item.get("description_localizations") or {}).items():
+            if not 1 <= len(text) <= 100:
+                errors.add(
+                    [*path, "description_localizations", locale],
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 100 in length.",
+                )
 
 
 class _Errors:
@@ -190,8 +228,9 @@ def check_commands(commands: list[dict[str, Any]], *, guild: bool) -> dict[str, 
                 [i, "name"], "APPLICATION_COMMANDS_DUPLICATE_NAME", "Application command names must be unique"
             )
         seen.add(key)
+        _check_localizations(errors, [i], cmd, slash=ctype == 1, description=ctype == 1)
         if ctype == 1:
-            if not _SLASH_NAME.match(name) or name != name.lower():
+            if not slash_name_ok(name):
                 errors.add([i, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
             desc = cmd.get("description") or ""
             if not 1 <= len(desc) <= 100:
@@ -224,8 +263,9 @@ def _check_options(
     names: set[str] = set()
     for j, opt in enumerate(options):
         name = opt.get("name") or ""
-        if not _SLASH_NAME.match(name) or name != name.lower():
+        if not slash_name_ok(name):
             errors.add([*path, j, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+        _check_localizations(errors, [*path, j], opt, slash=True, description=True)
         if name in names:
             errors.add(
                 [*path, j, "name"],
@@ -256,6 +296,9 @@ def _check_options(
         else:
             seen_optional = True
         choices = opt.get("choices") or []
+        for k, choice in enumerate(choices):
+            where = [*path, j, "choices", k]
+            _check_localizations(errors, where, choice, slash=False, description=False, name_max=100)
         if len(choices) > 25:
             errors.add([*path, j, "choices"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
         if choices and opt.get("autocomplete"):

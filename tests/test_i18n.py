@@ -1,0 +1,182 @@
+"""The message catalogs: complete in every language, checked, compiled into the package, loaded loudly.
+
+The end-to-end proof that members read their language is `tests/e2e/test_languages.py`; this is
+the catalogs themselves: `python -m cogs.i18n check` finds nothing wrong, and finds each kind of
+mistake when one is made; every reason code and notice kind has its text; plural forms follow
+each language's rules; a missing compiled catalog is one clear error; the package build carries
+the compiled catalogs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po, write_po
+
+from bot.engine import NoticeKind
+from bot.refusals import RefusalCode
+from cogs import i18n, messages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_key_is_in_every_language_with_the_same_placeholders() -> None:
+    assert i18n.problems() == []
+    english, vietnamese = (set(i18n.entries(i18n.read_source(lang))) for lang in ("en", "vi"))
+    assert english == vietnamese and len(english) > 400
+
+
+def test_the_check_command_passes_on_the_repository() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cogs.i18n", "check"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 problem(s)" in done.stderr
+
+
+def _copy_catalogs(tmp_path: Path) -> Path:
+    root = tmp_path / "locales"
+    for lang in i18n.LANGUAGES:
+        target = i18n.po_path(lang, root)
+        target.parent.mkdir(parents=True)
+        shutil.copy(i18n.po_path(lang), target)
+    return root
+
+
+def _edit(root: Path, lang: str, key: str, text: str | None) -> None:
+    """Change (or with None remove) one entry of a copied catalog."""
+    path = i18n.po_path(lang, root)
+    with path.open("rb") as f:
+        catalog = read_po(f, locale=lang)
+    if text is None:
+        catalog.delete(key)
+    elif key in catalog:
+        catalog[key].string = text
+    else:
+        catalog.add(key, text)
+    with path.open("wb") as f:
+        write_po(f, catalog, width=0)
+
+
+def test_the_check_finds_each_kind_of_mistake(tmp_path: Path) -> None:
+    root = _copy_catalogs(tmp_path)
+    _edit(root, "vi", "refusal.prompt_empty", None)  # missing in one language
+    _edit(root, "vi", "refusal.prompt_too_long", "Prompt dài {length} ký tự.")  # a placeholder lost
+    _edit(root, "vi", "refusal.count_invalid", "Từ 1 đến {limt} ảnh.")  # a placeholder misspelt
+    _edit(root, "en", "refusal.never_asked", "Nothing asks for this.")  # unused (and missing in vi)
+    found = i18n.problems(root)
+    assert "vi: missing refusal.prompt_empty" in found
+    assert any(line.startswith("vi: refusal.prompt_too_long has placeholders") for line in found)
+    assert any(line.startswith("vi: refusal.count_invalid has placeholders") for line in found)
+    assert (
+        "catalog: refusal.never_asked is not used by the code" not in found
+    )  # `refusal.` is built at run time
+    assert "vi: missing refusal.never_asked" in found
+    _edit(root, "en", "field.prompt", None)
+    _edit(root, "vi", "field.prompt", None)
+    _edit(root, "en", "field.never_asked", "Never")
+    _edit(root, "vi", "field.never_asked", "Không bao giờ")
+    found = i18n.problems(root)
+    assert "code: field.prompt is used but no catalog has it" in found
+    assert "catalog: field.never_asked is not used by the code" in found
+
+
+def test_every_reason_code_and_notice_kind_has_its_text() -> None:
+    """The keys the code builds at run time (`refusal.<code>`, `notice.<kind>`): every one exists, and
+    no entry of those families is left over."""
+    keys = set(i18n.entries(i18n.read_source("en")))
+    refusals = {f"refusal.{code.value}" for code in RefusalCode} | {"refusal.quota_exceeded.resets"}
+    notices = {f"notice.{kind.value}" for kind in NoticeKind}
+    assert refusals <= keys and notices <= keys
+    assert {k for k in keys if k.startswith("refusal.")} == refusals
+    extra_notices = {"notice.title", "notice.other", "notice.hub_said", "notice.refunded", "notice.counted"}
+    assert {k for k in keys if k.startswith("notice.")} == notices | extra_notices | {
+        "notice.nothing_charged"
+    }
+
+
+@pytest.mark.parametrize(
+    ("locale", "one", "four"),
+    [
+        ("en-US", "1 image", "4 images"),
+        ("en-GB", "1 image", "4 images"),
+        ("vi", "1 ảnh", "4 ảnh"),
+    ],
+)
+def test_plural_forms_for_one_and_four_images(locale: str, one: str, four: str) -> None:
+    w = messages.words(locale)
+    assert w("job.images", count=1) == one
+    assert w("job.images", count=4) == four
+
+
+def test_english_picks_its_form_and_vietnamese_has_one() -> None:
+    en, vi = messages.words("en-US"), messages.words("vi")
+    assert en("result.not_downloaded", count=1) == "1 image could not be downloaded from the hub."
+    assert en("result.not_downloaded", count=4) == "4 images could not be downloaded from the hub."
+    assert vi("result.not_downloaded", count=1) == "Không tải được 1 ảnh từ hub."
+    assert vi("result.not_downloaded", count=4) == "Không tải được 4 ảnh từ hub."
+
+
+def test_numbers_are_written_the_language_s_way_and_job_numbers_stay_plain() -> None:
+    en, vi = messages.words("en-US"), messages.words("vi")
+    assert en("refusal.prompt_too_long", length=12345, limit=4000).startswith(
+        "Your prompt is 12,345 characters"
+    )
+    assert vi("refusal.prompt_too_long", length=12345, limit=4000) == (
+        "Prompt của bạn dài 12.345 ký tự, tối đa chỉ được 4.000."
+    )
+    assert vi("modlog.unpostable", job=12345, channel="<#1>", permissions="x").endswith(
+        "`/show 12345` sẽ đăng lại."
+    )
+
+
+@pytest.mark.parametrize(
+    ("locale", "language"),
+    [("vi", "vi"), ("en-US", "en"), ("en-GB", "en"), ("fr", "en"), ("zh-CN", "en"), (None, "en"), ("", "en")],
+)
+def test_any_locale_without_a_catalog_reads_english(locale: str | None, language: str) -> None:
+    assert i18n.language(locale) == language
+
+
+def test_a_missing_compiled_catalog_is_one_clear_error(tmp_path: Path) -> None:
+    root = _copy_catalogs(tmp_path)
+    with pytest.raises(
+        i18n.CatalogMissing, match=r"the vi message catalog .* is missing: run `python -m cogs.i18n"
+    ):
+        i18n.load("vi", root)
+    i18n.compile_catalogs(dest=root, source=root)
+    assert "refusal.no_key" in i18n.load("vi", root).keys
+    stale = i18n.mo_path("vi", root).stat().st_mtime + 10
+    os.utime(i18n.po_path("vi", root), (stale, stale))  # the source changed after compiling
+    with pytest.raises(i18n.CatalogMissing, match="is older than messages.po"):
+        i18n.load("vi", root)
+
+
+@pytest.mark.timeout(300)
+def test_the_package_build_carries_the_compiled_catalogs(tmp_path: Path) -> None:
+    """The Docker image installs the built package: its wheel has every language's `.mo`."""
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".venv", "*.mo", "build", "*.egg-info", "__pycache__", ".git"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (wheel,) = tmp_path.glob("image_hub_bot-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for lang in i18n.LANGUAGES:
+        assert f"cogs/locales/{lang}/LC_MESSAGES/messages.mo" in names
+    assert not list((source / "cogs").rglob("*.mo")), "the build compiles into the package, not the sources"
