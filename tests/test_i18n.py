@@ -154,7 +154,7 @@ def test_a_missing_compiled_catalog_is_one_clear_error(tmp_path: Path) -> None:
     assert "refusal.no_key" in i18n.load("vi", root).keys
     stale = i18n.mo_path("vi", root).stat().st_mtime + 10
     os.utime(i18n.po_path("vi", root), (stale, stale))  # the source changed after compiling
-    with pytest.raises(i18n.CatalogMissing, match="is older than messages.po"):
+    with pytest.raises(i18n.CatalogMissing, match=r"is older than messages\.po"):
         i18n.load("vi", root)
 
 
