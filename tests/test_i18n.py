@@ -101,6 +101,15 @@ def test_every_reason_code_and_notice_kind_has_its_text() -> None:
     }
 
 
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+def test_form_and_button_texts_fit_discord_s_limits(lang: str) -> None:
+    """A form's title and its fields' labels are at most 45 characters, a button's label 80: longer,
+    Discord refuses the form or the message (translations run longer than English)."""
+    for key, forms in i18n.entries(i18n.read_source(lang)).items():
+        limit = 45 if key.startswith("form.") else 80 if key.startswith("button.") else None
+        assert limit is None or all(len(form) <= limit for form in forms), (lang, key, forms)
+
+
 @pytest.mark.parametrize(
     ("locale", "one", "four"),
     [
