@@ -311,7 +311,7 @@ async def walk(bed: Bed, locale: str) -> None:
     hub.http_error_next(1, status=400, paths=[GENERATIONS])
     refused = await bed.job_of(await w.slash(d.alice, "imagine", {"prompt": "bị từ chối"}))
     await bed.wait_job(refused.id, JobStatus.FAILED)
-    _, low = await w.posted(await w.slash(d.alice, "imagine", {"prompt": "số dư"}))
+    await w.posted(await w.slash(d.alice, "imagine", {"prompt": "số dư"}))
     await w.modlog_lines(lines + 1)
     hub.http_error_next(1, status=400, paths=[MODELS])
     bed.services.catalog.invalidate()
