@@ -35,9 +35,7 @@ def test_without_history_first_after_first_then_every_step() -> None:
     policy = PollPolicy(first=1.0, step=3.0, margin=0.2)
     times = polls_until(policy, KEY, 10.0)
     assert times[0] == pytest.approx(1.0)
-    assert [b - a for a, b in itertools.pairwise(times[1:])] == pytest.approx(
-        [3.0] * (len(times) - 2)
-    )
+    assert [b - a for a, b in itertools.pairwise(times[1:])] == pytest.approx([3.0] * (len(times) - 2))
 
 
 @pytest.mark.parametrize("seed", range(5))
