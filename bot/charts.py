@@ -1,25 +1,35 @@
 """Usage charts as PNG bytes (matplotlib, Agg backend, no pyplot global state).
 
 Rendering takes a few hundred milliseconds, so callers run it in a thread:
-`await asyncio.to_thread(usage_chart, days, top)`. Each call builds its own `Figure`.
+`await asyncio.to_thread(usage_chart, days, top, labels)`. Each call builds its own `Figure`.
+Every word drawn comes from the caller (`ChartLabels`, in the reader's language): the core says
+no sentences of its own.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 
 WIDTH_IN, HEIGHT_IN, DPI = 10.0, 4.0, 100
 
 
+@dataclass(frozen=True)
+class ChartLabels:
+    """The chart's words and how it writes a day, in the reader's language."""
+
+    title: str  # over the credits per day
+    top_title: str  # over the top members
+    unit: str  # the credits axis
+    nobody: str  # in place of the top members when there are none
+    day: Callable[[date], str]  # a day under its bar
+
+
 def usage_chart(
-    days: Sequence[tuple[date, int]],
-    top: Sequence[tuple[str, int]],
-    *,
-    title: str = "Credits spent per day",
-    top_title: str = "Top members",
+    days: Sequence[tuple[date, int]], top: Sequence[tuple[str, int]], labels: ChartLabels
 ) -> bytes:
     """Credits per day (bars) beside the top members (horizontal bars), as a PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -29,13 +39,13 @@ def usage_chart(
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
 
-    labels = [d.strftime("%m-%d") for d, _ in days]
+    ticks = [labels.day(d) for d, _ in days]
     values = [v for _, v in days]
     left.bar(range(len(values)), values, color="#5865F2")
-    step = max(1, len(labels) // 10)
-    left.set_xticks(range(0, len(labels), step), labels[::step], rotation=45, ha="right", fontsize=8)
-    left.set_title(title)
-    left.set_ylabel("credits")
+    step = max(1, len(ticks) // 10)
+    left.set_xticks(range(0, len(ticks), step), ticks[::step], rotation=45, ha="right", fontsize=8)
+    left.set_title(labels.title)
+    left.set_ylabel(labels.unit)
     left.grid(axis="y", alpha=0.3)
     if not any(values):
         left.set_ylim(0, 1)
@@ -47,9 +57,9 @@ def usage_chart(
         right.set_yticks(range(len(names)), names, fontsize=8)
     else:
         right.set_yticks([])
-        right.text(0.5, 0.5, "no use yet", ha="center", va="center", transform=right.transAxes)
-    right.set_title(top_title)
-    right.set_xlabel("credits")
+        right.text(0.5, 0.5, labels.nobody, ha="center", va="center", transform=right.transAxes)
+    right.set_title(labels.top_title)
+    right.set_xlabel(labels.unit)
     right.grid(axis="x", alpha=0.3)
 
     buffer = io.BytesIO()

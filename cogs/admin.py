@@ -17,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.charts import usage_chart
+from bot.charts import ChartLabels, usage_chart
 from bot.filters import check_pattern, check_patterns, check_word, check_words, usable_patterns
 from bot.hub.sizes import QUALITIES, TIERS
 from bot.logs import kv
@@ -334,9 +334,15 @@ class Config(
         daily = await quotas.reports.daily_spend(guild_id, days)
         names = [(await self._member_name(interaction, user), credits) for user, credits in top]
         filename = "usage.png"
-        top_title = w("usage.chart_top", period=w(f"period.{policy.period.value}"))
+        labels = ChartLabels(
+            title=w("usage.chart_daily"),
+            top_title=w("usage.chart_top", period=w(f"period.{policy.period.value}")),
+            unit=w("usage.chart_unit"),
+            nobody=w("usage.chart_nobody"),
+            day=w.day,
+        )
         try:
-            png = await asyncio.to_thread(usage_chart, daily, names, top_title=top_title)
+            png = await asyncio.to_thread(usage_chart, daily, names, labels)
         except Exception:
             log.exception(kv("config.usage_chart_failed", guild=guild_id))
             png = None

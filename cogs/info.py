@@ -105,7 +105,7 @@ def _expiry(w: messages.Words, when: str | None) -> str:
     if not when:
         return w("balance.no_expiry")
     try:
-        return w.date(datetime.fromisoformat(when.replace("Z", "+00:00")))
+        return w.full_date(datetime.fromisoformat(when.replace("Z", "+00:00")))
     except ValueError:
         return embeds.clip(when, 100)  # not a date: the hub's text, as it is
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 
 from babel import Locale
-from babel.dates import format_date
+from babel.dates import format_date, format_skeleton
 from babel.numbers import format_decimal
 
 from bot.hub import (
@@ -92,9 +92,13 @@ class Words:
             return format_decimal(value, format="#,##0", locale=self.locale)
         return format_decimal(value, locale=self.locale)
 
-    def date(self, value: datetime) -> str:
+    def full_date(self, value: datetime) -> str:
         """A calendar date as this language writes it (for dates that are not moments: expiries)."""
         return format_date(value, format="medium", locale=self.locale)
+
+    def day(self, value: date) -> str:
+        """A day of the month, short, as this language writes it (`11/30`, `30/11`)."""
+        return format_skeleton("Md", value, locale=self.locale)
 
     def _field(self, name: str, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float) or name in PLAIN_NUMBERS:
