@@ -111,9 +111,9 @@ def _babel_locale(language: str) -> Locale:
     return Locale.parse(language)
 
 
-@cache
 def words(locale: object) -> Words:
-    """The catalog for a Discord locale (`discord.Locale`, its value such as "vi" or "en-US", or None)."""
+    """The catalog for a Discord locale (`discord.Locale`, its value such as "vi" or "en-US", or None).
+    One `Words` per language: nothing is kept per locale value (those come from outside)."""
     return _words(i18n.language(locale))
 
 
