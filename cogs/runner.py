@@ -2,7 +2,7 @@
 
 `python -m bot` ends here (`bot.__main__` → `run`): the one place that builds the `Services`
 (`bot.services`) and hands them to the Discord client, and the one that turns a refused token
-or command sync into a one-line exit.
+or command sync (or a missing message catalog) into a one-line exit.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.health import HealthServer
 from bot.logs import kv, setup_logging
 from bot.services import Services
+from cogs import i18n
 from cogs.client import ImageHubBot
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,12 @@ def _stop(bot: discord.Client, sig: signal.Signals, stopping: set[asyncio.Task[N
 
 def run(settings: Settings) -> int:
     setup_logging(settings.log_level)
+    try:
+        for language in i18n.LANGUAGES:  # a broken install stops here, before anything connects
+            i18n.catalog(language)
+    except i18n.CatalogMissing as exc:
+        log.error(str(exc))
+        return 4
     try:
         asyncio.run(serve(settings))
     except discord.LoginFailure:

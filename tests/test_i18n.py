@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po, write_po
+from cryptography.fernet import Fernet
 
 from bot.engine import NoticeKind
 from bot.refusals import RefusalCode
@@ -189,3 +190,23 @@ def test_the_package_build_carries_the_compiled_catalogs(tmp_path: Path) -> None
     for lang in i18n.LANGUAGES:
         assert f"cogs/locales/{lang}/LC_MESSAGES/messages.mo" in names
     assert not list((source / "cogs").rglob("*.mo")), "the build compiles into the package, not the sources"
+
+
+@pytest.mark.timeout(120)
+def test_the_bot_without_its_compiled_catalogs_stops_with_one_line(tmp_path: Path) -> None:
+    """A broken install (no `.mo`) is told before anything connects: one line, exit 4."""
+    tree = tmp_path / "tree"
+    for package in ("bot", "cogs"):
+        shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("*.mo", "__pycache__"))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DISCORD_TOKEN": "x" * 59,
+        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tree, env=env, capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 4, done.stdout + done.stderr
+    said = [line for line in (done.stdout + done.stderr).splitlines() if "catalog" in line]
+    assert len(said) == 1 and "python -m cogs.i18n compile" in said[0], said
