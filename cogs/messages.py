@@ -189,7 +189,15 @@ _HUB_ERRORS: tuple[tuple[type[HubError], str], ...] = (
     (InvalidRequest, "hub_error.invalid_request"),
 )
 # Codes whose message is ours to explain, not the hub's: its own words add nothing a member can use.
-_UNQUOTED = (MissingApiKey, InvalidApiKey, ExpiredApiKey, HubUnavailable, OutcomeUnknown, DownloadError)
+_UNQUOTED = (
+    MissingApiKey,
+    InvalidApiKey,
+    ExpiredApiKey,
+    InsufficientCredits,
+    HubUnavailable,
+    OutcomeUnknown,
+    DownloadError,
+)
 
 
 def hub_error(w: Words, exc: BaseException) -> str:
