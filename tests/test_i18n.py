@@ -21,6 +21,7 @@ from babel.messages.pofile import read_po, write_po
 from cryptography.fernet import Fernet
 
 from bot.engine import NoticeKind
+from bot.hub import HubError, InsufficientCredits, InvalidRequest
 from bot.refusals import RefusalCode
 from cogs import i18n, messages
 
@@ -210,3 +211,19 @@ def test_the_bot_without_its_compiled_catalogs_stops_with_one_line(tmp_path: Pat
     assert done.returncode == 4, done.stdout + done.stderr
     said = [line for line in (done.stdout + done.stderr).splitlines() if "catalog" in line]
     assert len(said) == 1 and "python -m cogs.i18n compile" in said[0], said
+
+
+def test_hub_errors_are_told_by_their_code_with_the_hub_s_words_quoted_and_clamped() -> None:
+    vi = messages.words("vi")
+    said = messages.hub_error(vi, InvalidRequest("Prompt `rejected` " + "x" * 1000, status=400))
+    assert said.startswith("Hub ảnh từ chối vì yêu cầu không hợp lệ. Hub báo: “Prompt 'rejected' x")
+    quoted = said[said.index("“") + 1 : said.index("”")]
+    assert len(quoted) == messages.HUB_MESSAGE_MAX and quoted.endswith("…") and "`" not in quoted
+    # Where our words say it all, the hub's (English) words are not added.
+    assert messages.hub_error(vi, InsufficientCredits("Insufficient credits", status=402)) == vi(
+        "hub_error.insufficient_credits"
+    )
+    assert messages.hub_error(vi, HubError("teapot", status=418, code="teapot")).startswith(
+        vi("hub_error.refused")
+    )
+    assert messages.hub_error(vi, RuntimeError("bug")) == vi("error.unexpected")
