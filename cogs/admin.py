@@ -118,7 +118,7 @@ class Config(
             await _done(interaction, w("config.default_budget.unlimited"))
         else:
             name = w(f"period.{Period(period).value}")
-            await _done(interaction, w("config.default_budget", credits=credits, period=name))
+            await _done(interaction, w("config.default_budget", count=credits, period=name))
 
     @quota.command(name="role", description="A role's budget (the most generous role wins; empty removes)")
     @app_commands.describe(role="The role", credits="Credits per period (leave empty to remove the budget)")
@@ -167,7 +167,7 @@ class Config(
         if policy.default is None:
             lines = [w("config.rules.default.unlimited", period=period)]
         else:
-            lines = [w("config.rules.default", credits=policy.default, period=period)]
+            lines = [w("config.rules.default", count=policy.default, period=period)]
         lines += [
             w("config.rules.entry", who=embeds.role(role), credits=credits)
             for role, credits in sorted(policy.roles.items())
@@ -410,11 +410,11 @@ class Config(
         if config.low_balance_threshold is None:
             shown = w("config.alerts.off")
         elif config.mod_log_channel_id is None:
-            shown = w("config.alerts.no_modlog", credits=config.low_balance_threshold)
+            shown = w("config.alerts.no_modlog", count=config.low_balance_threshold)
         else:
             shown = w(
                 "config.alerts.modlog",
-                credits=config.low_balance_threshold,
+                count=config.low_balance_threshold,
                 channel=embeds.channel(config.mod_log_channel_id),
             )
         await _done(interaction, shown)
@@ -495,7 +495,7 @@ def _kind(kind: str) -> str:
 def _budget(w: Words, who: str, credits: int | None) -> str:
     if credits is None:
         return w("config.budget.removed", who=who)
-    return w("config.budget", who=who, credits=credits)
+    return w("config.budget", who=who, count=credits)
 
 
 async def setup(bot: ImageHubBot) -> None:

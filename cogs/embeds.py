@@ -173,7 +173,7 @@ def status_embed(w: Words, job: Job, place: Place | None = None) -> discord.Embe
         embed.add_field(name=w("field.should_start"), value=ts(place.starts_at))
     else:
         embed.add_field(name=w("field.started"), value=ts(started))
-    embed.add_field(name=w("field.cost"), value=w("status.credits_reserved", cost=job.cost))
+    embed.add_field(name=w("field.cost"), value=w("status.credits_reserved", count=job.cost))
     model = clip(job.params.model, 100)  # the hub's model id: the footer must keep the job number
     job_no = w("job.footer", job=job.id)
     embed.set_footer(text=f"{model} · {clip(job.params.aspect, 50)} · {job.params.tier} · {job_no}")
@@ -184,7 +184,7 @@ def first_embed(w: Words, prompt: str, cost: int, *, queued: bool) -> discord.Em
     """The first public answer to /imagine: starting, or waiting for a slot in the queue."""
     title = w("status.first.queued" if queued else "status.first.starting")
     embed = discord.Embed(title=title, description=_short_prompt(prompt, 300), colour=INFO)
-    embed.add_field(name=w("field.cost"), value=w("credits.amount", credits=cost))
+    embed.add_field(name=w("field.cost"), value=w("credits.amount", count=cost))
     return fit(embed)
 
 
@@ -208,9 +208,9 @@ def result_embed(w: Words, job: Job, result: Result, links: Sequence[str] = ()) 
     embed.add_field(name=w("field.requested_by"), value=user(job.user_id))
     embed.add_field(name=w("field.settings"), value=_params_line(w, job), inline=False)
     cost = (
-        w("credits.returned", credits=result.charged, returned=result.refunded)
+        w("credits.returned", count=result.charged, returned=result.refunded)
         if result.refunded
-        else w("credits.amount", credits=result.charged)
+        else w("credits.amount", count=result.charged)
     )
     embed.add_field(name=w("field.cost"), value=cost)
     embed.add_field(name=w("field.took"), value=w("job.seconds", seconds=result.elapsed))
@@ -236,9 +236,9 @@ def notice_embed(w: Words, job: Job, notice: Notice) -> discord.Embed:
     if notice.detail:
         lines.append(w("notice.hub_said", detail=quoted(w, notice.detail)))
     if notice.refunded:
-        lines.append(w("notice.refunded", credits=notice.refunded))
+        lines.append(w("notice.refunded", count=notice.refunded))
     elif notice.charged:
-        lines.append(w("notice.counted", credits=notice.charged))
+        lines.append(w("notice.counted", count=notice.charged))
     elif notice.kind != NoticeKind.OUTCOME_UNKNOWN:
         lines.append(w("notice.nothing_charged"))
     embed = discord.Embed(title=w("notice.title"), description="\n".join(lines), colour=BAD)
@@ -286,7 +286,7 @@ def cancelled_embed(w: Words, job: Job, returned: int, by_user_id: int) -> disco
     """The status message of a job cancelled before it reached the hub."""
     who = "by_author" if by_user_id == job.user_id else "by_other"
     key = f"cancelled.{who}.returned" if returned else f"cancelled.{who}"
-    description = w(key, user=user(by_user_id), owner=user(job.user_id), credits=returned)
+    description = w(key, user=user(by_user_id), owner=user(job.user_id), count=returned)
     embed = discord.Embed(title=w("cancelled.title"), description=description, colour=WARN)
     embed.add_field(name=w("field.prompt"), value=_short_prompt(job.params.prompt, 300), inline=False)
     embed.set_footer(text=w("job.footer", job=job.id))
@@ -359,12 +359,12 @@ def jump_link(guild_id: int, channel_id: int, message_id: int) -> str:
 
 def _history_cost(w: Words, job: Job) -> str:
     if job.charged_credits is not None:
-        return w("cost.charged", credits=job.charged_credits)
+        return w("cost.charged", count=job.charged_credits)
     if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
         return w("cost.nothing")
     if job.status is JobStatus.UNKNOWN:
-        return w("cost.counted", credits=job.cost)
-    return w("cost.reserved", credits=job.cost)
+        return w("cost.counted", count=job.cost)
+    return w("cost.reserved", count=job.cost)
 
 
 def history_embed(w: Words, user_id: int, jobs: Sequence[Job]) -> discord.Embed:
@@ -439,7 +439,7 @@ def usage_embed(
 ) -> discord.Embed:
     name = w(f"period.{period}")
     lines = [
-        w("usage.period_spent", credits=period_spent, period=name),
+        w("usage.period_spent", count=period_spent, period=name),
         w("usage.days_spent", credits=days_spent, count=days),
     ]
     if top:
@@ -459,7 +459,7 @@ def usage_embed(
 def low_balance_embed(w: Words, credits: int, threshold: int) -> discord.Embed:
     return discord.Embed(
         title=w("modlog.low_balance.title"),
-        description=w("modlog.low_balance", credits=credits, threshold=threshold),
+        description=w("modlog.low_balance", count=credits, threshold=threshold),
         colour=WARN,
     )
 
@@ -471,7 +471,7 @@ def this_period(w: Words, period: str) -> str:
 
 def ledger_line(w: Words, at: datetime, kind: str, credits: int) -> str:
     """One budget movement as a member reads it: what was taken or given back, and when."""
-    return w(f"ledger.{kind}", when=ts(at), credits=abs(credits))
+    return w(f"ledger.{kind}", when=ts(at), count=abs(credits))
 
 
 # -- permissions -----------------------------------------------------------------------------------

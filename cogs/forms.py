@@ -117,5 +117,5 @@ class KeyModal(Form):
         info = await services.keys.key_info(here.guild_id)
         log.info(kv("config.key_set", guild=here.guild_id, user=interaction.user.id))
         masked = info.masked if info else "…"
-        saved = w("config.key_saved", masked=masked, credits=balance.credits)
+        saved = w("config.key_saved", masked=masked, count=balance.credits)
         await interaction.followup.send(embed=embeds.plain(saved, colour=embeds.OK), ephemeral=True)

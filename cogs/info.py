@@ -52,7 +52,7 @@ class Info(commands.Cog):
         embed.add_field(name=w("field.next_expiry"), value=_expiry(w, balance.next_expiration))
         embed.add_field(
             name=w("balance.spent", period=embeds.this_period(w, policy.period)),
-            value=w("balance.spent.value", credits=spent),
+            value=w("balance.spent.value", count=spent),
             inline=False,
         )
         info = await services.keys.key_info(here.guild_id)
@@ -73,7 +73,7 @@ class Info(commands.Cog):
         who = embeds.user(target_id)
         period = embeds.this_period(w, budget.period)
         if budget.limit is None:
-            description = w("quota.unlimited", user=who, period=period, spent=budget.spent)
+            description = w("quota.unlimited", user=who, period=period, count=budget.spent)
         else:
             used = budget.spent + budget.reserved
             bar = embeds.bar(used, budget.limit)
@@ -84,7 +84,7 @@ class Info(commands.Cog):
             )
             description = "\n".join(
                 [
-                    w("quota.left", user=who, remaining=budget.remaining, limit=budget.limit, period=period),
+                    w("quota.left", user=who, remaining=budget.remaining, count=budget.limit, period=period),
                     usage,
                     w("quota.resets", when=embeds.ts(budget.resets_at)),
                 ]

@@ -149,6 +149,7 @@ def refusal(w: Words, refusal: Refusal) -> str:
     elif code is RefusalCode.QUALITY_INVALID:
         p["qualities"] = ", ".join(p["qualities"])
     elif code is RefusalCode.QUOTA_EXCEEDED:
+        p["count"] = p.pop("cost")  # the credits the request needs: their plural form
         resets = p.pop("resets_at")
         if resets is not None:
             key, p["resets"] = f"{key}.resets", f"<t:{int(resets.timestamp())}:R>"

@@ -227,3 +227,13 @@ def test_hub_errors_are_told_by_their_code_with_the_hub_s_words_quoted_and_clamp
         vi("hub_error.refused")
     )
     assert messages.hub_error(vi, RuntimeError("bug")) == vi("error.unexpected")
+
+
+def test_credit_amounts_take_their_plural_form_from_the_catalog() -> None:
+    en, vi = messages.words("en-US"), messages.words("vi")
+    assert en("credits.amount", count=1) == "1 credit" and en("credits.amount", count=1234) == "1,234 credits"
+    assert en("notice.refunded", count=1) == "1 credit was returned to your budget."
+    assert en("notice.refunded", count=8) == "8 credits were returned to your budget."
+    assert (
+        vi("credits.amount", count=1) == "1 tín dụng" and vi("credits.amount", count=1234) == "1.234 tín dụng"
+    )
