@@ -143,7 +143,7 @@ def test_numbers_are_written_the_language_s_way_and_job_numbers_stay_plain() -> 
         "Prompt của bạn dài 12.345 ký tự, tối đa chỉ được 4.000."
     )
     assert vi("modlog.unpostable", job=12345, channel="<#1>", permissions="x").endswith(
-        "`/show 12345` sẽ đăng lại."
+        "`/xem-lại 12345` sẽ đăng lại."
     )
 
 

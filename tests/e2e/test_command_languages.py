@@ -9,6 +9,7 @@ case with spaces (1 to 32); descriptions and choice names are 1 to 100 character
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
@@ -137,3 +138,21 @@ def test_the_fake_refuses_a_localized_name_that_breaks_the_rules() -> None:
     option = errors["options"]["0"]
     assert option["name_localizations"]["vi"]["_errors"][0]["code"] == "APPLICATION_COMMAND_INVALID_NAME"
     assert "vi" in option["choices"]["0"]["name_localizations"]
+
+
+async def test_texts_name_commands_as_the_reader_s_discord_shows_them(bed: Bed) -> None:
+    """A `/command` quoted in a sentence is a top-level command's name in that sentence's language
+    (Vietnamese texts say `/mô-hình`, not `/models`); Info's copyable `/imagine …` line aside."""
+    (sync,) = [s for s in bed.fake.command_syncs if s.payload]
+    slash = [c for c in sync.payload if c.get("type", 1) == 1]
+    names = {"en": {c["name"] for c in slash}, "vi": {c["name_localizations"]["vi"] for c in slash}}
+    quoted = 0
+    for lang in i18n.LANGUAGES:
+        for key, forms in i18n.entries(i18n.read_source(lang)).items():
+            if key == "info.line_attached":
+                continue
+            for form in forms:
+                for named in re.findall(r"(?<![\w/<:}])/([^\s`/.,:;)'{}]+)", form):
+                    assert named in names[lang], (lang, key, named)
+                    quoted += 1
+    assert quoted > 20

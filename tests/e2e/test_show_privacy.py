@@ -127,7 +127,8 @@ async def test_a_private_thread_is_shown_only_to_its_members(bed: Bed) -> None:
     cb = await show(bed, s, s.erin)
     assert cb.type == 5 and not cb.ephemeral
     await bed.fake.wait_for(
-        lambda: [m for m in bed.fake.messages(s.general) if m.attachments and "our plan" in str(m.embeds)]
-        or None,
+        lambda: (
+            [m for m in bed.fake.messages(s.general) if m.attachments and "our plan" in str(m.embeds)] or None
+        ),
         what="erin's re-post",
     )

@@ -35,7 +35,8 @@ def poll_backoffs(caplog: pytest.LogCaptureFixture, job: Job) -> list[int]:
     return [
         int(match[1])
         for line in lines
-        if line.startswith("job.poll_error") and f" job={job.id} " in line
+        if line.startswith("job.poll_error")
+        and f" job={job.id} " in line
         and (match := re.search(r" attempt=(\d+)", line))
     ]
 

@@ -23,7 +23,7 @@ BURST = 8
 
 
 def decision(it: FakeInteraction) -> str | None:
-    """"job <id>" when the request was accepted (its status message names the job), the text of
+    """ "job <id>" when the request was accepted (its status message names the job), the text of
     the refusal (the ephemeral first answer, or the public or "thinking…" answer edited into it),
     or None while neither has come."""
     cb = it.callback_record
