@@ -386,14 +386,25 @@ def history_embed(w: Words, user_id: int, jobs: Sequence[Job]) -> discord.Embed:
     return fit(embed)
 
 
-def imagine_line(job: Job) -> str:
-    """The /imagine command that asks for the same thing (references can't be typed)."""
+def imagine_line(w: Words, job: Job) -> str:
+    """The /imagine command that asks for the same thing (references can't be typed), with the
+    command's and options' names as the reader's Discord shows them (`/tạo-ảnh … chất-lượng:auto`)."""
     p = job.params
+
+    def name(key: str, default: str) -> str:
+        return w.get(f"command.imagine{key}.name") or default
+
     prompt = " ".join(p.prompt.split())
-    return (
-        f"/imagine prompt:{prompt} model:{p.model} aspect:{p.aspect} resolution:{p.tier} "
-        f"quality:{p.quality} count:{p.n}"
-    )
+    options = [
+        ("prompt", prompt),
+        ("model", p.model),
+        ("aspect", p.aspect),
+        ("resolution", p.tier),
+        ("quality", p.quality),
+        ("count", str(p.n)),
+    ]
+    said = " ".join(f"{name(f'.option.{option}', option)}:{value}" for option, value in options)
+    return f"/{name('', 'imagine')} {said}"
 
 
 def info_embed(w: Words, job: Job) -> tuple[discord.Embed, str | None]:
@@ -414,7 +425,7 @@ def info_embed(w: Words, job: Job) -> tuple[discord.Embed, str | None]:
     embed.add_field(name=w("field.requested_by"), value=user(job.user_id))
     embed.add_field(name=w("field.cost"), value=_history_cost(w, job))
     embed.add_field(name=w("field.created"), value=ts(job.created_at))
-    line = imagine_line(job)
+    line = imagine_line(w, job)
     block = f"```\n{line}\n```"
     fits = len(block) <= FIELD_VALUE_MAX and len(embed) + len(block) <= EMBED_TOTAL_MAX - 20
     if "```" not in line and fits:

@@ -102,7 +102,10 @@ def english_sentences() -> dict[str, str]:
     """Each piece of English catalog text between placeholders that says something (a word of four
     letters or more) and differs from the Vietnamese text of the same key: piece → its key."""
     english = i18n.entries(i18n.read_source("en"))
-    vietnamese = i18n.entries(i18n.read_source("vi"))
+    vietnamese = {  # the words only: a placeholder's name ({quality}) is not Vietnamese text
+        key: ["".join(literal for literal, _, _, _ in string.Formatter().parse(form)) for form in forms]
+        for key, forms in i18n.entries(i18n.read_source("vi")).items()
+    }
     pieces: dict[str, str] = {}
     for key, forms in english.items():
         if key.startswith(("command.", "choice.")):
