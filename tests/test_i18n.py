@@ -21,9 +21,11 @@ from babel.messages.pofile import read_po, write_po
 from cryptography.fernet import Fernet
 
 from bot.engine import NoticeKind
+from bot.guild_settings import LANGUAGES
 from bot.hub import HubError, InsufficientCredits, InvalidRequest
 from bot.refusals import RefusalCode
 from cogs import i18n, messages
+from cogs.admin import LANGUAGE_CHOICES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -237,3 +239,9 @@ def test_credit_amounts_take_their_plural_form_from_the_catalog() -> None:
     assert (
         vi("credits.amount", count=1) == "1 tín dụng" and vi("credits.amount", count=1234) == "1.234 tín dụng"
     )
+
+
+def test_the_language_setting_offers_exactly_the_catalogs() -> None:
+    """`/config language` (the core's setting and the command's choices) and the catalogs agree."""
+    assert set(LANGUAGES) == {"auto", *i18n.LANGUAGES}
+    assert [c.value for c in LANGUAGE_CHOICES] == list(LANGUAGES)

@@ -170,6 +170,15 @@ class Walk:
         await it.callback()
         return it
 
+    async def refused_after_answer(self, it: FakeInteraction) -> None:
+        """References are checked after the public answer (their bytes are downloaded then): that
+        answer becomes the refusal."""
+
+        def refused() -> bool:
+            return "⚠️" in str(it.original_message.embeds if it.original_message else "")
+
+        await self.fake.wait_for(refused, what="the public answer turned into a refusal")
+
     async def posted(self, it: FakeInteraction) -> tuple[Job, FakeMessage]:
         job = await self.bed.job_of(it)
         job = await self.bed.wait_job(job.id, JobStatus.POSTED)
@@ -299,11 +308,8 @@ async def walk(bed: Bed, locale: str) -> None:
     await w.answered(d.alice, "imagine", {"prompt": "p", "aspect": "7:3"})
     await w.answered(d.bob, "imagine", {"prompt": "bốn ảnh", "count": 4})  # over his budget
     text_file = FakeAttachment("ghi-chu.png", b"not an image at all", content_type="image/png")
-    bad = await w.answered(d.alice, "imagine", {"prompt": "p", "reference1": text_file})
-    # Checked after the public answer (the bytes are downloaded then): that answer becomes the refusal.
-    await w.fake.wait_for(
-        lambda: "⚠️" in str(bad.original_message.embeds if bad.original_message else ""),
-        what="the bad reference refused",
+    await w.refused_after_answer(
+        await w.answered(d.alice, "imagine", {"prompt": "p", "reference1": text_file})
     )
 
     # the hub's errors, and the low-balance alert (the balance is under the alert threshold)
@@ -321,6 +327,35 @@ async def walk(bed: Bed, locale: str) -> None:
     await w.answered(d.alice, "models")
     hub.http_error_next(1, status=400, paths=[CREDITS])
     await w.deferred(d.admin, "credits")
+
+    # more refusals: references, /show, buttons that no longer apply
+    empty = FakeAttachment("rong.png", b"", content_type="image/png")
+    huge = FakeAttachment("lon.png", png(2), content_type="image/png", size=200 * 1024 * 1024)
+    for reference in (empty, huge):
+        await w.refused_after_answer(
+            await w.answered(d.alice, "imagine", {"prompt": "p", "reference1": reference})
+        )
+    plain = await w.fake.user_message(d.images, d.bob, "chỉ có chữ")
+    await (
+        await w.fake.message_command(
+            d.guild, d.images, d.alice, "Imagine with these images", plain, locale=locale
+        )
+    ).callback()
+    await w.answered(d.alice, "show", {"job_id": failed.id})  # failed: nothing to show
+    await w.answered(d.alice, "show", {"job_id": job4.id}, channel=d.general)  # not where results go
+    await w.answered(d.admin, ["config", "filter", "add"], {"kind": "word", "value": " "})
+    await w.answered(d.admin, ["config", "filter", "add"], {"kind": "regex", "value": " "})
+    await w.answered(d.alice, "history")  # posted, failed, cancelled
+
+    # the hub refuses the server's key, or its balance is too low
+    await bed.services.keys.set_key(bed.guild_id, "gih_live_" + "y" * 32, d.admin.id)
+    refused_key = await bed.job_of(await w.slash(d.alice, "imagine", {"prompt": "khóa sai"}))
+    await bed.wait_job(refused_key.id, JobStatus.FAILED)
+    await w.deferred(d.admin, "credits")
+    await bed.services.keys.set_key(bed.guild_id, hub.add_key(credits=1), d.admin.id)
+    poor = await bed.job_of(await w.slash(d.alice, "imagine", {"prompt": "hết tiền"}))
+    await bed.wait_job(poor.id, JobStatus.FAILED)
+    await bed.services.keys.set_key(bed.guild_id, bed.key, d.admin.id)
 
     # a budget now applies; settings undone one by one; no key at all
     await w.answered(d.alice, "quota")
