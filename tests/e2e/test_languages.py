@@ -411,7 +411,7 @@ async def test_mixed_server_vietnamese_member_english_public(bed: Bed) -> None:
     public = str(result.embeds) + str(result.components)
     assert "Requested by" in public and f"job #{job.id}" in public and "4 images" in public
     assert "Reroll" in public and "Use as reference" in public
-    assert english_found_vietnamese(public) == set()
+    assert vietnamese_found(public) == set()
 
     info = await w.press(result, f"imagine:info:{job.id}", d.alice)
     quota = await w.answered(d.alice, "quota")
@@ -425,7 +425,7 @@ async def test_mixed_server_vietnamese_member_english_public(bed: Bed) -> None:
     assert "Không có mô hình nào tên" in str((await refused.callback()).embeds)
 
 
-def english_found_vietnamese(text: str) -> set[str]:
+def vietnamese_found(text: str) -> set[str]:
     """Vietnamese catalog sentences (of four letters or more, differing from the English) in `text`."""
     english = i18n.entries(i18n.read_source("en"))
     found = set()
