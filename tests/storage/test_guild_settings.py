@@ -98,6 +98,8 @@ async def test_channels(db: Database) -> None:
         ({"blocked_patterns": ["(unclosed"]}, "invalid pattern"),
         ({"blocked_words": "word"}, "list of strings"),
         ({"low_balance_alerted": 1}, "true or false"),
+        ({"language": "fr"}, "one of auto, en, vi"),
+        ({"language": None}, "one of auto, en, vi"),
     ],
 )
 async def test_invalid_updates_write_nothing(db: Database, changes: dict[str, object], message: str) -> None:
