@@ -193,6 +193,24 @@ def test_the_package_build_carries_the_compiled_catalogs(tmp_path: Path) -> None
     for lang in i18n.LANGUAGES:
         assert f"cogs/locales/{lang}/LC_MESSAGES/messages.mo" in names
     assert not list((source / "cogs").rglob("*.mo")), "the build compiles into the package, not the sources"
+    # Installed (not editable) and run from elsewhere, it speaks both languages.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    speak = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from cogs.messages import words; "
+        "print(words('vi')('job.images', count=4), words('en-US')('job.images', count=4))"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", speak, str(site)],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "4 ảnh 4 images"
 
 
 @pytest.mark.timeout(120)
