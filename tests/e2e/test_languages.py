@@ -465,3 +465,19 @@ async def test_a_status_message_keeps_the_language_it_started_in(bed: Bed) -> No
     third, message = await w.posted(await w.slash(d.alice, "imagine", {"prompt": "three"}))
     assert third.locale == "vi"
     assert f"lượt #{third.id}" in str(message.embeds) and "Tạo lại" in str(message.components)
+
+
+@pytest.mark.parametrize(
+    ("guild_locale", "one", "four"),
+    [("en-US", "· 1 image", "· 4 images"), ("vi", "· 1 ảnh", "· 4 ảnh")],
+)
+async def test_results_count_one_and_four_images_in_the_server_s_language(
+    bed: Bed, guild_locale: str, one: str, four: str
+) -> None:
+    w = Walk(bed, guild_locale)
+    for count, expected in ((1, one), (4, four)):
+        _, result = await w.posted(await w.slash(bed.d.alice, "imagine", {"prompt": "đếm", "count": count}))
+        settings = [
+            f["value"] for e in result.embeds for f in e.get("fields") or [] if "`gpt-image-2`" in f["value"]
+        ]
+        assert len(settings) == 1 and settings[0].endswith(expected), settings
