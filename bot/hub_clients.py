@@ -63,6 +63,10 @@ class HubClients:
             return None
         return self._client(key)
 
+    async def for_job_source(self, guild_id: int) -> HubClient | None:
+        """The client to ask the hub about an earlier job of the server (its own key)."""
+        return await self.for_guild(guild_id)
+
     def with_key(self, key: str) -> HubClient:
         return self._client(key)
 

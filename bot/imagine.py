@@ -25,7 +25,7 @@ from bot.guild_settings import GuildConfig, GuildSettingsStore
 from bot.hub import HubError, HubModel, Reference
 from bot.hub.sizes import QUALITIES, size_for
 from bot.job_store import JobStore
-from bot.jobs import Job, JobParams, JobStatus, ReferenceSpec
+from bot.jobs import Job, JobParams, JobSource, JobStatus, ReferenceSpec
 from bot.keys import KeyUnreadable, KeyVault
 from bot.logs import kv
 from bot.queue import JobQueue, QueueFull
@@ -63,6 +63,8 @@ class ImagineRequest:
     count: int | None = None
     attachments: tuple[Attachment, ...] = ()
     is_moderator: bool = False
+    #: an Upscale or Vary of an earlier job's image (that image is the one attachment)
+    source: JobSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +173,8 @@ class ImagineService:
                 given=len(request.attachments),
             )
         for attachment in request.attachments:
-            check_declared_size(attachment.filename, attachment.size)
+            if attachment.hub_image is None:  # an earlier result's size is the hub's, not declared
+                check_declared_size(attachment.filename, attachment.size)
 
         try:
             key = await self.keys.get_key(request.guild_id)
@@ -203,6 +206,7 @@ class ImagineService:
                     content_type=a.content_type or "",
                     size=a.size,
                     source=a.source,
+                    hub_image=a.hub_image,
                 )
                 for a in request.attachments
             ),
@@ -299,6 +303,7 @@ class ImagineService:
                 # active, which keeps the concurrency limits exact.
                 status=JobStatus.QUEUED,
                 admit=self.queue.admission(request.guild_id, request.user_id, plan.config),
+                source=request.source,
             )
             await self.ledger.attach(plan.reservation_id, job.id)
         except BaseException as exc:
@@ -322,6 +327,9 @@ class ImagineService:
         try:
             data = await fetch(attachment)
         except Exception:
+            if attachment.hub_image is not None:
+                job_id, number = attachment.hub_image
+                raise Refusal(RefusalCode.SOURCE_IMAGE_UNAVAILABLE, job=job_id, image=number) from None
             raise Refusal(RefusalCode.REFERENCE_DOWNLOAD_FAILED, filename=attachment.filename) from None
         checked = check_reference(attachment.filename, data)  # a `BadReference` refuses
         return Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)

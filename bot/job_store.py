@@ -32,8 +32,10 @@ from bot.jobs import (
     JobConflict,
     JobError,
     JobParams,
+    JobSource,
     JobStatus,
     LeaseLost,
+    SourceAction,
     UnknownJob,
 )
 
@@ -45,7 +47,18 @@ _TABLE: Table = JobRow.__table__  # type: ignore[assignment]
 _COLUMNS = tuple(_TABLE.columns)
 # Hand-backs written in one transaction at most (see `JobStore.hand_back`).
 HAND_BACK_BATCH = 500
-_FIXED = {"id", "guild_id", "user_id", "created_at", "lease_owner", "lease_until"}
+# A job's source (an Upscale or Vary of an earlier job's image) is set when it is created, for good.
+_FIXED = {
+    "id",
+    "guild_id",
+    "user_id",
+    "created_at",
+    "lease_owner",
+    "lease_until",
+    "source_job_id",
+    "source_action",
+    "source_image",
+}
 UPDATABLE_FIELDS: frozenset[str] = frozenset(c.name for c in _COLUMNS) - _FIXED
 
 
@@ -82,6 +95,9 @@ def _snapshot(row: Row[Any]) -> Job:
         submitted_at=m["submitted_at"],
         finished_at=m["finished_at"],
         posted_at=m["posted_at"],
+        source_job_id=m["source_job_id"],
+        source_action=SourceAction(m["source_action"]) if m["source_action"] else None,
+        source_image=m["source_image"],
     )
 
 
@@ -166,6 +182,7 @@ class JobStore:
         status: JobStatus = JobStatus.PENDING_SUBMIT,
         next_poll_at: datetime | None = None,
         admit: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        source: JobSource | None = None,
     ) -> Job:
         """A new job, `pending_submit` (due now) by default, or `queued` (not due until promoted).
 
@@ -207,6 +224,9 @@ class JobStore:
             "submitted_at": None,
             "finished_at": None,
             "posted_at": None,
+            "source_job_id": source.job_id if source else None,
+            "source_action": source.action.value if source else None,
+            "source_image": source.image if source else None,
         }
 
         async def work(s: AsyncSession) -> Job:

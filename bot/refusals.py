@@ -44,6 +44,7 @@ class RefusalCode(StrEnum):
     REFERENCES_BUSY_MEMBER = "references_busy_member"
     REFERENCES_BUSY_SERVER = "references_busy_server"
     REFERENCES_BUSY = "references_busy"
+    SOURCE_IMAGE_UNAVAILABLE = "source_image_unavailable"  # job, image: Upscale/Vary's image from the hub
     # /show
     SHOW_MEMBER_BUSY = "show_member_busy"
     SHOW_MEMBER_RATE = "show_member_rate"

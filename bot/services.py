@@ -31,6 +31,7 @@ from bot.keys import KeyVault
 from bot.queue import JobQueue, QueueRunner
 from bot.quotas import QuotaService
 from bot.references import AttachmentDownloader, ReferenceCache
+from bot.source_images import ReferenceFetcher, SourceImages
 from bot.timings import Timings
 
 
@@ -49,6 +50,7 @@ class Services:
     hubs: HubClients
     catalog: ModelCatalog
     fetch_attachment: AttachmentDownloader
+    fetch_reference: ReferenceFetcher
     references: ReferenceCache
     imagine: ImagineService
     queue: JobQueue
@@ -82,7 +84,8 @@ class Services:
         )
         catalog = ModelCatalog(hubs.list_models)
         fetch_attachment = AttachmentDownloader(session, timings)
-        references = ReferenceCache(fetch_attachment)
+        fetch_reference = ReferenceFetcher(fetch_attachment, SourceImages(jobs, hubs, timings))
+        references = ReferenceCache(fetch_reference)
         queue = JobQueue(db, jobs, guilds)
         queue_runner = QueueRunner(queue, timings=timings)
         imagine = ImagineService(
@@ -125,6 +128,7 @@ class Services:
             hubs=hubs,
             catalog=catalog,
             fetch_attachment=fetch_attachment,
+            fetch_reference=fetch_reference,
             references=references,
             imagine=imagine,
             queue=queue,

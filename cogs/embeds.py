@@ -373,6 +373,8 @@ def history_embed(user_id: int, jobs: Sequence[Job]) -> discord.Embed:
     lines = [user(user_id)]
     for job in jobs:
         parts = [f"**#{job.id}**", ts(job.created_at), text(_HISTORY_KEYS[job.status]), _history_cost(job)]
+        if job.source is not None:
+            parts.append(made_from(job))
         if job.posted_message_ids:
             url = jump_link(job.guild_id, job.channel_id, job.posted_message_ids[0])
             parts.append(text("history.result_link", url=url))
@@ -381,6 +383,13 @@ def history_embed(user_id: int, jobs: Sequence[Job]) -> discord.Embed:
     embed.description = capped_lines(lines)
     embed.set_footer(text=text("history.footer"))
     return fit(embed)
+
+
+def made_from(job: Job) -> str:
+    """"upscale of #12 image 3": where an Upscale or Vary came from ("" for any other job)."""
+    if job.source is None:
+        return ""
+    return text(f"source.{job.source.action.value}", job=job.source.job_id, image=job.source.image)
 
 
 def imagine_line(job: Job) -> str:
@@ -405,7 +414,9 @@ def info_embed(job: Job) -> tuple[discord.Embed, str | None]:
     embed.add_field(name=text("field.images"), value=str(p.n))
     if p.size:
         embed.add_field(name=text("field.size"), value=p.size)
-    if p.references:
+    if job.source is not None:
+        embed.add_field(name=text("field.made_from"), value=made_from(job), inline=False)
+    elif p.references:
         names = ", ".join(f"`{r.filename[:60]}`" for r in p.references)
         embed.add_field(name=text("field.references"), value=names[:1000], inline=False)
     embed.add_field(name=text("field.requested_by"), value=user(job.user_id))

@@ -81,7 +81,7 @@ def renewing_fetch(bot: ImageHubBot, guild_id: int, pending: tuple[Attachment, .
 
     async def fetch(attachment: Attachment) -> bytes:
         try:
-            return await bot.services.fetch_attachment(attachment)
+            return await bot.services.fetch_reference(attachment)
         except Exception:
             if attachment.source is None:
                 raise
@@ -90,7 +90,7 @@ def renewing_fetch(bot: ImageHubBot, guild_id: int, pending: tuple[Attachment, .
             for fresh in await _renew(bot, guild_id, siblings or (attachment,), force=True):
                 assert fresh.source is not None
                 renewed[fresh.source] = fresh
-        return await bot.services.fetch_attachment(renewed[attachment.source])
+        return await bot.services.fetch_reference(renewed[attachment.source])
 
     return fetch
 

@@ -75,6 +75,9 @@ CATALOG: Mapping[str, str | Plural] = {
     "refusal.reference_not_an_image": "`{filename}` is not a PNG, JPEG or WebP image.",
     "refusal.reference_damaged": "`{filename}` looks truncated or damaged.",
     "refusal.reference_download_failed": "I couldn't download `{filename}` from Discord. Please try again.",
+    "refusal.source_image_unavailable": (
+        "I couldn't get image {image} of generation #{job} back from the image hub. Nothing was charged."
+    ),
     "refusal.reference_message_gone": (
         "The message these reference images came from was deleted, or no longer has them."
     ),
@@ -141,6 +144,8 @@ CATALOG: Mapping[str, str | Plural] = {
     ),
     "denied.cancel_already_cancelled": "This generation was already cancelled.",
     "denied.cancel_finished": "This generation has already finished.",
+    "denied.source_not_finished": "Upscale and Vary work once this generation's images are in.",
+    "denied.source_image_missing": "This generation has no image {image}.",
     # -- the hub's errors, for members -------------------------------------------------------------
     "hub_error.bad_key": (
         "This server's image hub key isn't valid. A moderator needs to set one with `/config key set`."
@@ -190,6 +195,7 @@ CATALOG: Mapping[str, str | Plural] = {
     "field.images": "Images",
     "field.size": "Size",
     "field.references": "References",
+    "field.made_from": "Made from",
     "field.created": "Created",
     "field.ask_again": "Ask again",
     "field.recent": "Recent",
@@ -259,6 +265,8 @@ CATALOG: Mapping[str, str | Plural] = {
     "button.delete": "Delete",
     "button.info": "Info",
     "button.cancel": "Cancel",
+    "button.upscale": "U{image}",
+    "button.vary": "V{image}",
     "form.imagine.title": "Imagine with these images",
     "form.imagine.from_result": "Imagine from this result",
     "form.imagine.prompt": "Prompt",
@@ -275,6 +283,8 @@ CATALOG: Mapping[str, str | Plural] = {
     ),
     "models.more": "…and {count} more (see /imagine's model list)",
     # -- /history and Info -------------------------------------------------------------------------
+    "source.upscale": "upscale of #{job} image {image}",
+    "source.vary": "variation of #{job} image {image}",
     "history.title": "Recent generations",
     "history.empty": "{user} hasn't generated anything here yet.",
     "history.footer": "/show job_id posts a result again · the Info button shows its full settings",

@@ -55,6 +55,22 @@ class GuildSettings(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class MemberSettings(Base):
+    """A member's own defaults in one server; NULL = not set (the server's default applies)."""
+
+    __tablename__ = "member_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    model: Mapped[str | None] = mapped_column(String(100))
+    aspect: Mapped[str | None] = mapped_column(String(20))
+    resolution: Mapped[str | None] = mapped_column(String(20))
+    quality: Mapped[str | None] = mapped_column(String(20))
+    count: Mapped[int | None] = mapped_column(Integer)
+    visibility: Mapped[str | None] = mapped_column(String(10))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class GuildKey(Base):
     """A server's hub key, Fernet-encrypted; `masked` is the display form (at most 4 characters)."""
 
@@ -183,3 +199,7 @@ class JobRow(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An Upscale or Vary of one image of an earlier job (no foreign key: old jobs are pruned).
+    source_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    source_action: Mapped[str | None] = mapped_column(String(16))
+    source_image: Mapped[int | None] = mapped_column(Integer)

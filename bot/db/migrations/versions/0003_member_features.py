@@ -1,0 +1,50 @@
+"""Member features: per-image Upscale/Vary sources on jobs, members' own defaults.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-30 08:30:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Spelled out here rather than imported, so this revision never changes with the models.
+SNOWFLAKE = sa.BigInteger()
+TIME = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("source_job_id", SNOWFLAKE, nullable=True))
+        batch.add_column(sa.Column("source_action", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("source_image", sa.Integer(), nullable=True))
+    op.create_table(
+        "member_settings",
+        sa.Column("guild_id", SNOWFLAKE, nullable=False, autoincrement=False),
+        sa.Column("user_id", SNOWFLAKE, nullable=False, autoincrement=False),
+        sa.Column("model", sa.String(100), nullable=True),
+        sa.Column("aspect", sa.String(20), nullable=True),
+        sa.Column("resolution", sa.String(20), nullable=True),
+        sa.Column("quality", sa.String(20), nullable=True),
+        sa.Column("count", sa.Integer(), nullable=True),
+        sa.Column("visibility", sa.String(10), nullable=True),
+        sa.Column("updated_at", TIME, nullable=False),
+        sa.PrimaryKeyConstraint("guild_id", "user_id", name="pk_member_settings"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("member_settings")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("source_image")
+        batch.drop_column("source_action")
+        batch.drop_column("source_job_id")
