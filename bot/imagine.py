@@ -28,6 +28,7 @@ from bot.job_store import JobStore
 from bot.jobs import Job, JobParams, JobSource, JobStatus, ReferenceSpec
 from bot.keys import KeyUnreadable, KeyVault
 from bot.logs import kv
+from bot.member_settings import MemberSettingsStore, Options, Resolved, ServerDefaults, resolve
 from bot.queue import JobQueue, QueueFull
 from bot.quotas import Ledger, QuotaExceeded
 from bot.references import (
@@ -78,6 +79,12 @@ class Plan:
     config: GuildConfig
     reservation_id: int | None = None
     queued: bool = False  # at a concurrency limit when planned: the job will wait in the queue
+    resolved: Resolved | None = None  # where each value came from (and member settings passed over)
+
+    @property
+    def private(self) -> bool:
+        """The member's results go to them only (their `/settings` visibility)."""
+        return self.resolved is not None and self.resolved.visibility.value == "private"
 
 
 def clean_prompt(text: str) -> str:
@@ -98,6 +105,7 @@ class ImagineService:
         jobs: JobStore,
         reference_cache: ReferenceCache,
         queue: JobQueue,
+        members: MemberSettingsStore,
         filter_runner: filters.FilterRunner | None = None,
     ) -> None:
         self.settings = settings
@@ -107,6 +115,7 @@ class ImagineService:
         self.jobs = jobs
         self.reference_cache = reference_cache
         self.queue = queue
+        self.members = members
         self.filters = filter_runner or filters.FilterRunner()
         self.downloads = ReferenceDownloads()
         # Stored patterns skipped for breaking the bounds: moderators are told once per process
@@ -149,20 +158,39 @@ class ImagineService:
             models = await self.catalog.models()
         except HubError:
             raise Refusal(RefusalCode.HUB_UNREACHABLE) from None
-        model_id = request.model or config.default_model
-        model = next((m for m in models if m.id == model_id), None)
+        # Each value: the option given → the member's setting → the server's default → the model's.
+        resolved = resolve(
+            Options(
+                model=request.model,
+                aspect=request.aspect,
+                resolution=request.resolution,
+                quality=request.quality,
+                count=request.count,
+            ),
+            await self.members.get(request.guild_id, request.user_id),
+            ServerDefaults(
+                model=config.default_model,
+                aspect=config.default_aspect,
+                resolution=config.default_resolution,
+                quality=config.default_quality,
+            ),
+            models,
+        )
+        model = resolved.found
         if model is None:
-            raise Refusal(RefusalCode.UNKNOWN_MODEL, model=model_id, available=tuple(m.id for m in models))
-        aspect = request.aspect or config.default_aspect
+            raise Refusal(
+                RefusalCode.UNKNOWN_MODEL, model=resolved.model.value, available=tuple(m.id for m in models)
+            )
+        aspect = resolved.aspect.value
         if aspect not in model.aspect_ratios:
             raise Refusal(RefusalCode.ASPECT_UNSUPPORTED, model=model.id, aspect=aspect)
-        tier = (request.resolution or config.default_resolution).upper()
+        tier = resolved.resolution.value.upper()
         if tier not in model.credits:
             raise Refusal(RefusalCode.RESOLUTION_UNSUPPORTED, model=model.id, resolution=tier)
-        quality = request.quality or config.default_quality
+        quality = resolved.quality.value
         if quality not in QUALITIES:
             raise Refusal(RefusalCode.QUALITY_INVALID, qualities=QUALITIES)
-        count = request.count if request.count is not None else 1
+        count = resolved.count.value
         if not 1 <= count <= MAX_COUNT:
             raise Refusal(RefusalCode.COUNT_INVALID, limit=MAX_COUNT)
         if len(request.attachments) > model.reference_image_limit:
@@ -218,6 +246,7 @@ class ImagineService:
             cost=cost,
             config=config,
             queued=queued,
+            resolved=resolved,
         )
 
     async def _check_capacity(self, request: ImagineRequest, config: GuildConfig, cost: int) -> bool:
@@ -304,6 +333,7 @@ class ImagineService:
                 status=JobStatus.QUEUED,
                 admit=self.queue.admission(request.guild_id, request.user_id, plan.config),
                 source=request.source,
+                private=plan.private,
             )
             await self.ledger.attach(plan.reservation_id, job.id)
         except BaseException as exc:

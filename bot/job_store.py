@@ -58,6 +58,7 @@ _FIXED = {
     "source_job_id",
     "source_action",
     "source_image",
+    "private",
 }
 UPDATABLE_FIELDS: frozenset[str] = frozenset(c.name for c in _COLUMNS) - _FIXED
 
@@ -98,6 +99,7 @@ def _snapshot(row: Row[Any]) -> Job:
         source_job_id=m["source_job_id"],
         source_action=SourceAction(m["source_action"]) if m["source_action"] else None,
         source_image=m["source_image"],
+        private=bool(m["private"]),
     )
 
 
@@ -183,6 +185,7 @@ class JobStore:
         next_poll_at: datetime | None = None,
         admit: Callable[[AsyncSession], Awaitable[None]] | None = None,
         source: JobSource | None = None,
+        private: bool = False,
     ) -> Job:
         """A new job, `pending_submit` (due now) by default, or `queued` (not due until promoted).
 
@@ -227,6 +230,7 @@ class JobStore:
             "source_job_id": source.job_id if source else None,
             "source_action": source.action.value if source else None,
             "source_image": source.image if source else None,
+            "private": private,
         }
 
         async def work(s: AsyncSession) -> Job:

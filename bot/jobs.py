@@ -178,6 +178,8 @@ class Job:
     source_job_id: int | None = None
     source_action: SourceAction | None = None
     source_image: int | None = None
+    #: the result goes to the member only (their `/settings` visibility)
+    private: bool = False
 
     @property
     def source(self) -> JobSource | None:

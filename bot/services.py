@@ -28,6 +28,7 @@ from bot.hub_clients import HubClients
 from bot.imagine import ImagineService
 from bot.job_store import JobStore
 from bot.keys import KeyVault
+from bot.member_settings import MemberSettingsStore
 from bot.queue import JobQueue, QueueRunner
 from bot.quotas import QuotaService
 from bot.references import AttachmentDownloader, ReferenceCache
@@ -45,6 +46,7 @@ class Services:
     address_policy: AddressPolicy
     keys: KeyVault
     guilds: GuildSettingsStore
+    members: MemberSettingsStore
     quotas: QuotaService
     jobs: JobStore
     hubs: HubClients
@@ -72,6 +74,7 @@ class Services:
         fallback = settings.hub_api_key.get_secret_value() if settings.hub_api_key else None
         keys = KeyVault(db, settings.fernet, fallback)
         guilds = GuildSettingsStore(db)
+        members = MemberSettingsStore(db)
         quotas = QuotaService(db)
         jobs = JobStore(db)
         hubs = HubClients(
@@ -96,6 +99,7 @@ class Services:
             jobs=jobs,
             reference_cache=references,
             queue=queue,
+            members=members,
         )
         balance = BalanceWatcher(guilds)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -123,6 +127,7 @@ class Services:
             address_policy=address_policy,
             keys=keys,
             guilds=guilds,
+            members=members,
             quotas=quotas,
             jobs=jobs,
             hubs=hubs,

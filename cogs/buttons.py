@@ -90,6 +90,8 @@ class JobActions(commands.Cog, name="JobActions"):
         image of a finished result, that image as the single reference, charged to whoever pressed
         through the one launch path. The image is fetched from the hub (`bot.source_images`), not
         from this message, so the button works after a restart and after Discord's URLs expired."""
+        if job.private and job.user_id != interaction.user.id:  # only its author ever saw it
+            raise Denied("denied.job_not_found")
         if job.status not in (JobStatus.SUCCEEDED, JobStatus.POSTED) or not job.result_urls:
             raise Denied("denied.source_not_finished")
         if not 1 <= image <= len(job.result_urls):

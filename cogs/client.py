@@ -15,7 +15,15 @@ from bot.services import Services
 from cogs.errors import on_app_command_error
 
 # Loaded in this order; `cogs.delivery` last: it starts the engine once everything is registered.
-EXTENSIONS = ("cogs.imagine", "cogs.buttons", "cogs.info", "cogs.admin", "cogs.history", "cogs.delivery")
+EXTENSIONS = (
+    "cogs.imagine",
+    "cogs.buttons",
+    "cogs.info",
+    "cogs.settings",
+    "cogs.admin",
+    "cogs.history",
+    "cogs.delivery",
+)
 
 
 class ImageHubBot(commands.AutoShardedBot):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import discord
 
 from bot.engine import Notice, NoticeKind, Result
 from bot.hub import HubModel
 from bot.jobs import Job, JobStatus
+from bot.member_settings import Chosen, Resolved
 from bot.queue import Place
-from cogs.messages import text
+from cogs.messages import echo, text
 
 NO_MENTIONS = discord.AllowedMentions.none()
 OK = discord.Colour.green()
@@ -385,8 +387,36 @@ def history_embed(user_id: int, jobs: Sequence[Job]) -> discord.Embed:
     return fit(embed)
 
 
+def settings_embed(resolved: Resolved, *, saved: bool, reset: str | None) -> discord.Embed:
+    """The effective values of the member's next /imagine and where each comes from."""
+    if reset == "all":
+        intro = text("settings.reset_all")
+    else:
+        intro = text("settings.saved" if saved else "settings.current")
+    lines = [intro]
+    lines += [text("settings.skipped", name=name, value=echo(value)) for name, value in resolved.skipped]
+    embed = discord.Embed(title=text("settings.title"), description="\n".join(lines), colour=INFO)
+
+    def value(chosen: Chosen[Any], shown: str) -> str:
+        return text("settings.value", value=shown, origin=text(f"settings.origin.{chosen.origin.value}"))
+
+    embed.add_field(
+        name=text("field.model"), value=value(resolved.model, f"`{echo(resolved.model.value, 100)}`")
+    )
+    embed.add_field(name=text("field.aspect"), value=value(resolved.aspect, echo(resolved.aspect.value)))
+    embed.add_field(
+        name=text("field.resolution"), value=value(resolved.resolution, resolved.resolution.value)
+    )
+    embed.add_field(name=text("field.quality"), value=value(resolved.quality, echo(resolved.quality.value)))
+    embed.add_field(name=text("field.images"), value=value(resolved.count, str(resolved.count.value)))
+    shown = text(f"settings.visibility.{resolved.visibility.value}")
+    embed.add_field(name=text("field.visibility"), value=value(resolved.visibility, shown))
+    embed.set_footer(text=text("settings.footer"))
+    return fit(embed)
+
+
 def made_from(job: Job) -> str:
-    """"upscale of #12 image 3": where an Upscale or Vary came from ("" for any other job)."""
+    """ "upscale of #12 image 3": where an Upscale or Vary came from ("" for any other job)."""
     if job.source is None:
         return ""
     return text(f"source.{job.source.action.value}", job=job.source.job_id, image=job.source.image)

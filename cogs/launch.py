@@ -138,6 +138,8 @@ class FirstAnswer:
 
     def __init__(self, interaction: discord.Interaction, after: float) -> None:
         self.interaction = interaction
+        #: the member's results go to them only: every answer is ephemeral (set as soon as known)
+        self.private = False
         self.deferred = False
         self.answered = False
         self._lock = asyncio.Lock()
@@ -152,7 +154,7 @@ class FirstAnswer:
             if self.interaction.response.is_done():
                 return
             try:
-                await self.interaction.response.defer(thinking=True)
+                await self.interaction.response.defer(thinking=True, ephemeral=self.private)
                 self.deferred = True
             except discord.HTTPException as exc:
                 log.info(kv("imagine.defer_failed", status=exc.status))
@@ -161,12 +163,13 @@ class FirstAnswer:
         self._timer.cancel()
 
     async def public(self, embed: discord.Embed) -> int | None:
-        """Answer publicly (replacing the "thinking…" answer); the message's id."""
+        """Answer publicly (replacing the "thinking…" answer), or only to the member when their results
+        are private; the message's id."""
         self._timer.cancel()
         self.answered = True
         async with self._lock:
             if not self.deferred:
-                callback = await self.interaction.response.send_message(embed=embed)
+                callback = await self.interaction.response.send_message(embed=embed, ephemeral=self.private)
                 return callback.message_id
         return (await self.interaction.edit_original_response(embed=embed)).id
 
@@ -202,6 +205,10 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     """
     answer = FirstAnswer(interaction, bot.services.timings.early_answer)
     try:
+        # One keyed read, well within the early answer: a "thinking…" for a member whose results are
+        # private must already be ephemeral (Discord can't make a public answer private later).
+        mine = await bot.services.members.get(request.guild_id, request.user_id)
+        answer.private = mine.visibility == "private"
         async with launch_slots(bot):
             await _launch(bot, interaction, request, answer)
     except Exception as exc:
@@ -279,7 +286,23 @@ async def _launch(
         await interaction.edit_original_response(embed=embeds.status_embed(job, place), view=status_view(job))
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
+    await tell_skipped_settings(interaction, plan)
     await warn_missing_permissions(bot, interaction)
+
+
+async def tell_skipped_settings(interaction: discord.Interaction, plan: Plan) -> None:
+    """The member's own settings that no longer fit (a model gone from the hub, an aspect the model
+    doesn't offer) were passed over: say so, to the member only."""
+    if plan.resolved is None or not plan.resolved.skipped:
+        return
+    lines = [
+        messages.text("settings.skipped", name=name, value=messages.echo(value))
+        for name, value in plan.resolved.skipped
+    ]
+    try:
+        await interaction.followup.send(embed=embeds.refusal("\n".join(lines)), ephemeral=True)
+    except discord.HTTPException as exc:
+        log.info(kv("imagine.settings_note_failed", status=exc.status))
 
 
 async def warn_missing_permissions(bot: ImageHubBot, interaction: discord.Interaction) -> None:

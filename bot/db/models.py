@@ -203,3 +203,5 @@ class JobRow(Base):
     source_job_id: Mapped[int | None] = mapped_column(BigInteger)
     source_action: Mapped[str | None] = mapped_column(String(16))
     source_image: Mapped[int | None] = mapped_column(Integer)
+    # The member's results go to them only (`/settings` visibility: private).
+    private: Mapped[bool] = mapped_column(Boolean, default=False)

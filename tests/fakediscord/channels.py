@@ -103,6 +103,13 @@ class Channels:
         if channel.guild_id is not None:
             await self.gateway.dispatch_guild_event(channel.guild_id, "CHANNEL_UPDATE", channel.to_payload())
 
+    def dm_channel(self, user_id: int) -> FakeChannel | None:
+        """The bot's DM channel with a user, once the bot opened it (``POST /users/@me/channels``)."""
+        for ch in self.state._channel_index.values():
+            if ch.type == 1 and ch.recipients and ch.recipients[0].id == user_id:
+                return ch
+        return None
+
     async def allow_send(self, channel_id: int) -> None:
         self.send_denied.discard(channel_id)
         await self._set_bot_send_overwrite(channel_id, deny=False)
@@ -131,9 +138,8 @@ class Channels:
         user = self.state.users.get(uid)
         if user is None:
             raise HTTPError(400, 50033, "Invalid Recipient(s)")
-        for ch in self.state._channel_index.values():
-            if ch.type == 1 and ch.recipients and ch.recipients[0].id == uid:
-                return json_response(ch.to_payload())
+        if (ch := self.dm_channel(uid)) is not None:
+            return json_response(ch.to_payload())
         cid = self.state._ids.next()
         channel = FakeChannel(cid, None, "", type=1, recipients=[user])
         self.state._channel_index[cid] = channel

@@ -104,6 +104,7 @@ class FakeDiscord(FakeState):
         self.delete_channel = channels.delete_channel
         self.deny_send = channels.deny_send
         self.allow_send = channels.allow_send
+        self.dm_channel = channels.dm_channel
         self.set_bot_overwrite = channels.set_bot_overwrite
         self.register_attachment = cdn.register_attachment
         self.signed_url = cdn.signed_url

@@ -1,4 +1,4 @@
-"""Member features: per-image Upscale/Vary sources on jobs, members' own defaults.
+"""Member features: per-image Upscale/Vary sources on jobs, members' own defaults and private results.
 
 Revision ID: 0003
 Revises: 0002
@@ -27,6 +27,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("source_job_id", SNOWFLAKE, nullable=True))
         batch.add_column(sa.Column("source_action", sa.String(16), nullable=True))
         batch.add_column(sa.Column("source_image", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("private", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "member_settings",
         sa.Column("guild_id", SNOWFLAKE, nullable=False, autoincrement=False),
@@ -45,6 +46,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("member_settings")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("private")
         batch.drop_column("source_image")
         batch.drop_column("source_action")
         batch.drop_column("source_job_id")
