@@ -26,7 +26,7 @@ from bot.hub import HubError, HubModel, Reference
 from bot.hub.sizes import QUALITIES, size_for
 from bot.job_store import JobStore
 from bot.jobs import Job, JobParams, JobSource, JobStatus, ReferenceSpec
-from bot.keys import KeyUnreadable, KeyVault
+from bot.keys import KeyUnreadable, KeyVault, PersonalKeyUnreadable
 from bot.logs import kv
 from bot.member_settings import MemberSettingsStore, Options, Resolved, ServerDefaults, resolve
 from bot.queue import JobQueue, QueueFull
@@ -80,6 +80,8 @@ class Plan:
     reservation_id: int | None = None
     queued: bool = False  # at a concurrency limit when planned: the job will wait in the queue
     resolved: Resolved | None = None  # where each value came from (and member settings passed over)
+    key_owner: int | None = None  # the member whose own key pays; None: the server's key
+    reserved: bool = False  # `reserve()` done (a personal-key plan reserves no server credits)
 
     @property
     def private(self) -> bool:
@@ -204,12 +206,7 @@ class ImagineService:
             if attachment.hub_image is None:  # an earlier result's size is the hub's, not declared
                 check_declared_size(attachment.filename, attachment.size)
 
-        try:
-            key = await self.keys.get_key(request.guild_id)
-        except KeyUnreadable:
-            raise Refusal(RefusalCode.KEY_UNREADABLE) from None
-        if key is None:
-            raise Refusal(RefusalCode.NO_KEY)
+        key_owner = await self._key_owner(request, config)
 
         try:
             size = size_for(aspect, tier)
@@ -218,7 +215,7 @@ class ImagineService:
                 RefusalCode.SIZE_UNSUPPORTED, model=model.id, aspect=aspect, resolution=tier
             ) from None
         cost = model.cost(tier, count)
-        queued = await self._check_capacity(request, config, cost)
+        queued = await self._check_capacity(request, config, cost, personal=key_owner is not None)
         params = JobParams(
             model=model.id,
             prompt=prompt,
@@ -247,16 +244,40 @@ class ImagineService:
             config=config,
             queued=queued,
             resolved=resolved,
+            key_owner=key_owner,
         )
 
-    async def _check_capacity(self, request: ImagineRequest, config: GuildConfig, cost: int) -> bool:
+    async def _key_owner(self, request: ImagineRequest, config: GuildConfig) -> int | None:
+        """Whose key pays: the member's own (`/mykey`) when they have one and the server allows
+        personal keys, else the server's (None). A refusal when there is no key to use."""
+        try:
+            personal = await self.keys.get_personal_key(request.user_id)
+        except PersonalKeyUnreadable:
+            raise Refusal(RefusalCode.PERSONAL_KEY_UNREADABLE) from None
+        if personal is not None and config.personal_keys_allowed:
+            return request.user_id
+        try:
+            key = await self.keys.get_key(request.guild_id)
+        except KeyUnreadable:
+            raise Refusal(RefusalCode.KEY_UNREADABLE) from None
+        if key is None:
+            # A member with a key of their own is told why it can't be used here.
+            raise Refusal(RefusalCode.PERSONAL_KEYS_FORBIDDEN if personal else RefusalCode.NO_KEY)
+        return None
+
+    async def _check_capacity(
+        self, request: ImagineRequest, config: GuildConfig, cost: int, *, personal: bool = False
+    ) -> bool:
         """Whether the job will wait in the queue (at a concurrency limit, or behind the member's
         own waiting jobs); a full queue refuses. A cheap read: the queue's lengths are decided for
-        good when the job is stored (`JobQueue.admission`)."""
+        good when the job is stored (`JobQueue.admission`). The server's budget counts only what
+        the server's key pays (`personal`: the member's own key and credits)."""
         try:
             queued = await self.queue.room(request.guild_id, request.user_id, config)
         except QueueFull as full:
             raise _queue_refusal(full) from None
+        if personal:
+            return queued
         budget = await self.ledger.budget(request.guild_id, request.user_id, request.role_ids)
         if budget.remaining is not None and budget.remaining < cost:
             raise Refusal(
@@ -265,7 +286,10 @@ class ImagineService:
         return queued
 
     async def reserve(self, plan: Plan) -> Plan:
-        """Reserve the exact cost; atomic, so racing requests can never over-spend a budget."""
+        """Reserve the exact cost; atomic, so racing requests can never over-spend a budget. A plan
+        paid with the member's own key reserves nothing of the server's budget."""
+        if plan.key_owner is not None:
+            return replace(plan, reserved=True)
         request = plan.request
         try:
             reservation = await self.ledger.reserve(
@@ -275,7 +299,7 @@ class ImagineService:
             raise Refusal(
                 RefusalCode.QUOTA_EXCEEDED, cost=plan.cost, remaining=exc.remaining, resets_at=exc.resets_at
             ) from None
-        return replace(plan, reservation_id=reservation.id)
+        return replace(plan, reservation_id=reservation.id, reserved=True)
 
     async def abandon(self, plan: Plan) -> None:
         """Give a reserved plan's credits back (the request could not be started)."""
@@ -311,7 +335,7 @@ class ImagineService:
 
         The interaction token lives 15 minutes from the interaction's creation (`token_issued_at`,
         its snowflake time), not from now: checks and downloads before this may have taken a while."""
-        assert plan.reservation_id is not None, "reserve() first"
+        assert plan.reserved, "reserve() first"
         request = plan.request
         created = token_issued_at or datetime.now(UTC)
         job: Job | None = None
@@ -334,8 +358,10 @@ class ImagineService:
                 admit=self.queue.admission(request.guild_id, request.user_id, plan.config),
                 source=request.source,
                 private=plan.private,
+                key_owner=plan.key_owner,
             )
-            await self.ledger.attach(plan.reservation_id, job.id)
+            if plan.reservation_id is not None:
+                await self.ledger.attach(plan.reservation_id, job.id)
         except BaseException as exc:
             if job is not None:  # stored but not tied to its credits: it must never run
                 await self.jobs.update_if(

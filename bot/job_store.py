@@ -59,6 +59,7 @@ _FIXED = {
     "source_action",
     "source_image",
     "private",
+    "key_owner",
 }
 UPDATABLE_FIELDS: frozenset[str] = frozenset(c.name for c in _COLUMNS) - _FIXED
 
@@ -100,6 +101,7 @@ def _snapshot(row: Row[Any]) -> Job:
         source_action=SourceAction(m["source_action"]) if m["source_action"] else None,
         source_image=m["source_image"],
         private=bool(m["private"]),
+        key_owner=m["key_owner"],
     )
 
 
@@ -186,6 +188,7 @@ class JobStore:
         admit: Callable[[AsyncSession], Awaitable[None]] | None = None,
         source: JobSource | None = None,
         private: bool = False,
+        key_owner: int | None = None,
     ) -> Job:
         """A new job, `pending_submit` (due now) by default, or `queued` (not due until promoted).
 
@@ -231,6 +234,7 @@ class JobStore:
             "source_action": source.action.value if source else None,
             "source_image": source.image if source else None,
             "private": private,
+            "key_owner": key_owner,
         }
 
         async def work(s: AsyncSession) -> Job:

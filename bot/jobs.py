@@ -180,6 +180,8 @@ class Job:
     source_image: int | None = None
     #: the result goes to the member only (their `/settings` visibility)
     private: bool = False
+    #: whose hub key pays: None the server's (or the operator's fallback), else this member's own
+    key_owner: int | None = None
 
     @property
     def source(self) -> JobSource | None:

@@ -29,6 +29,9 @@ class RefusalCode(StrEnum):
     HUB_UNREACHABLE = "hub_unreachable"
     NO_KEY = "no_key"
     KEY_UNREADABLE = "key_unreadable"
+    PERSONAL_KEY_UNREADABLE = "personal_key_unreadable"
+    PERSONAL_KEYS_FORBIDDEN = "personal_keys_forbidden"  # the member has a key, the server allows none
+    NEEDS_PERSONAL_KEY = "needs_personal_key"  # a DM or a server without the bot: only a member's key
     QUOTA_EXCEEDED = "quota_exceeded"  # cost, remaining, resets_at (a datetime, or None)
     QUEUE_FULL_MEMBER = "queue_full_member"  # count: the member's jobs waiting
     QUEUE_FULL_SERVER = "queue_full_server"

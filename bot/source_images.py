@@ -16,6 +16,7 @@ from typing import Protocol
 
 from bot.hub import HubClient, HubError
 from bot.job_store import JobStore
+from bot.jobs import Job
 from bot.logs import kv
 from bot.references import Attachment, Fetch
 from bot.timings import Timings
@@ -30,7 +31,7 @@ class SourceImageGone(LookupError):
 class JobHubs(Protocol):
     """Hub clients: the key that made a job (to ask the hub about it) and the guarded downloader."""
 
-    async def for_job_source(self, guild_id: int) -> HubClient | None: ...
+    async def for_job(self, job: Job) -> HubClient | None: ...
 
     def downloader(self) -> HubClient: ...
 
@@ -58,7 +59,7 @@ class SourceImages:
             if job.hub_generation_id is None:
                 raise
         # The stored URL no longer answers: ask the hub where the image is now.
-        hub = await self.hubs.for_job_source(job.guild_id)
+        hub = await self.hubs.for_job(job)  # the key that made it: the hub shows it to its owner only
         if hub is None:
             raise SourceImageGone(f"job {job_id}: no key to ask the hub with")
         generation = await hub.get_generation(job.hub_generation_id)

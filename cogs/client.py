@@ -20,6 +20,7 @@ EXTENSIONS = (
     "cogs.buttons",
     "cogs.info",
     "cogs.settings",
+    "cogs.mykey",
     "cogs.admin",
     "cogs.history",
     "cogs.delivery",

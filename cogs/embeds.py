@@ -19,7 +19,7 @@ from bot.hub import HubModel
 from bot.jobs import Job, JobStatus
 from bot.member_settings import Chosen, Resolved
 from bot.queue import Place
-from cogs.messages import echo, text
+from cogs.messages import CATALOG, echo, text
 
 NO_MENTIONS = discord.AllowedMentions.none()
 OK = discord.Colour.green()
@@ -170,18 +170,20 @@ def status_embed(job: Job, place: Place | None = None) -> discord.Embed:
         embed.add_field(name=text("field.should_start"), value=ts(place.starts_at))
     else:
         embed.add_field(name=text("field.started"), value=ts(started))
-    embed.add_field(name=text("field.cost"), value=text("status.credits_reserved", cost=job.cost))
+    cost_key = "status.credits_own_key" if job.key_owner is not None else "status.credits_reserved"
+    embed.add_field(name=text("field.cost"), value=text(cost_key, cost=job.cost))
     model = clip(job.params.model, 100)  # the hub's model id: the footer must keep the job number
     job_no = text("job.footer", job=job.id)
     embed.set_footer(text=f"{model} · {clip(job.params.aspect, 50)} · {job.params.tier} · {job_no}")
     return fit(embed)
 
 
-def first_embed(prompt: str, cost: int, *, queued: bool) -> discord.Embed:
+def first_embed(prompt: str, cost: int, *, queued: bool, own_key: bool = False) -> discord.Embed:
     """The first public answer to /imagine: starting, or waiting for a slot in the queue."""
     title = text("status.first.queued" if queued else "status.first.starting")
     embed = discord.Embed(title=title, description=_short_prompt(prompt, 300), colour=INFO)
-    embed.add_field(name=text("field.cost"), value=text("credits", credits=cost))
+    shown = text("status.credits_own_key", cost=cost) if own_key else text("credits", credits=cost)
+    embed.add_field(name=text("field.cost"), value=shown)
     return fit(embed)
 
 
@@ -231,7 +233,10 @@ def result_embed(job: Job, result: Result, links: Sequence[str] = ()) -> discord
 def notice_embed(job: Job, notice: Notice) -> discord.Embed:
     """Why a job ended without its images, and what happened to the credits."""
     kinds = {kind.value for kind in NoticeKind}
-    lines = [text(f"notice.{notice.kind.value}" if notice.kind.value in kinds else "notice.other")]
+    key = f"notice.{notice.kind.value}" if notice.kind.value in kinds else "notice.other"
+    if job.key_owner is not None and f"{key}.personal" in CATALOG:  # the member's own key: their words
+        key = f"{key}.personal"
+    lines = [text(key)]
     if notice.detail:
         lines.append(text("notice.hub_said", detail=notice.detail[:300]))
     if notice.refunded:

@@ -6,8 +6,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.hub import Credits
 from cogs import embeds
-from cogs.checks import in_guild, manage_server, may_look_at, member_roles
+from cogs.checks import in_guild, may_look_at, member_roles, require_manage_server
 from cogs.client import ImageHubBot
 from cogs.errors import Denied
 from cogs.messages import text
@@ -22,13 +23,23 @@ class Info(commands.Cog):
         models = await self.bot.services.catalog.models()  # a HubError is told to the member
         await interaction.response.send_message(embed=embeds.models_embed(models), ephemeral=True)
 
-    @app_commands.command(name="credits", description="The server's image hub balance")
+    @app_commands.command(name="credits", description="Your own hub balance, or the server's (Manage Server)")
     @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @manage_server()
-    async def credits(self, interaction: discord.Interaction) -> None:
-        here = in_guild(interaction)
+    @app_commands.describe(whose="Your own key's balance, or the server's (needs Manage Server)")
+    @app_commands.choices(whose=[app_commands.Choice(name=v, value=v) for v in ("mine", "server")])
+    async def credits(self, interaction: discord.Interaction, whose: str | None = None) -> None:
+        """No option: the member's own balance when they have a key (no permission needed), else the
+        server's. The server's balance always needs Manage Server."""
         services = self.bot.services
+        if whose != "server":
+            raw = await services.keys.get_personal_key(interaction.user.id)
+            if raw is not None:
+                await self._personal_balance(interaction, raw)
+                return
+            if whose == "mine":
+                raise Denied("denied.credits_no_personal_key")
+        require_manage_server(interaction)
+        here = in_guild(interaction)
         hub = await services.hubs.for_guild(here.guild_id)
         if hub is None:
             raise Denied("denied.credits_no_key")
@@ -37,16 +48,7 @@ class Info(commands.Cog):
         policy = await services.quotas.policies.policy(here.guild_id)
         start, _ = policy.bounds()
         spent = await services.quotas.reports.guild_spend(here.guild_id, since=start)
-        unknown = text("balance.unknown")
-        embed = discord.Embed(title=text("balance.title"), colour=embeds.INFO)
-        embed.add_field(
-            name=text("field.credits"),
-            value=f"{balance.credits:,}" if balance.credits is not None else unknown,
-        )
-        embed.add_field(name=text("field.account"), value=balance.account_type or unknown)
-        embed.add_field(
-            name=text("field.next_expiry"), value=balance.next_expiration or text("balance.no_expiry")
-        )
+        embed = _balance_embed(text("balance.title"), balance)
         embed.add_field(
             name=text("balance.spent", period=embeds.this_period(policy.period)),
             value=text("balance.spent.value", credits=spent),
@@ -57,6 +59,17 @@ class Info(commands.Cog):
             text=text("balance.key", masked=info.masked) if info else text("balance.fallback_key")
         )
         await interaction.followup.send(embed=embeds.fit(embed), ephemeral=True)  # hub text: clamped
+
+    async def _personal_balance(self, interaction: discord.Interaction, raw: str) -> None:
+        """The balance of the member's own key (`/mykey`): theirs to see, no permission needed."""
+        services = self.bot.services
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        balance = await services.hubs.with_key(raw).get_credits()  # a HubError is told
+        embed = _balance_embed(text("balance.title.personal"), balance)
+        info = await services.keys.personal_key_info(interaction.user.id)
+        if info is not None:
+            embed.set_footer(text=text("balance.key.personal", masked=info.masked))
+        await interaction.followup.send(embed=embeds.fit(embed), ephemeral=True)
 
     @app_commands.command(name="quota", description="What is left of your image budget")
     @app_commands.guild_only()
@@ -98,6 +111,19 @@ class Info(commands.Cog):
                 inline=False,
             )
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+def _balance_embed(title: str, balance: Credits) -> discord.Embed:
+    unknown = text("balance.unknown")
+    embed = discord.Embed(title=title, colour=embeds.INFO)
+    embed.add_field(
+        name=text("field.credits"), value=f"{balance.credits:,}" if balance.credits is not None else unknown
+    )
+    embed.add_field(name=text("field.account"), value=balance.account_type or unknown)
+    embed.add_field(
+        name=text("field.next_expiry"), value=balance.next_expiration or text("balance.no_expiry")
+    )
+    return embed
 
 
 async def setup(bot: ImageHubBot) -> None:

@@ -244,7 +244,9 @@ async def _launch(
         return
     try:
         with slot or contextlib.nullcontext():
-            first = embeds.first_embed(plan.request.prompt, plan.cost, queued=plan.queued)
+            first = embeds.first_embed(
+                plan.request.prompt, plan.cost, queued=plan.queued, own_key=plan.key_owner is not None
+            )
             status_message_id = await answer.public(first)
             references = []
             if plan.request.attachments:

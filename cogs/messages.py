@@ -56,6 +56,18 @@ CATALOG: Mapping[str, str | Plural] = {
         "This server's stored hub key can't be read (the bot's encryption key changed). "
         "A moderator needs to set it again with `/config key set`."
     ),
+    "refusal.personal_key_unreadable": (
+        "Your stored hub key can't be read any more (the bot's encryption key changed). "
+        "Set it again with `/mykey set`."
+    ),
+    "refusal.personal_keys_forbidden": (
+        "This server doesn't allow personal hub keys, and has no key of its own yet. "
+        "A moderator can set one with `/config key set`."
+    ),
+    "refusal.needs_personal_key": (
+        "Here I can only generate with your own image hub key. Set one with `/mykey set` "
+        "(it's stored encrypted and only ever shown masked)."
+    ),
     "refusal.quota_exceeded": "This needs {cost} credits but you have {remaining} left this period.",
     "refusal.quota_exceeded.resets": (
         "This needs {cost} credits but you have {remaining} left this period. Your budget resets {resets}."
@@ -124,6 +136,7 @@ CATALOG: Mapping[str, str | Plural] = {
     "denied.message_has_no_images": "That message has no PNG, JPEG or WebP images to use as references.",
     "denied.model_takes_no_references": "The server's default model `{model}` takes no reference images.",
     "denied.count_field": "The number of images must be a whole number from 1 to 4.",
+    "denied.credits_no_personal_key": "You have no hub key of your own. Set one with `/mykey set`.",
     "denied.credits_no_key": "This server has no image hub key yet. Set one with `/config key set`.",
     "denied.key_not_recognised": "The hub doesn't recognise that key. Nothing was saved.",
     "denied.key_not_checked": "{reason} Nothing was saved.",
@@ -236,6 +249,9 @@ CATALOG: Mapping[str, str | Plural] = {
     "notice.no_key": "This server has no image hub key. A moderator can set one with /config key set.",
     "notice.bad_key": "This server's image hub key isn't valid. A moderator needs to set a new one.",
     "notice.insufficient_credits": "The server's hub balance is too low for this request.",
+    "notice.insufficient_credits.personal": "Your own hub key is out of credits for this request.",
+    "notice.bad_key.personal": "Your own hub key isn't valid any more. Set a new one with /mykey set.",
+    "notice.no_key.personal": "Your own hub key is gone (cleared with /mykey clear), so nothing was sent.",
     "notice.invalid_request": "The image hub refused the request.",
     "notice.download_failed": "The images were made but could not be downloaded from the hub.",
     "notice.timed_out": "The image hub took too long; I stopped waiting.",
@@ -344,6 +360,20 @@ CATALOG: Mapping[str, str | Plural] = {
     "balance.key": "key {masked}",
     "balance.fallback_key": "using the operator's fallback key",
     # -- /config -----------------------------------------------------------------------------------
+    "config.personal_keys.allow": "Members may generate with their own hub key (`/mykey`) here.",
+    "config.personal_keys.deny": (
+        "Members' own hub keys aren't used here: every generation uses this server's key and budgets."
+    ),
+    "mykey.saved": "Your key `{masked}` is saved (encrypted). The hub reports {credits:,} credits on it.",
+    "mykey.removed": "Your key is removed.",
+    "mykey.none_to_remove": "You had no key stored.",
+    "mykey.none": "You have no key stored. Set one with `/mykey set`.",
+    "mykey.shown": "Your key `{masked}`, set {when}.",
+    "mykey.forbidden_here": "This server doesn't use members' own keys: here the server's key pays.",
+    "form.mykey.title": "Your own image hub key",
+    "balance.title.personal": "Your image hub balance",
+    "balance.key.personal": "Your key {masked}",
+    "status.credits_own_key": "{cost} credits from your own key",
     "config.key_saved": "Key `{masked}` saved. The hub reports {credits:,} credits.",
     "config.key_removed": "Key removed.",
     "config.key_none_to_remove": "This server had no key.",

@@ -52,6 +52,7 @@ class GuildSettings(Base):
     low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked_words: Mapped[list[str]] = mapped_column(json_type(), default=list)
     blocked_patterns: Mapped[list[str]] = mapped_column(json_type(), default=list)
+    personal_keys_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -80,6 +81,18 @@ class GuildKey(Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     masked: Mapped[str] = mapped_column(String(40))
     set_by: Mapped[int] = mapped_column(BigInteger)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MemberKey(Base):
+    """A member's own hub key (`/mykey`), Fernet-encrypted like the servers'; one per member, used
+    wherever they generate (servers that allow personal keys, DMs)."""
+
+    __tablename__ = "member_keys"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    masked: Mapped[str] = mapped_column(String(40))
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -205,3 +218,5 @@ class JobRow(Base):
     source_image: Mapped[int | None] = mapped_column(Integer)
     # The member's results go to them only (`/settings` visibility: private).
     private: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whose hub key pays: NULL the server's (or the operator's fallback), else this member's own.
+    key_owner: Mapped[int | None] = mapped_column(BigInteger)

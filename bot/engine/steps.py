@@ -62,9 +62,10 @@ class ReferenceSource(Protocol):
 
 
 class HubPool(Protocol):
-    """Hub clients by server: the server's own key, or the operator's fallback key."""
+    """Hub clients by job: the key that pays for it (a member's own, the server's, or the
+    operator's fallback key)."""
 
-    async def for_guild(self, guild_id: int) -> HubClient | None: ...
+    async def for_job(self, job: Job) -> HubClient | None: ...
 
     def downloader(self) -> HubClient:
         """A client without a key for image URLs from the hub's answers (untrusted: guarded)."""
@@ -194,7 +195,7 @@ class Steps:
     # -- the steps -------------------------------------------------------------------------------
 
     async def _submit(self, job: Job) -> None:
-        hub = await self.tools.hubs.for_guild(job.guild_id)
+        hub = await self.tools.hubs.for_job(job)
         if hub is None:
             await self.end(job, JobStatus.FAILED, NoticeKind.NO_KEY, Charge.NOTHING)
             return
@@ -249,7 +250,7 @@ class Steps:
         await self._progress(job)
 
     async def _poll(self, job: Job) -> None:
-        hub = await self.tools.hubs.for_guild(job.guild_id)
+        hub = await self.tools.hubs.for_job(job)
         submitted_at = job.submitted_at or job.created_at
         elapsed = (self.clock() - submitted_at).total_seconds()
         if hub is None or job.hub_generation_id is None:
@@ -392,7 +393,10 @@ class Steps:
         return finished
 
     async def _watch_balance(self, job: Job, gen: Generation) -> None:
-        """Every generation the hub returns carries the server's balance: the low-balance alert."""
+        """Every generation the hub returns carries the server's balance: the low-balance alert.
+        (A member's own key carries the member's balance: none of the server's business.)"""
+        if job.key_owner is not None:
+            return
         alert = await self.tools.balance.observe_generation(job.guild_id, gen)
         if alert is None:
             return

@@ -85,8 +85,8 @@ class EmulatorHubs:
         self.url, self.key, self.session = url, key, session
         self.policy = AddressPolicy([(parts.hostname or "", parts.port or 80)])
 
-    async def for_guild(self, guild_id: int) -> HubClient | None:
-        return HubClient(self.url, self.key, self.session, retries=0) if guild_id == G else None
+    async def for_job(self, job: Job) -> HubClient | None:
+        return HubClient(self.url, self.key, self.session, retries=0) if job.guild_id == G else None
 
     def downloader(self) -> HubClient:
         return HubClient(self.url, None, self.session, address_policy=self.policy)

@@ -30,6 +30,7 @@ TABLES = {
     "quota_ledger",
     "jobs",
     "member_settings",
+    "member_keys",
 }
 
 

@@ -1,4 +1,5 @@
-"""Member features: per-image Upscale/Vary sources on jobs, members' own defaults and private results.
+"""Member features: per-image Upscale/Vary sources on jobs, members' own defaults and
+private results, members' own hub keys and whose key paid for a job, servers allowing them.
 
 Revision ID: 0003
 Revises: 0002
@@ -28,6 +29,19 @@ def upgrade() -> None:
         batch.add_column(sa.Column("source_action", sa.String(16), nullable=True))
         batch.add_column(sa.Column("source_image", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("private", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch.add_column(sa.Column("key_owner", SNOWFLAKE, nullable=True))
+    with op.batch_alter_table("guild_settings") as batch:
+        batch.add_column(
+            sa.Column("personal_keys_allowed", sa.Boolean(), nullable=False, server_default=sa.true())
+        )
+    op.create_table(
+        "member_keys",
+        sa.Column("user_id", SNOWFLAKE, nullable=False, autoincrement=False),
+        sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+        sa.Column("masked", sa.String(40), nullable=False),
+        sa.Column("set_at", TIME, nullable=False),
+        sa.PrimaryKeyConstraint("user_id", name="pk_member_keys"),
+    )
     op.create_table(
         "member_settings",
         sa.Column("guild_id", SNOWFLAKE, nullable=False, autoincrement=False),
@@ -44,8 +58,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("member_keys")
+    with op.batch_alter_table("guild_settings") as batch:
+        batch.drop_column("personal_keys_allowed")
     op.drop_table("member_settings")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("key_owner")
         batch.drop_column("private")
         batch.drop_column("source_image")
         batch.drop_column("source_action")
