@@ -22,6 +22,7 @@ from bot.catalog import ModelCatalog
 from bot.config import Settings
 from bot.db import Database
 from bot.engine import Engine, Tools
+from bot.eta import Estimator
 from bot.guild_settings import GuildSettingsStore
 from bot.hub.netguard import AddressPolicy, GuardedResolver, parse_allowed
 from bot.hub_clients import HubClients
@@ -59,6 +60,7 @@ class Services:
     queue_runner: QueueRunner
     balance: BalanceWatcher
     owner: str
+    eta: Estimator
     engine: Engine
 
     @classmethod
@@ -103,6 +105,7 @@ class Services:
         )
         balance = BalanceWatcher(guilds)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        eta = Estimator()
         tools = Tools(
             jobs=jobs,
             ledger=quotas.ledger,
@@ -111,6 +114,7 @@ class Services:
             balance=balance,
             owner=owner,
             timings=timings,
+            eta=eta,
         )
         engine = Engine(
             tools,
@@ -140,6 +144,7 @@ class Services:
             queue_runner=queue_runner,
             balance=balance,
             owner=owner,
+            eta=eta,
             engine=engine,
         )
 

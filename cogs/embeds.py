@@ -155,9 +155,10 @@ _STATUS_KEYS = {
 }
 
 
-def status_embed(job: Job, place: Place | None = None) -> discord.Embed:
+def status_embed(job: Job, place: Place | None = None, finish: datetime | None = None) -> discord.Embed:
     """The status message that moves with the job; Discord renders the elapsed time live.
-    A queued job shows its `place` in the server's queue and when it should start."""
+    A queued job shows its `place` in the server's queue and when it should start; `finish` is
+    the expected finish (`bot.eta`), shown relative and live."""
     started = job.submitted_at or job.created_at
     embed = discord.Embed(
         title=text(_STATUS_KEYS.get(job.status, "status.working")),
@@ -170,6 +171,8 @@ def status_embed(job: Job, place: Place | None = None) -> discord.Embed:
         embed.add_field(name=text("field.should_start"), value=ts(place.starts_at))
     else:
         embed.add_field(name=text("field.started"), value=ts(started))
+    if finish is not None:
+        embed.add_field(name=text("field.expected_finish"), value=ts(finish))
     cost_key = "status.credits_own_key" if job.key_owner is not None else "status.credits_reserved"
     embed.add_field(name=text("field.cost"), value=text(cost_key, cost=job.cost))
     model = clip(job.params.model, 100)  # the hub's model id: the footer must keep the job number

@@ -285,7 +285,10 @@ async def _launch(
         if place is not None:
             services.queue_runner.shown(job, place)
     try:
-        await interaction.edit_original_response(embed=embeds.status_embed(job, place), view=status_view(job))
+        finish = services.eta.finish(job, discord.utils.utcnow(), place.starts_at if place else None)
+        services.eta.shown(job.id, finish)
+        embed = embeds.status_embed(job, place, finish)
+        await interaction.edit_original_response(embed=embed, view=status_view(job))
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
     await tell_skipped_settings(interaction, plan)

@@ -196,6 +196,7 @@ CATALOG: Mapping[str, str | Plural] = {
     "field.position": "Position",
     "field.should_start": "Should start",
     "field.started": "Started",
+    "field.expected_finish": "Expected done",
     "field.cost": "Cost",
     "field.settings": "Settings",
     "field.took": "Took",

@@ -90,6 +90,7 @@ class DiscordPublisher:
         self.client = client
         self.jobs = services.jobs
         self.timings = services.timings
+        self.eta = services.eta
         self.mod_log = ModLog(client, services.guilds, services.timings)
         self._last_edit = EditTimes(self.timings.progress_interval)
         self._last_queue_edit = EditTimes(self.timings.progress_interval)  # positions: throttled apart
@@ -153,7 +154,8 @@ class DiscordPublisher:
         if now - self._last_edit.last(job.id, now) < self.timings.progress_interval:
             return
         self._last_edit.mark(job.id, now)
-        await self._edit_status(job, embed=embeds.status_embed(job))
+        finish = self.eta.finish(job, datetime.now(UTC))  # the steps remember it as shown
+        await self._edit_status(job, embed=embeds.status_embed(job, finish=finish))
 
     async def queued(self, job: Job, place: Place) -> bool:
         """Show a queued job's place (the `QueueNotifier`); False when throttled.
@@ -173,7 +175,8 @@ class DiscordPublisher:
             self._last_queue_edit.forget(job.id)
             return True
         self._last_queue_edit.mark(job.id, now)
-        await self._edit_status(job, embed=embeds.status_embed(current, place))
+        finish = self.eta.finish(current, datetime.now(UTC), place.starts_at)
+        await self._edit_status(job, embed=embeds.status_embed(current, place, finish))
         return True
 
     async def low_balance(self, guild_id: int, credits: int, threshold: int) -> None:
