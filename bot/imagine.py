@@ -41,6 +41,7 @@ from bot.references import (
     check_reference,
 )
 from bot.refusals import Blocked, Refusal, RefusalCode
+from bot.scopes import is_personal
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,10 @@ class Plan:
 
     @property
     def private(self) -> bool:
-        """The member's results go to them only (their `/settings` visibility)."""
+        """The member's results go to them only: their `/settings` visibility, or always in their own
+        space (a DM, or a server where the bot can't post)."""
+        if is_personal(self.request.guild_id):
+            return True
         return self.resolved is not None and self.resolved.visibility.value == "private"
 
 
@@ -249,11 +253,16 @@ class ImagineService:
 
     async def _key_owner(self, request: ImagineRequest, config: GuildConfig) -> int | None:
         """Whose key pays: the member's own (`/mykey`) when they have one and the server allows
-        personal keys, else the server's (None). A refusal when there is no key to use."""
+        personal keys, else the server's (None). A refusal when there is no key to use. In a
+        member's own space (a DM, a server without the bot: `bot.scopes`) only their own key pays."""
         try:
             personal = await self.keys.get_personal_key(request.user_id)
         except PersonalKeyUnreadable:
             raise Refusal(RefusalCode.PERSONAL_KEY_UNREADABLE) from None
+        if is_personal(request.guild_id):
+            if personal is None:
+                raise Refusal(RefusalCode.NEEDS_PERSONAL_KEY)
+            return request.user_id
         if personal is not None and config.personal_keys_allowed:
             return request.user_id
         try:

@@ -19,7 +19,7 @@ from bot.jobs import Job, JobSource, JobStatus, SourceAction
 from bot.logs import kv
 from bot.references import Attachment
 from cogs import embeds
-from cogs.checks import is_moderator, may_act_on, member_roles
+from cogs.checks import is_moderator, may_act_on, member_roles, where
 from cogs.client import ImageHubBot
 from cogs.components import JobButton
 from cogs.errors import Denied
@@ -38,9 +38,9 @@ class JobActions(commands.Cog, name="JobActions"):
     async def press(
         self, interaction: discord.Interaction, action: str, job_id: int, image: int | None = None
     ) -> None:
-        job = None
-        if interaction.guild_id is not None:
-            job = await self.bot.services.jobs.get(job_id, guild_id=interaction.guild_id)
+        # Scoped to where the press happens: this server's jobs, or in a DM (or a server without
+        # the bot) the presser's own jobs only (`bot.scopes`).
+        job = await self.bot.services.jobs.get(job_id, guild_id=where(interaction).scope)
         if job is None:
             raise Denied("denied.job_not_found")
         if action in ("upscale", "vary"):

@@ -8,7 +8,7 @@ from discord.ext import commands
 
 from bot.hub import Credits
 from cogs import embeds
-from cogs.checks import in_guild, may_look_at, member_roles, require_manage_server
+from cogs.checks import in_guild, may_look_at, member_roles, require_manage_server, where
 from cogs.client import ImageHubBot
 from cogs.errors import Denied
 from cogs.messages import text
@@ -24,7 +24,8 @@ class Info(commands.Cog):
         await interaction.response.send_message(embed=embeds.models_embed(models), ephemeral=True)
 
     @app_commands.command(name="credits", description="Your own hub balance, or the server's (Manage Server)")
-    @app_commands.guild_only()
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
     @app_commands.describe(whose="Your own key's balance, or the server's (needs Manage Server)")
     @app_commands.choices(whose=[app_commands.Choice(name=v, value=v) for v in ("mine", "server")])
     async def credits(self, interaction: discord.Interaction, whose: str | None = None) -> None:
@@ -36,7 +37,7 @@ class Info(commands.Cog):
             if raw is not None:
                 await self._personal_balance(interaction, raw)
                 return
-            if whose == "mine":
+            if whose == "mine" or where(interaction).personal:
                 raise Denied("denied.credits_no_personal_key")
         require_manage_server(interaction)
         here = in_guild(interaction)

@@ -25,6 +25,7 @@ from bot.jobs import JobStatus
 from bot.logs import kv
 from bot.references import Attachment, Fetch
 from bot.refusals import Blocked, Refusal, RefusalCode
+from bot.scopes import is_personal
 from cogs import embeds, messages
 from cogs.client import ImageHubBot
 from cogs.components import status_view
@@ -208,7 +209,7 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
         # One keyed read, well within the early answer: a "thinking…" for a member whose results are
         # private must already be ephemeral (Discord can't make a public answer private later).
         mine = await bot.services.members.get(request.guild_id, request.user_id)
-        answer.private = mine.visibility == "private"
+        answer.private = mine.visibility == "private" or is_personal(request.guild_id)
         async with launch_slots(bot):
             await _launch(bot, interaction, request, answer)
     except Exception as exc:
@@ -292,7 +293,8 @@ async def _launch(
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
     await tell_skipped_settings(interaction, plan)
-    await warn_missing_permissions(bot, interaction)
+    if not is_personal(job.guild_id):  # a member's own space: the bot never posts in the channel
+        await warn_missing_permissions(bot, interaction)
 
 
 async def tell_skipped_settings(interaction: discord.Interaction, plan: Plan) -> None:

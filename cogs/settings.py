@@ -1,4 +1,5 @@
-"""/settings: a member's own defaults in this server, and where each value of their next /imagine comes from.
+"""/settings: a member's own defaults in this server (or in their own space: DMs, servers without
+the bot), and where each value of their next /imagine comes from.
 
 With options it stores them (checked against the hub's models, bounded like every input); `reset`
 forgets one setting or all. Without options it shows the effective values, each with its origin
@@ -25,7 +26,7 @@ from bot.member_settings import (
     resolve,
 )
 from cogs import embeds
-from cogs.checks import in_guild
+from cogs.checks import where
 from cogs.client import ImageHubBot
 from cogs.errors import Denied
 from cogs.messages import echo
@@ -36,7 +37,8 @@ class Settings(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="settings", description="Your own defaults for /imagine on this server")
-    @app_commands.guild_only()
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
     @app_commands.describe(
         model="Your default model",
         aspect="Your default aspect ratio, e.g. 1:1 or 16:9",
@@ -63,7 +65,7 @@ class Settings(commands.Cog):
         visibility: str | None = None,
         reset: str | None = None,
     ) -> None:
-        here = in_guild(interaction)
+        here = where(interaction)  # in a DM (or where only you installed the app): your own space
         services = self.bot.services
         given: dict[str, Any] = {
             name: value
@@ -91,10 +93,10 @@ class Settings(commands.Cog):
             except SettingInvalid:
                 raise Denied("denied.setting_invalid", name=name, value=echo(str(value))) from None
         if changes:
-            mine = await services.members.update(here.guild_id, interaction.user.id, **changes)
+            mine = await services.members.update(here.scope, interaction.user.id, **changes)
         else:
-            mine = await services.members.get(here.guild_id, interaction.user.id)
-        config = await services.guilds.get(here.guild_id)
+            mine = await services.members.get(here.scope, interaction.user.id)
+        config = await services.guilds.get(here.scope)
         server = ServerDefaults(
             model=config.default_model,
             aspect=config.default_aspect,

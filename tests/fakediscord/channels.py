@@ -16,6 +16,7 @@ from .models import (
     SEND_MESSAGES,
     VIEW_CHANNEL,
     FakeChannel,
+    FakeUser,
     now_iso,
 )
 from .rest import HTTPError, RecordedFile, RecordedRequest, Route, json_response, route, snow
@@ -138,9 +139,12 @@ class Channels:
         user = self.state.users.get(uid)
         if user is None:
             raise HTTPError(400, 50033, "Invalid Recipient(s)")
-        if (ch := self.dm_channel(uid)) is not None:
-            return json_response(ch.to_payload())
-        cid = self.state._ids.next()
-        channel = FakeChannel(cid, None, "", type=1, recipients=[user])
-        self.state._channel_index[cid] = channel
-        return json_response(channel.to_payload())
+        return json_response(self.open_dm(user).to_payload())
+
+    def open_dm(self, user: FakeUser) -> FakeChannel:
+        """The DM channel between the bot and ``user`` (made on first use, as Discord does)."""
+        channel = self.dm_channel(user.id)
+        if channel is None:
+            channel = FakeChannel(self.state._ids.next(), None, "", type=1, recipients=[user])
+            self.state._channel_index[channel.id] = channel
+        return channel
