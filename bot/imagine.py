@@ -7,7 +7,10 @@ after that, within `ReferenceDownloads`' bounds (one request per member at a tim
 server), so a member who can't pay for a request makes the bot download nothing; a bad image
 releases the reservation. `start()` stores the job, `queued`: only the queue's locked promotion
 makes jobs active, which keeps the concurrency limits exact. Every refusal is a `Refusal` with
-a reason code (`bot.refusals`); the words are the chat side's.
+a reason code (`bot.refusals`); the words are the chat side's. Each value omitted from a request
+comes from the member's settings, the server's default or the model's (`bot.member_settings`).
+Whose key pays is decided here too: the member's own (`/mykey`, no server budget involved) or the
+server's; in a member's own space (`bot.scopes`) only their own.
 """
 
 from __future__ import annotations
