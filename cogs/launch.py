@@ -1,10 +1,10 @@
 """The one path every generation takes from an interaction: check, answer, reserve, store.
 
 /imagine, the "Imagine with these images" form, Reroll, "Use as reference" and the per-image
-Upscale and Vary all end in `launch`. The checks and the money are the core's (`bot.imagine.ImagineService`); this module
-answers Discord in time (`FirstAnswer`), renews expiring reference URLs from their message, and
-tells the moderator log what it must know (blocked prompts, skipped filter patterns, a channel
-where the bot can't post results itself).
+Upscale and Vary all end in `launch`. The checks and the money are the core's
+(`bot.imagine.ImagineService`); this module answers Discord in time (`FirstAnswer`), renews
+expiring reference URLs from their message, and tells the moderator log what it must know
+(blocked prompts, skipped filter patterns, a channel where the bot can't post results itself).
 """
 
 from __future__ import annotations

@@ -257,10 +257,11 @@ class DiscordPublisher:
 
     async def _post_to_member(self, job: Job, embed: discord.Embed, files: list[discord.File]) -> list[int]:
         """A private result once the interaction's token is dead: a direct message to the member
-        (never the channel). Without buttons: they act on a server's job, and a DM has no server."""
+        (never the channel). Without buttons: they act on a server's job, and a DM has no server.
+        With a nonce, like channel posts: a post repeated after a crash is not a second message."""
         dm = await self._dm(job.user_id)
-        message = await dm.send(embed=embed, files=files, allowed_mentions=embeds.NO_MENTIONS)
-        return [message.id]
+        fields = {"embed": embed, "files": files, "allowed_mentions": embeds.NO_MENTIONS}
+        return [await self._send_with_nonce(dm.id, f"job-{job.id}", **fields)]
 
     async def _dm(self, user_id: int) -> discord.DMChannel:
         user = self.client.get_user(user_id) or await self.client.fetch_user(user_id)

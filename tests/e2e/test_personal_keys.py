@@ -172,3 +172,18 @@ async def test_credits_shows_a_members_own_balance_without_manage_server(bed: Be
         await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.bob, "credits", {"whose": "mine"})
     ).callback()
     assert cb.ephemeral and "/mykey set" in text(cb)
+
+
+async def test_personal_key_jobs_still_wait_for_the_servers_concurrency_limits(bed: Bed) -> None:
+    mine = bed.hub.add_key(credits=100)
+    await _set_my_key(bed, mine)
+    await bed.services.guilds.update(bed.guild_id, max_concurrent_per_member=1)
+    bed.hub.set_hold(True)
+    first = await bed.job_of(await bed.imagine(prompt="one"))
+    await bed.hub.wait_generation_created(1)
+    second = await bed.job_of(await bed.imagine(prompt="two"))
+    assert first.key_owner == second.key_owner == bed.d.alice.id
+    assert second.status is JobStatus.QUEUED  # the server's limit holds for own-key jobs too
+    bed.hub.set_hold(False)
+    await bed.wait_job(second.id, JobStatus.POSTED)
+    assert _keys_seen(bed, "/api/v1/images/generations") == [hash_key(mine)] * 2

@@ -541,8 +541,6 @@ class Interactions:
         cmd, path, data = self._slash_data(
             guild.id, channel_id, member, command, options, attachments, force, _autocomplete_focus
         )
-        if cmd is not None and not force:
-            self.commands.check_command_allowed(cmd, member, path[0])
         itype = AUTOCOMPLETE if _autocomplete_focus is not None else APPLICATION_COMMAND
         it = self._new_interaction(itype, " ".join(path), guild, channel_id, member, data, locale=locale)
         return await self._send_interaction(it, ready_timeout)
@@ -571,6 +569,8 @@ class Interactions:
                 break
         root, sub = path[0], path[1:]
         cmd, is_guild = self.commands.find_command(root, guild_id or 0, 1)
+        if cmd is not None and not force:  # hidden from the member: refused before any option is read
+            self.commands.check_command_allowed(cmd, member, root)
         if cmd is None and self.fake.strict_commands:
             known = self.fake.commands() + (self.fake.commands(guild_id) if guild_id else [])
             raise LookupError(
