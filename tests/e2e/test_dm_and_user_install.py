@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.hub.emulator.state import hash_key
 from bot.jobs import JobStatus
 from bot.scopes import personal_scope
 from tests.bed import Bed
 from tests.e2e.queue_support import FAST_POLLS, text
 
+BOTH = pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
 pytestmark = FAST_POLLS
 
 
@@ -37,6 +40,7 @@ async def test_a_dm_without_a_key_is_told_how_to_set_one_and_nothing_is_spent(be
     assert cb.ephemeral and "/mykey set" in text(cb)
 
 
+@BOTH
 async def test_a_dm_with_a_key_generates_on_the_members_credits(bed: Bed) -> None:
     mine = bed.hub.add_key(credits=200)
     await _set_my_key(bed, mine)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from bot.hub.sizes import size_for
 from bot.jobs import JobSource, JobStatus, SourceAction
 from bot.quotas import LedgerKind
@@ -11,6 +13,7 @@ from tests.bed import Bed, hub_settings, start_bot, stop_bot
 from tests.e2e.queue_support import FAST_POLLS, custom_ids, text
 from tests.fakediscord.models import FakeMessage
 
+BOTH = pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
 pytestmark = FAST_POLLS
 
 
@@ -30,6 +33,7 @@ async def _posted(bed: Bed, count: int = 2, prompt: str = "a lighthouse at dusk"
     return job.id, bed.fake.message(job.posted_message_ids[0])
 
 
+@BOTH
 async def test_each_image_gets_upscale_and_vary_charged_to_the_presser(bed: Bed) -> None:
     source_id, result = await _posted(bed, count=2)
     source = await bed.services.jobs.get(source_id)
@@ -99,6 +103,7 @@ async def test_a_hub_failure_refunds_the_presser(bed: Bed) -> None:
     assert failed.source == JobSource(source_id, SourceAction.VARY, 1)
 
 
+@BOTH
 async def test_the_buttons_work_after_a_restart_and_after_the_cdn_urls_expired(bed: Bed) -> None:
     bed.fake.cdn_url_lifetime = 2
     source_id, result = await _posted(bed, count=2)

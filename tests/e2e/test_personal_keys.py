@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from bot.hub.emulator.state import hash_key
@@ -17,6 +18,7 @@ from bot.quotas import Period
 from tests.bed import Bed, hub_settings, start_bot, stop_bot
 from tests.e2e.queue_support import FAST_POLLS, text
 
+BOTH = pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
 pytestmark = FAST_POLLS
 
 
@@ -72,6 +74,7 @@ async def test_mykey_is_verified_encrypted_masked_and_never_logged_or_stored_in_
     assert await bed.services.keys.get_personal_key(bed.d.alice.id) is None
 
 
+@BOTH
 async def test_the_members_key_pays_for_submit_and_every_poll_even_after_a_restart(bed: Bed) -> None:
     mine = bed.hub.add_key(credits=100)
     await _set_my_key(bed, mine)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bot.hub.sizes import size_for
 from bot.jobs import JobStatus
 from bot.member_settings import MemberDefaults
 from tests.bed import Bed
 from tests.e2e.queue_support import FAST_POLLS, text
 from tests.fakediscord.interactions import FakeInteraction
+
+BOTH = pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
 
 
 async def _settings(bed: Bed, **options: Any) -> FakeInteraction:
@@ -32,6 +36,7 @@ async def test_no_options_shows_the_effective_values_and_where_each_comes_from(b
     assert await bed.services.members.get(bed.guild_id, bed.d.alice.id) == MemberDefaults()  # nothing stored
 
 
+@BOTH
 async def test_the_members_settings_are_used_unless_an_option_is_typed(bed: Bed) -> None:
     cb = await (await _settings(bed, aspect="16:9", resolution="2K", count=2, quality="high")).callback()
     assert cb.ephemeral and "Saved" in text(cb)

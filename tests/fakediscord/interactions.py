@@ -538,7 +538,7 @@ class Interactions:
         fill the command's attachment options in order. Refuses (``PermissionError``) when ``member`` lacks
         the command's ``default_member_permissions``, unless ``force``."""
         guild = self.fake.guild(guild_id)
-        cmd, path, data = self._slash_data(
+        _, path, data = self._slash_data(
             guild.id, channel_id, member, command, options, attachments, force, _autocomplete_focus
         )
         itype = AUTOCOMPLETE if _autocomplete_focus is not None else APPLICATION_COMMAND
