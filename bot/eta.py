@@ -1,7 +1,9 @@
 """When a job should be done: learned generation times per model and tier, a high quantile of them.
 
-Pure: no I/O and no clock of its own (callers pass `now`). The engine's steps feed it how long each
-finished generation took (the hub's own timestamps when it gives them); until a kind has
+Pure: no I/O and no clock of its own (callers pass `now`). It starts from the newest posted jobs in
+the database (`JobStore.recent_durations`, submission to posting, read once by `Services.open`), and
+the engine's steps feed it how long each generation took from then on (the hub's own timestamps
+when it gives them); until a kind has
 `min_samples` of them, a default per tier stands in (`DEFAULT_SECONDS`). The estimate is the
 `quantile` (p90) of the recent ones, so it is rarely too early. A running job is expected at its
 submission time plus that; past it, a little after now (`overdue`). A queued job adds the wait

@@ -267,6 +267,26 @@ class JobStore:
             .limit(limit)
         )
 
+    async def recent_durations(self, limit: int = 500) -> list[tuple[str, str, float]]:
+        """(model, tier, seconds from submission to posting) of the newest posted jobs: what the
+        expected finish learns from when a process starts (`bot.eta`)."""
+        query = (
+            select(JobRow.params, JobRow.submitted_at, JobRow.finished_at)
+            .where(JobRow.status == JobStatus.POSTED.value, JobRow.submitted_at.is_not(None))
+            .order_by(JobRow.finished_at.desc())
+            .limit(limit)
+        )
+        async with self._db.session() as s:
+            rows = (await s.execute(query)).all()
+        out = []
+        for params, submitted, finished in reversed(rows):  # oldest first, as they were learned
+            if finished is None or submitted is None:
+                continue
+            seconds = (as_utc(finished) - as_utc(submitted)).total_seconds()
+            if seconds > 0:
+                out.append((str(params.get("model", "")), str(params.get("tier", "")), seconds))
+        return out
+
     async def list_by_status(self, statuses: Iterable[JobStatus], limit: int = 100) -> list[Job]:
         """Jobs in any of `statuses`, oldest first (for operators and recovery)."""
         values = [JobStatus(s).value for s in statuses]

@@ -106,6 +106,8 @@ class Services:
         balance = BalanceWatcher(guilds)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         eta = Estimator()
+        for model, tier, seconds in await jobs.recent_durations():  # what earlier processes saw
+            eta.observe(model, tier, seconds)
         tools = Tools(
             jobs=jobs,
             ledger=quotas.ledger,
