@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from bot.hub.emulator import EmulatorState
 from bot.hub.emulator.state import hash_key
 from bot.jobs import JobStatus
 from bot.scopes import personal_scope
-from tests.bed import Bed
+from bot.timings import Timings
+from tests.bed import Bed, open_bed
 from tests.e2e.queue_support import FAST_POLLS, text
+from tests.fakediscord.server import FakeDiscord
 
 BOTH = pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
 pytestmark = FAST_POLLS
@@ -102,3 +105,24 @@ async def test_user_install_in_a_server_without_the_bot_uses_the_key_and_stays_e
     assert len(shown) == 1 and shown[0].ephemeral
     # And nothing at all went through the bot's own channel routes there.
     assert not [r for r in bed.fake.requests if f"/channels/{channel}/" in r.path]
+
+
+async def test_without_user_install_enabled_the_commands_are_declared_for_servers_only(
+    fake_discord: FakeDiscord,
+    hub: tuple[str, EmulatorState],
+    bed_database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_discord.app_integration_types = {0}  # the operator didn't enable User Install
+    async with open_bed(fake_discord, hub, bed_database_url, Timings()) as bed:
+        assert bed.fake.command_syncs and all(
+            (c.get("integration_types") or [0]) == [0] for c in bed.fake.command_syncs[-1].payload
+        )
+        assert sorted(bed.fake.command("imagine")["contexts"]) == [0, 1, 2]  # DMs with the bot still work
+        mine = bed.hub.add_key(credits=50)
+        await _set_my_key(bed, mine)
+        it = await bed.fake.dm_slash(bed.d.alice, "imagine", {"prompt": "still here"})
+        await bed.wait_job((await bed.job_of(it)).id, JobStatus.POSTED)
+        with pytest.raises(PermissionError):  # Discord's client offers nothing for a user install
+            await bed.fake.dm_slash(bed.d.alice, "imagine", {"prompt": "x"}, user_install=True)
+    assert "commands.user_install_off" in caplog.text
