@@ -385,7 +385,7 @@ def history_embed(user_id: int, jobs: Sequence[Job]) -> discord.Embed:
         parts = [f"**#{job.id}**", ts(job.created_at), text(_HISTORY_KEYS[job.status]), _history_cost(job)]
         if job.source is not None:
             parts.append(made_from(job))
-        if job.posted_message_ids:
+        if job.posted_message_ids and not job.private:  # a private result has no message to jump to
             url = jump_link(job.guild_id, job.channel_id, job.posted_message_ids[0])
             parts.append(text("history.result_link", url=url))
         prompt = " ".join(job.params.prompt.split())

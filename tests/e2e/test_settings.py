@@ -146,6 +146,10 @@ async def test_private_results_go_to_the_member_only(bed: Bed) -> None:
     assert dm.attachments and "a hidden door" in str(dm.embeds) and dm.id == late_job.posted_message_ids[0]
     assert not [m for m in bed.fake.messages(bed.d.images) if "a hidden door" in str(m.embeds)]
 
+    # /history lists it without a link (an ephemeral message has none).
+    history = await (await bed.fake.slash(bed.d.guild, bed.d.images, bed.d.alice, "history", {})).callback()
+    assert f"#{job.id}" in text(history) and "/channels/" not in text(history)
+
     # Nobody else can bring it out with /show; its author sees it again only privately.
     cb = await (
         await bed.fake.slash(bed.d.guild, bed.d.images, bed.d.bob, "show", {"job_id": job.id})
