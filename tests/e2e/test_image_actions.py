@@ -187,3 +187,20 @@ async def test_a_source_from_another_server_unfinished_or_forged_is_refused(bed:
         budget = await bed.services.quotas.ledger.budget(bed.guild_id, member, ())
         assert budget.spent == budget.reserved == 0
     bed.hub.set_hold(False)
+
+
+async def test_an_image_the_hub_no_longer_serves_is_refused_and_nothing_is_spent(bed: Bed) -> None:
+    source_id, result = await _posted(bed, count=1)
+    posts = len(bed.hub.requests_to("/api/v1/images/generations", "POST"))
+    source = await bed.services.jobs.get(source_id)
+    assert source is not None
+    record = f"/api/v1/generations/{source.hub_generation_id}"
+    asked = len([r for r in bed.hub.requests if r.path == record])
+    bed.hub.image_404_next(2)  # the stored URL, then the one the hub gives again
+    press = await bed.fake.press_button(result, f"imagine:upscale:{source_id}:1", bed.d.bob)
+    shown = await press.original(predicate=lambda m: "⚠️" in str(m.embeds))
+    assert f"image 1 of generation #{source_id} back from the image hub" in str(shown.embeds)
+    assert len(bed.hub.requests_to("/api/v1/images/generations", "POST")) == posts
+    assert len([r for r in bed.hub.requests if r.path == record]) == asked + 1  # asked the hub where it is
+    budget = await bed.services.quotas.ledger.budget(bed.guild_id, bed.d.bob.id, ())
+    assert budget.spent == budget.reserved == 0
