@@ -45,6 +45,7 @@ class GuildConfig:
     low_balance_alerted: bool = False  # set after an alert, cleared when the balance recovers
     blocked_words: list[str] = field(default_factory=list)
     blocked_patterns: list[str] = field(default_factory=list)
+    personal_keys_allowed: bool = True  # members may pay with their own hub key (`/mykey`)
 
     @classmethod
     def defaults(cls, guild_id: int) -> GuildConfig:
@@ -114,7 +115,7 @@ def validate(name: str, value: Any) -> Any:
         return value
     if name == "low_balance_threshold":
         return _int(name, value, minimum=0, optional=True)
-    if name == "low_balance_alerted":
+    if name in ("low_balance_alerted", "personal_keys_allowed"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")
         return value

@@ -1,6 +1,7 @@
 """Hub clients per server key, over one shared aiohttp session (cheap to create).
 
-A server's client uses its own key (`KeyVault`, or the operator's fallback key); the model list
+A server's client uses its own key (`KeyVault`, or the operator's fallback key), a job's client the
+key that pays for it (`for_job`: a member's own key when the job says so); the model list
 uses no key; image URLs from the hub's answers are untrusted and fetched by `downloader()`
 over their own session, whose resolver refuses non-public addresses (`bot.hub.netguard`),
 never over the API's.
@@ -14,7 +15,8 @@ import aiohttp
 
 from bot.hub import HubClient, HubModel
 from bot.hub.netguard import AddressPolicy
-from bot.keys import KeyUnreadable, KeyVault
+from bot.jobs import Job
+from bot.keys import KeyUnreadable, KeyVault, PersonalKeyUnreadable
 from bot.logs import kv
 from bot.timings import Timings
 
@@ -62,6 +64,18 @@ class HubClients:
         if key is None:
             return None
         return self._client(key)
+
+    async def for_job(self, job: Job) -> HubClient | None:
+        """The client with the key that pays for `job` — for its submission, every poll, and after
+        a restart: the member's own key (`key_owner`), else the server's. None without one."""
+        if job.key_owner is None:
+            return await self.for_guild(job.guild_id)
+        try:
+            key = await self.keys.get_personal_key(job.key_owner)
+        except PersonalKeyUnreadable:
+            log.error(kv("keys.personal_unreadable", job=job.id))
+            return None
+        return self._client(key) if key is not None else None
 
     def with_key(self, key: str) -> HubClient:
         return self._client(key)

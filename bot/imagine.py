@@ -7,7 +7,10 @@ after that, within `ReferenceDownloads`' bounds (one request per member at a tim
 server), so a member who can't pay for a request makes the bot download nothing; a bad image
 releases the reservation. `start()` stores the job, `queued`: only the queue's locked promotion
 makes jobs active, which keeps the concurrency limits exact. Every refusal is a `Refusal` with
-a reason code (`bot.refusals`); the words are the chat side's.
+a reason code (`bot.refusals`); the words are the chat side's. Each value omitted from a request
+comes from the member's settings, the server's default or the model's (`bot.member_settings`).
+Whose key pays is decided here too: the member's own (`/mykey`, no server budget involved) or the
+server's; in a member's own space (`bot.scopes`) only their own.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from bot.guild_settings import GuildConfig, GuildSettingsStore
 from bot.hub import HubError, HubModel, Reference
 from bot.hub.sizes import QUALITIES, size_for
 from bot.job_store import JobStore
-from bot.jobs import Job, JobParams, JobStatus, ReferenceSpec
-from bot.keys import KeyUnreadable, KeyVault
+from bot.jobs import Job, JobParams, JobSource, JobStatus, ReferenceSpec
+from bot.keys import KeyUnreadable, KeyVault, PersonalKeyUnreadable
 from bot.logs import kv
+from bot.member_settings import MemberSettingsStore, Options, Resolved, ServerDefaults, resolve
 from bot.queue import JobQueue, QueueFull
 from bot.quotas import Ledger, QuotaExceeded
 from bot.references import (
@@ -40,6 +44,7 @@ from bot.references import (
     check_reference,
 )
 from bot.refusals import Blocked, Refusal, RefusalCode
+from bot.scopes import is_personal
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,8 @@ class ImagineRequest:
     count: int | None = None
     attachments: tuple[Attachment, ...] = ()
     is_moderator: bool = False
+    #: an Upscale or Vary of an earlier job's image (that image is the one attachment)
+    source: JobSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,17 @@ class Plan:
     config: GuildConfig
     reservation_id: int | None = None
     queued: bool = False  # at a concurrency limit when planned: the job will wait in the queue
+    resolved: Resolved | None = None  # where each value came from (and member settings passed over)
+    key_owner: int | None = None  # the member whose own key pays; None: the server's key
+    reserved: bool = False  # `reserve()` done (a personal-key plan reserves no server credits)
+
+    @property
+    def private(self) -> bool:
+        """The member's results go to them only: their `/settings` visibility, or always in their own
+        space (a DM, or a server where the bot can't post)."""
+        if is_personal(self.request.guild_id):
+            return True
+        return self.resolved is not None and self.resolved.visibility.value == "private"
 
 
 def clean_prompt(text: str) -> str:
@@ -96,6 +114,7 @@ class ImagineService:
         jobs: JobStore,
         reference_cache: ReferenceCache,
         queue: JobQueue,
+        members: MemberSettingsStore,
         filter_runner: filters.FilterRunner | None = None,
     ) -> None:
         self.settings = settings
@@ -105,6 +124,7 @@ class ImagineService:
         self.jobs = jobs
         self.reference_cache = reference_cache
         self.queue = queue
+        self.members = members
         self.filters = filter_runner or filters.FilterRunner()
         self.downloads = ReferenceDownloads()
         # Stored patterns skipped for breaking the bounds: moderators are told once per process
@@ -147,20 +167,39 @@ class ImagineService:
             models = await self.catalog.models()
         except HubError:
             raise Refusal(RefusalCode.HUB_UNREACHABLE) from None
-        model_id = request.model or config.default_model
-        model = next((m for m in models if m.id == model_id), None)
+        # Each value: the option given → the member's setting → the server's default → the model's.
+        resolved = resolve(
+            Options(
+                model=request.model,
+                aspect=request.aspect,
+                resolution=request.resolution,
+                quality=request.quality,
+                count=request.count,
+            ),
+            await self.members.get(request.guild_id, request.user_id),
+            ServerDefaults(
+                model=config.default_model,
+                aspect=config.default_aspect,
+                resolution=config.default_resolution,
+                quality=config.default_quality,
+            ),
+            models,
+        )
+        model = resolved.found
         if model is None:
-            raise Refusal(RefusalCode.UNKNOWN_MODEL, model=model_id, available=tuple(m.id for m in models))
-        aspect = request.aspect or config.default_aspect
+            raise Refusal(
+                RefusalCode.UNKNOWN_MODEL, model=resolved.model.value, available=tuple(m.id for m in models)
+            )
+        aspect = resolved.aspect.value
         if aspect not in model.aspect_ratios:
             raise Refusal(RefusalCode.ASPECT_UNSUPPORTED, model=model.id, aspect=aspect)
-        tier = (request.resolution or config.default_resolution).upper()
+        tier = resolved.resolution.value.upper()
         if tier not in model.credits:
             raise Refusal(RefusalCode.RESOLUTION_UNSUPPORTED, model=model.id, resolution=tier)
-        quality = request.quality or config.default_quality
+        quality = resolved.quality.value
         if quality not in QUALITIES:
             raise Refusal(RefusalCode.QUALITY_INVALID, qualities=QUALITIES)
-        count = request.count if request.count is not None else 1
+        count = resolved.count.value
         if not 1 <= count <= MAX_COUNT:
             raise Refusal(RefusalCode.COUNT_INVALID, limit=MAX_COUNT)
         if len(request.attachments) > model.reference_image_limit:
@@ -171,14 +210,10 @@ class ImagineService:
                 given=len(request.attachments),
             )
         for attachment in request.attachments:
-            check_declared_size(attachment.filename, attachment.size)
+            if attachment.hub_image is None:  # an earlier result's size is the hub's, not declared
+                check_declared_size(attachment.filename, attachment.size)
 
-        try:
-            key = await self.keys.get_key(request.guild_id)
-        except KeyUnreadable:
-            raise Refusal(RefusalCode.KEY_UNREADABLE) from None
-        if key is None:
-            raise Refusal(RefusalCode.NO_KEY)
+        key_owner = await self._key_owner(request, config)
 
         try:
             size = size_for(aspect, tier)
@@ -187,7 +222,7 @@ class ImagineService:
                 RefusalCode.SIZE_UNSUPPORTED, model=model.id, aspect=aspect, resolution=tier
             ) from None
         cost = model.cost(tier, count)
-        queued = await self._check_capacity(request, config, cost)
+        queued = await self._check_capacity(request, config, cost, personal=key_owner is not None)
         params = JobParams(
             model=model.id,
             prompt=prompt,
@@ -203,6 +238,7 @@ class ImagineService:
                     content_type=a.content_type or "",
                     size=a.size,
                     source=a.source,
+                    hub_image=a.hub_image,
                 )
                 for a in request.attachments
             ),
@@ -214,16 +250,46 @@ class ImagineService:
             cost=cost,
             config=config,
             queued=queued,
+            resolved=resolved,
+            key_owner=key_owner,
         )
 
-    async def _check_capacity(self, request: ImagineRequest, config: GuildConfig, cost: int) -> bool:
+    async def _key_owner(self, request: ImagineRequest, config: GuildConfig) -> int | None:
+        """Whose key pays: the member's own (`/mykey`) when they have one and the server allows
+        personal keys, else the server's (None). A refusal when there is no key to use. In a
+        member's own space (a DM, a server without the bot: `bot.scopes`) only their own key pays."""
+        try:
+            personal = await self.keys.get_personal_key(request.user_id)
+        except PersonalKeyUnreadable:
+            raise Refusal(RefusalCode.PERSONAL_KEY_UNREADABLE) from None
+        if is_personal(request.guild_id):
+            if personal is None:
+                raise Refusal(RefusalCode.NEEDS_PERSONAL_KEY)
+            return request.user_id
+        if personal is not None and config.personal_keys_allowed:
+            return request.user_id
+        try:
+            key = await self.keys.get_key(request.guild_id)
+        except KeyUnreadable:
+            raise Refusal(RefusalCode.KEY_UNREADABLE) from None
+        if key is None:
+            # A member with a key of their own is told why it can't be used here.
+            raise Refusal(RefusalCode.PERSONAL_KEYS_FORBIDDEN if personal else RefusalCode.NO_KEY)
+        return None
+
+    async def _check_capacity(
+        self, request: ImagineRequest, config: GuildConfig, cost: int, *, personal: bool = False
+    ) -> bool:
         """Whether the job will wait in the queue (at a concurrency limit, or behind the member's
         own waiting jobs); a full queue refuses. A cheap read: the queue's lengths are decided for
-        good when the job is stored (`JobQueue.admission`)."""
+        good when the job is stored (`JobQueue.admission`). The server's budget counts only what
+        the server's key pays (`personal`: the member's own key and credits)."""
         try:
             queued = await self.queue.room(request.guild_id, request.user_id, config)
         except QueueFull as full:
             raise _queue_refusal(full) from None
+        if personal:
+            return queued
         budget = await self.ledger.budget(request.guild_id, request.user_id, request.role_ids)
         if budget.remaining is not None and budget.remaining < cost:
             raise Refusal(
@@ -232,7 +298,10 @@ class ImagineService:
         return queued
 
     async def reserve(self, plan: Plan) -> Plan:
-        """Reserve the exact cost; atomic, so racing requests can never over-spend a budget."""
+        """Reserve the exact cost; atomic, so racing requests can never over-spend a budget. A plan
+        paid with the member's own key reserves nothing of the server's budget."""
+        if plan.key_owner is not None:
+            return replace(plan, reserved=True)
         request = plan.request
         try:
             reservation = await self.ledger.reserve(
@@ -242,7 +311,7 @@ class ImagineService:
             raise Refusal(
                 RefusalCode.QUOTA_EXCEEDED, cost=plan.cost, remaining=exc.remaining, resets_at=exc.resets_at
             ) from None
-        return replace(plan, reservation_id=reservation.id)
+        return replace(plan, reservation_id=reservation.id, reserved=True)
 
     async def abandon(self, plan: Plan) -> None:
         """Give a reserved plan's credits back (the request could not be started)."""
@@ -279,7 +348,7 @@ class ImagineService:
 
         The interaction token lives 15 minutes from the interaction's creation (`token_issued_at`,
         its snowflake time), not from now: checks and downloads before this may have taken a while."""
-        assert plan.reservation_id is not None, "reserve() first"
+        assert plan.reserved, "reserve() first"
         request = plan.request
         created = token_issued_at or datetime.now(UTC)
         job: Job | None = None
@@ -301,8 +370,12 @@ class ImagineService:
                 # active, which keeps the concurrency limits exact.
                 status=JobStatus.QUEUED,
                 admit=self.queue.admission(request.guild_id, request.user_id, plan.config),
+                source=request.source,
+                private=plan.private,
+                key_owner=plan.key_owner,
             )
-            await self.ledger.attach(plan.reservation_id, job.id)
+            if plan.reservation_id is not None:
+                await self.ledger.attach(plan.reservation_id, job.id)
         except BaseException as exc:
             if job is not None:  # stored but not tied to its credits: it must never run
                 await self.jobs.update_if(
@@ -324,6 +397,9 @@ class ImagineService:
         try:
             data = await fetch(attachment)
         except Exception:
+            if attachment.hub_image is not None:
+                job_id, number = attachment.hub_image
+                raise Refusal(RefusalCode.SOURCE_IMAGE_UNAVAILABLE, job=job_id, image=number) from None
             raise Refusal(RefusalCode.REFERENCE_DOWNLOAD_FAILED, filename=attachment.filename) from None
         checked = check_reference(attachment.filename, data)  # a `BadReference` refuses
         return Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)

@@ -32,8 +32,10 @@ from bot.jobs import (
     JobConflict,
     JobError,
     JobParams,
+    JobSource,
     JobStatus,
     LeaseLost,
+    SourceAction,
     UnknownJob,
 )
 
@@ -45,7 +47,20 @@ _TABLE: Table = JobRow.__table__  # type: ignore[assignment]
 _COLUMNS = tuple(_TABLE.columns)
 # Hand-backs written in one transaction at most (see `JobStore.hand_back`).
 HAND_BACK_BATCH = 500
-_FIXED = {"id", "guild_id", "user_id", "created_at", "lease_owner", "lease_until"}
+# A job's source (an Upscale or Vary of an earlier job's image) is set when it is created, for good.
+_FIXED = {
+    "id",
+    "guild_id",
+    "user_id",
+    "created_at",
+    "lease_owner",
+    "lease_until",
+    "source_job_id",
+    "source_action",
+    "source_image",
+    "private",
+    "key_owner",
+}
 UPDATABLE_FIELDS: frozenset[str] = frozenset(c.name for c in _COLUMNS) - _FIXED
 
 
@@ -83,6 +98,11 @@ def _snapshot(row: Row[Any]) -> Job:
         submitted_at=m["submitted_at"],
         finished_at=m["finished_at"],
         posted_at=m["posted_at"],
+        source_job_id=m["source_job_id"],
+        source_action=SourceAction(m["source_action"]) if m["source_action"] else None,
+        source_image=m["source_image"],
+        private=bool(m["private"]),
+        key_owner=m["key_owner"],
     )
 
 
@@ -168,6 +188,9 @@ class JobStore:
         status: JobStatus = JobStatus.PENDING_SUBMIT,
         next_poll_at: datetime | None = None,
         admit: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        source: JobSource | None = None,
+        private: bool = False,
+        key_owner: int | None = None,
     ) -> Job:
         """A new job, `pending_submit` (due now) by default, or `queued` (not due until promoted).
 
@@ -210,6 +233,11 @@ class JobStore:
             "submitted_at": None,
             "finished_at": None,
             "posted_at": None,
+            "source_job_id": source.job_id if source else None,
+            "source_action": source.action.value if source else None,
+            "source_image": source.image if source else None,
+            "private": private,
+            "key_owner": key_owner,
         }
 
         async def work(s: AsyncSession) -> Job:
@@ -241,6 +269,26 @@ class JobStore:
             .order_by(JobRow.created_at.desc(), JobRow.id.desc())
             .limit(limit)
         )
+
+    async def recent_durations(self, limit: int = 500) -> list[tuple[str, str, float]]:
+        """(model, tier, seconds from submission to posting) of the newest posted jobs: what the
+        expected finish learns from when a process starts (`bot.eta`)."""
+        query = (
+            select(JobRow.params, JobRow.submitted_at, JobRow.finished_at)
+            .where(JobRow.status == JobStatus.POSTED.value, JobRow.submitted_at.is_not(None))
+            .order_by(JobRow.finished_at.desc())
+            .limit(limit)
+        )
+        async with self._db.session() as s:
+            rows = (await s.execute(query)).all()
+        out = []
+        for params, submitted, finished in reversed(rows):  # oldest first, as they were learned
+            if finished is None or submitted is None:
+                continue
+            seconds = (as_utc(finished) - as_utc(submitted)).total_seconds()
+            if seconds > 0:
+                out.append((str(params.get("model", "")), str(params.get("tier", "")), seconds))
+        return out
 
     async def list_by_status(self, statuses: Iterable[JobStatus], limit: int = 100) -> list[Job]:
         """Jobs in any of `statuses`, oldest first (for operators and recovery)."""

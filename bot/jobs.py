@@ -16,6 +16,22 @@ from enum import StrEnum
 from typing import Any
 
 
+class SourceAction(StrEnum):
+    """What a job made from one image of an earlier result does with it."""
+
+    UPSCALE = "upscale"  # the same prompt and aspect at 4K, the image as the single reference
+    VARY = "vary"  # the same prompt, aspect and tier, the image as the single reference
+
+
+@dataclass(frozen=True)
+class JobSource:
+    """The earlier job (and which of its images, from 1) a per-image action started from."""
+
+    job_id: int
+    action: SourceAction
+    image: int
+
+
 class JobStatus(StrEnum):
     QUEUED = "queued"
     PENDING_SUBMIT = "pending_submit"
@@ -54,6 +70,9 @@ class ReferenceSpec:
     #: (channel id, message id, attachment id) when the image came from a message: its signed CDN
     #: URL expires, and fetching that message again gives a fresh one (a reroll days later)
     source: tuple[int, int, int] | None = None
+    #: (job id, image number from 1) when the image is one of an earlier job's results: it is
+    #: fetched from the hub (that job's result URLs), never from Discord's CDN
+    hub_image: tuple[int, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -64,17 +83,21 @@ class ReferenceSpec:
         }
         if self.source is not None:
             data["source"] = list(self.source)
+        if self.hub_image is not None:
+            data["hub_image"] = list(self.hub_image)
         return data
 
     @classmethod
     def from_json(cls, r: Mapping[str, Any]) -> ReferenceSpec:
         source = r.get("source")
+        hub_image = r.get("hub_image")
         return cls(
             url=str(r["url"]),
             filename=str(r["filename"]),
             content_type=str(r["content_type"]),
             size=int(r["size"]),
             source=(int(source[0]), int(source[1]), int(source[2])) if source else None,
+            hub_image=(int(hub_image[0]), int(hub_image[1])) if hub_image else None,
         )
 
 
@@ -152,6 +175,21 @@ class Job:
     submitted_at: datetime | None
     finished_at: datetime | None
     posted_at: datetime | None
+    #: set for an Upscale or Vary of one image of an earlier job (see `source`)
+    source_job_id: int | None = None
+    source_action: SourceAction | None = None
+    source_image: int | None = None
+    #: the result goes to the member only (their `/settings` visibility)
+    private: bool = False
+    #: whose hub key pays: None the server's (or the operator's fallback), else this member's own
+    key_owner: int | None = None
+
+    @property
+    def source(self) -> JobSource | None:
+        """The earlier job and image an Upscale or Vary started from; None for any other job."""
+        if self.source_job_id is None or self.source_action is None or self.source_image is None:
+            return None
+        return JobSource(self.source_job_id, self.source_action, self.source_image)
 
     @property
     def is_active(self) -> bool:

@@ -1,7 +1,8 @@
-"""Per-server GPT Image Hub keys, encrypted at rest with `MultiFernet`.
+"""GPT Image Hub keys, per server and per member (`/mykey`), encrypted at rest with `MultiFernet`.
 
 Only ciphertext and a masked form (at most the last 4 characters) reach the database. The raw
-key is never logged and never put in an exception message or a repr.
+key is never logged and never put in an exception message or a repr. Rotation re-encrypts both
+kinds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, utcnow
 from bot.db import Database
-from bot.db.models import GuildKey
+from bot.db.models import GuildKey, MemberKey
 from bot.db.sql import upsert
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,23 @@ class KeyUnreadable(KeyVaultError):
         self.guild_id = guild_id
 
 
+class PersonalKeyUnreadable(KeyVaultError):
+    """A member's stored key cannot be decrypted with the configured ENCRYPTION_KEY(s)."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"the hub key stored for member {user_id} cannot be decrypted with ENCRYPTION_KEY")
+        self.user_id = user_id
+
+
+@dataclass(frozen=True)
+class PersonalKeyInfo:
+    """What may be shown about a member's key."""
+
+    user_id: int
+    masked: str
+    set_at: datetime
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     """What may be shown about a stored key."""
@@ -80,6 +98,7 @@ class KeyVault:
         self._fallback = fallback_key or None
         self._clock = clock
         self._cache: dict[int, tuple[float, str | None]] = {}  # guild -> (read at, key)
+        self._personal: dict[int, tuple[float, str | None]] = {}  # member -> (read at, key)
         self._changes = 0  # set/clear/rotate through this vault: a read racing one is not cached
 
     def __repr__(self) -> str:
@@ -87,11 +106,7 @@ class KeyVault:
 
     async def set_key(self, guild_id: int, raw_key: str, set_by: int) -> KeyInfo:
         """Encrypt and store `raw_key` for the server, replacing any previous one."""
-        raw = raw_key.strip()
-        if not raw:
-            raise ValueError("the key is empty")
-        if any(c.isspace() for c in raw):
-            raise ValueError("the key contains whitespace")
+        raw = _clean(raw_key)
         ciphertext = self._fernet.encrypt(raw.encode())
         info = KeyInfo(guild_id=guild_id, masked=mask_key(raw), set_by=set_by, set_at=self._clock())
 
@@ -172,6 +187,75 @@ class KeyVault:
     def _forget(self) -> None:
         self._changes += 1
         self._cache.clear()
+        self._personal.clear()
+
+    # -- members' own keys -----------------------------------------------------------------------
+
+    async def set_personal_key(self, user_id: int, raw_key: str) -> PersonalKeyInfo:
+        """Encrypt and store a member's own key, replacing any previous one."""
+        raw = _clean(raw_key)
+        ciphertext = self._fernet.encrypt(raw.encode())
+        info = PersonalKeyInfo(user_id=user_id, masked=mask_key(raw), set_at=self._clock())
+
+        async def work(s: AsyncSession) -> None:
+            values = {
+                "user_id": user_id,
+                "ciphertext": ciphertext,
+                "masked": info.masked,
+                "set_at": info.set_at,
+            }
+            await upsert(s, MemberKey, values, ["user_id"])
+
+        await self._db.run(work)
+        self._forget()
+        log.info("personal hub key set for member %s (%s)", user_id, info.masked)
+        return info
+
+    async def clear_personal_key(self, user_id: int) -> bool:
+        """Forget a member's own key; False when there was none."""
+
+        async def work(s: AsyncSession) -> bool:
+            result = await s.execute(delete(MemberKey).where(MemberKey.user_id == user_id))
+            return bool(getattr(result, "rowcount", 0))
+
+        removed = await self._db.run(work)
+        self._forget()
+        if removed:
+            log.info("personal hub key cleared for member %s", user_id)
+        return removed
+
+    async def personal_key_info(self, user_id: int) -> PersonalKeyInfo | None:
+        async with self._db.session() as s:
+            row = (
+                await s.execute(
+                    select(MemberKey.masked, MemberKey.set_at).where(MemberKey.user_id == user_id)
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return PersonalKeyInfo(user_id=user_id, masked=row.masked, set_at=row.set_at)
+
+    async def get_personal_key(self, user_id: int) -> str | None:
+        """A member's own key, or None; `PersonalKeyUnreadable` when it can't be decrypted."""
+        cached = self._personal.get(user_id)
+        if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
+            return cached[1]
+        read_at, changes = time.monotonic(), self._changes
+        async with self._db.session() as s:
+            ciphertext = (
+                await s.execute(select(MemberKey.ciphertext).where(MemberKey.user_id == user_id))
+            ).scalar_one_or_none()
+        key = None
+        if ciphertext is not None:
+            try:
+                key = self._fernet.decrypt(bytes(ciphertext)).decode()
+            except InvalidToken:
+                raise PersonalKeyUnreadable(user_id) from None
+        if changes == self._changes:
+            if len(self._personal) >= 10_000:
+                self._personal.clear()
+            self._personal[user_id] = (read_at, key)
+        return key
 
     async def rotate(self) -> int:
         """Re-encrypt every stored key with the newest ENCRYPTION_KEY; returns how many rows.
@@ -190,9 +274,27 @@ class KeyVault:
                     continue
                 await s.execute(update(GuildKey).where(GuildKey.guild_id == guild_id).values(ciphertext=new))
                 count += 1
+            members = (await s.execute(select(MemberKey.user_id, MemberKey.ciphertext))).all()
+            for user_id, ciphertext in members:
+                try:
+                    new = self._fernet.rotate(bytes(ciphertext))
+                except InvalidToken:
+                    log.warning("personal hub key of member %s cannot be decrypted; not rotated", user_id)
+                    continue
+                await s.execute(update(MemberKey).where(MemberKey.user_id == user_id).values(ciphertext=new))
+                count += 1
             return count
 
         count = await self._db.run(work)
         self._forget()
         log.info("re-encrypted %d hub key(s) with the newest encryption key", count)
         return count
+
+
+def _clean(raw_key: str) -> str:
+    raw = raw_key.strip()
+    if not raw:
+        raise ValueError("the key is empty")
+    if any(c.isspace() for c in raw):
+        raise ValueError("the key contains whitespace")
+    return raw

@@ -76,6 +76,8 @@ class Attachment:
     content_type: str | None = None
     #: (channel id, message id, attachment id) when it came from a message (see `ReferenceSpec`)
     source: tuple[int, int, int] | None = None
+    #: (job id, image number from 1): an earlier result, fetched from the hub (`bot.source_images`)
+    hub_image: tuple[int, int] | None = None
 
 
 Fetch = Callable[[Attachment], Awaitable[bytes]]
@@ -175,8 +177,9 @@ class ReferenceCache:
     Bounded: at most `max_bytes`, oldest entries evicted first, and none kept longer than
     `max_age`. An entry is never used when another process submits the job (several processes
     share the database) or after a restart; eviction keeps such entries from filling the cache
-    for good. Whatever is not here, the scheduler downloads again from Discord (the URLs are in
-    the job row) and re-checks. Entries go when the job is submitted or ends.
+    for good. Whatever is not here, the engine downloads again (from Discord, or from the hub for
+    an earlier result: the URLs are in the job row) and re-checks. Entries go when the job is
+    submitted or ends.
     """
 
     def __init__(
@@ -223,7 +226,9 @@ class ReferenceCache:
             return entry[1]
         refs = []
         for spec in job.params.references:
-            data = await self._fetch(Attachment(url=spec.url, filename=spec.filename, size=spec.size))
+            data = await self._fetch(
+                Attachment(url=spec.url, filename=spec.filename, size=spec.size, hub_image=spec.hub_image)
+            )
             checked = check_reference(spec.filename, data)
             refs.append(
                 Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)

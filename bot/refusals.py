@@ -29,6 +29,9 @@ class RefusalCode(StrEnum):
     HUB_UNREACHABLE = "hub_unreachable"
     NO_KEY = "no_key"
     KEY_UNREADABLE = "key_unreadable"
+    PERSONAL_KEY_UNREADABLE = "personal_key_unreadable"
+    PERSONAL_KEYS_FORBIDDEN = "personal_keys_forbidden"  # the member has a key, the server allows none
+    NEEDS_PERSONAL_KEY = "needs_personal_key"  # a DM or a server without the bot: only a member's key
     QUOTA_EXCEEDED = "quota_exceeded"  # cost, remaining, resets_at (a datetime, or None)
     QUEUE_FULL_MEMBER = "queue_full_member"  # count: the member's jobs waiting
     QUEUE_FULL_SERVER = "queue_full_server"
@@ -44,6 +47,7 @@ class RefusalCode(StrEnum):
     REFERENCES_BUSY_MEMBER = "references_busy_member"
     REFERENCES_BUSY_SERVER = "references_busy_server"
     REFERENCES_BUSY = "references_busy"
+    SOURCE_IMAGE_UNAVAILABLE = "source_image_unavailable"  # job, image: Upscale/Vary's image from the hub
     # /show
     SHOW_MEMBER_BUSY = "show_member_busy"
     SHOW_MEMBER_RATE = "show_member_rate"

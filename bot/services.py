@@ -22,15 +22,18 @@ from bot.catalog import ModelCatalog
 from bot.config import Settings
 from bot.db import Database
 from bot.engine import Engine, Tools
+from bot.eta import Estimator
 from bot.guild_settings import GuildSettingsStore
 from bot.hub.netguard import AddressPolicy, GuardedResolver, parse_allowed
 from bot.hub_clients import HubClients
 from bot.imagine import ImagineService
 from bot.job_store import JobStore
 from bot.keys import KeyVault
+from bot.member_settings import MemberSettingsStore
 from bot.queue import JobQueue, QueueRunner
 from bot.quotas import QuotaService
 from bot.references import AttachmentDownloader, ReferenceCache
+from bot.source_images import ReferenceFetcher, SourceImages
 from bot.timings import Timings
 
 
@@ -44,17 +47,20 @@ class Services:
     address_policy: AddressPolicy
     keys: KeyVault
     guilds: GuildSettingsStore
+    members: MemberSettingsStore
     quotas: QuotaService
     jobs: JobStore
     hubs: HubClients
     catalog: ModelCatalog
     fetch_attachment: AttachmentDownloader
+    fetch_reference: ReferenceFetcher
     references: ReferenceCache
     imagine: ImagineService
     queue: JobQueue
     queue_runner: QueueRunner
     balance: BalanceWatcher
     owner: str
+    eta: Estimator
     engine: Engine
 
     @classmethod
@@ -70,6 +76,7 @@ class Services:
         fallback = settings.hub_api_key.get_secret_value() if settings.hub_api_key else None
         keys = KeyVault(db, settings.fernet, fallback)
         guilds = GuildSettingsStore(db)
+        members = MemberSettingsStore(db)
         quotas = QuotaService(db)
         jobs = JobStore(db)
         hubs = HubClients(
@@ -82,7 +89,8 @@ class Services:
         )
         catalog = ModelCatalog(hubs.list_models)
         fetch_attachment = AttachmentDownloader(session, timings)
-        references = ReferenceCache(fetch_attachment)
+        fetch_reference = ReferenceFetcher(fetch_attachment, SourceImages(jobs, hubs, timings))
+        references = ReferenceCache(fetch_reference)
         queue = JobQueue(db, jobs, guilds)
         queue_runner = QueueRunner(queue, timings=timings)
         imagine = ImagineService(
@@ -93,9 +101,13 @@ class Services:
             jobs=jobs,
             reference_cache=references,
             queue=queue,
+            members=members,
         )
         balance = BalanceWatcher(guilds)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        eta = Estimator()
+        for model, tier, seconds in await jobs.recent_durations():  # what earlier processes saw
+            eta.observe(model, tier, seconds)
         tools = Tools(
             jobs=jobs,
             ledger=quotas.ledger,
@@ -104,6 +116,7 @@ class Services:
             balance=balance,
             owner=owner,
             timings=timings,
+            eta=eta,
         )
         engine = Engine(
             tools,
@@ -120,17 +133,20 @@ class Services:
             address_policy=address_policy,
             keys=keys,
             guilds=guilds,
+            members=members,
             quotas=quotas,
             jobs=jobs,
             hubs=hubs,
             catalog=catalog,
             fetch_attachment=fetch_attachment,
+            fetch_reference=fetch_reference,
             references=references,
             imagine=imagine,
             queue=queue,
             queue_runner=queue_runner,
             balance=balance,
             owner=owner,
+            eta=eta,
             engine=engine,
         )
 

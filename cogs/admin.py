@@ -419,6 +419,27 @@ class Config(
             )
         await _done(interaction, shown)
 
+    @app_commands.command(name="personal_keys", description="Let members pay with their own hub key")
+    @app_commands.describe(policy="allow (the default) or deny members' own keys (/mykey) here")
+    @app_commands.choices(policy=[app_commands.Choice(name=v, value=v) for v in ("allow", "deny")])
+    async def personal_keys(self, interaction: discord.Interaction, policy: str | None = None) -> None:
+        here = in_guild(interaction)
+        w = messages.words(interaction.locale)
+        store = self.bot.services.guilds
+        if policy is not None:
+            if policy not in ("allow", "deny"):
+                raise Denied(
+                    "denied.setting_invalid", name=w("settings.name.policy"), value=messages.echo(policy, 20)
+                )
+            config = await store.update(here.guild_id, personal_keys_allowed=policy == "allow")
+            log.info(kv("config.personal_keys", guild=here.guild_id, user=interaction.user.id, policy=policy))
+        else:
+            config = await store.get(here.guild_id)
+        await _done(
+            interaction,
+            w("config.personal_keys.allow" if config.personal_keys_allowed else "config.personal_keys.deny"),
+        )
+
     # -- prompt filters ------------------------------------------------------------------------
 
     @filter.command(name="add", description="Block prompts with a word or matching a regular expression")

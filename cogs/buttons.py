@@ -1,4 +1,5 @@
-"""What a press of a job's button does: Reroll, Use as reference, Info, Delete, Cancel.
+"""What a press of a job's button does: Reroll, Use as reference, Info, Delete, Cancel, and the
+per-image Upscale and Vary.
 
 Every press looks the job up scoped to the pressing server: a forged or foreign id finds nothing.
 The buttons themselves (custom ids, views) are `cogs.components`'; they find this cog by its
@@ -14,11 +15,11 @@ import discord
 from discord.ext import commands
 
 from bot.imagine import ImagineRequest
-from bot.jobs import Job, JobStatus
+from bot.jobs import Job, JobSource, JobStatus, SourceAction
 from bot.logs import kv
 from bot.references import Attachment
 from cogs import embeds, messages
-from cogs.checks import is_moderator, may_act_on, member_roles
+from cogs.checks import is_moderator, may_act_on, member_roles, where
 from cogs.client import ImageHubBot
 from cogs.components import JobButton
 from cogs.errors import Denied
@@ -27,17 +28,26 @@ from cogs.launch import image_attachments, launch
 
 log = logging.getLogger(__name__)
 
+UPSCALE_TIER = "4K"  # Upscale renders the image again at the hub's highest tier
+
 
 class JobActions(commands.Cog, name="JobActions"):
     def __init__(self, bot: ImageHubBot) -> None:
         self.bot = bot
 
-    async def press(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
-        job = None
-        if interaction.guild_id is not None:
-            job = await self.bot.services.jobs.get(job_id, guild_id=interaction.guild_id)
+    async def press(
+        self, interaction: discord.Interaction, action: str, job_id: int, image: int | None = None
+    ) -> None:
+        # Scoped to where the press happens: this server's jobs, or in a DM (or a server without
+        # the bot) the presser's own jobs only (`bot.scopes`).
+        job = await self.bot.services.jobs.get(job_id, guild_id=where(interaction).scope)
         if job is None:
             raise Denied("denied.job_not_found")
+        if action in ("upscale", "vary"):
+            if image is None:
+                raise Denied("denied.button_unsupported")
+            await self._from_image(interaction, job, SourceAction(action), image)
+            return
         handler = {
             "reroll": self._reroll,
             "reference": self._reference,
@@ -70,6 +80,43 @@ class JobActions(commands.Cog, name="JobActions"):
                 for r in p.references
             ),
             is_moderator=is_moderator(interaction),
+        )
+        await launch(self.bot, interaction, request)
+
+    async def _from_image(
+        self, interaction: discord.Interaction, job: Job, action: SourceAction, image: int
+    ) -> None:
+        """Upscale (the same prompt and aspect at 4K) or Vary (the same prompt, aspect and tier) one
+        image of a finished result, that image as the single reference, charged to whoever pressed
+        through the one launch path. The image is fetched from the hub (`bot.source_images`), not
+        from this message, so the button works after a restart and after Discord's URLs expired."""
+        if job.private and job.user_id != interaction.user.id:  # only its author ever saw it
+            raise Denied("denied.job_not_found")
+        if job.status not in (JobStatus.SUCCEEDED, JobStatus.POSTED) or not job.result_urls:
+            raise Denied("denied.source_not_finished")
+        if not 1 <= image <= len(job.result_urls):
+            raise Denied("denied.source_image_missing", image=image)
+        p = job.params
+        reference = Attachment(
+            url=job.result_urls[image - 1],
+            filename=f"job-{job.id}-image-{image}.png",
+            size=0,  # unknown until downloaded; checked by its bytes like any reference
+            hub_image=(job.id, image),
+        )
+        request = ImagineRequest(
+            guild_id=job.guild_id,
+            channel_id=interaction.channel_id or job.channel_id,
+            user_id=interaction.user.id,
+            role_ids=member_roles(interaction),
+            prompt=p.prompt,
+            model=p.model,
+            aspect=p.aspect,
+            resolution=UPSCALE_TIER if action is SourceAction.UPSCALE else p.tier,
+            quality=p.quality,
+            count=1,
+            attachments=(reference,),
+            is_moderator=is_moderator(interaction),
+            source=JobSource(job.id, action, image),
         )
         await launch(self.bot, interaction, request)
 

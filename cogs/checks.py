@@ -8,7 +8,9 @@ command, `require_manage_server()` inside one (or a form) when it depends on an 
 A failed check raises `CheckDenied`, which `cogs.errors` tells the member.
 
 `in_guild(interaction)` is where a guild-only command happens, typed: the server, the channel and
-the member, which Discord always sends for these commands (so commands need no asserts).
+the member, which Discord always sends for these commands (so commands need no asserts);
+`where(interaction)` is the scope of a command that also works in DMs and where only the member
+installed the app.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import discord
 from discord import app_commands
 
 from bot.jobs import Job
+from bot.scopes import personal_scope
 from cogs.errors import CheckDenied
 
 T = TypeVar("T")
@@ -42,6 +45,25 @@ def in_guild(interaction: discord.Interaction) -> InGuild:
     if interaction.guild_id is None or interaction.channel_id is None or not isinstance(user, discord.Member):
         raise CheckDenied("denied.guild_only")
     return InGuild(interaction.guild_id, interaction.channel_id, user)
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where an interaction of a command that also works in DMs happens: its scope (`bot.scopes`:
+    the server, or the member's own space when there is no server or the bot isn't installed in
+    it, i.e. `authorizing_integration_owners` has no server key) and its channel."""
+
+    scope: int
+    channel_id: int
+    personal: bool
+
+
+def where(interaction: discord.Interaction) -> Where:
+    """See `Where`. In the member's own space nothing of a server applies (roles, moderation)."""
+    channel_id = interaction.channel_id or 0
+    if interaction.guild_id is not None and interaction.is_guild_integration():
+        return Where(interaction.guild_id, channel_id, personal=False)
+    return Where(personal_scope(interaction.user.id), channel_id, personal=True)
 
 
 def server_permissions(interaction: discord.Interaction) -> discord.Permissions:

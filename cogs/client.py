@@ -9,15 +9,30 @@ descriptions in every catalog language (`cogs.translator`).
 
 from __future__ import annotations
 
+import logging
+
 import discord
+from discord import app_commands
 from discord.ext import commands
 
+from bot.logs import kv
 from bot.services import Services
 from cogs.errors import on_app_command_error
 from cogs.translator import CatalogTranslator
 
+log = logging.getLogger(__name__)
+
 # Loaded in this order; `cogs.delivery` last: it starts the engine once everything is registered.
-EXTENSIONS = ("cogs.imagine", "cogs.buttons", "cogs.info", "cogs.admin", "cogs.history", "cogs.delivery")
+EXTENSIONS = (
+    "cogs.imagine",
+    "cogs.buttons",
+    "cogs.info",
+    "cogs.settings",
+    "cogs.mykey",
+    "cogs.admin",
+    "cogs.history",
+    "cogs.delivery",
+)
 
 
 class ImageHubBot(commands.AutoShardedBot):
@@ -41,6 +56,7 @@ class ImageHubBot(commands.AutoShardedBot):
         await self.tree.set_translator(self.translator)
         for name in EXTENSIONS:
             await self.load_extension(name)
+        self._fit_installs()
         guild_id = self.services.settings.dev_guild_id
         if guild_id is not None:
             guild = discord.Object(id=guild_id)
@@ -48,6 +64,23 @@ class ImageHubBot(commands.AutoShardedBot):
             await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()  # a refused sync raises: `cogs.runner` says so in one line
+
+    def _fit_installs(self) -> None:
+        """Commands meant for user installs too (`/imagine` in DMs and in servers without the bot)
+        are declared so only when the application supports user installs (Developer Portal →
+        Installation): Discord refuses the whole command sync otherwise. Without it they stay
+        server installs, which still work in DMs with the bot."""
+        app = self.application
+        if app is None or app.user_integration_config is not None:
+            return
+        narrowed = []
+        for command in self.tree.get_commands():
+            installs = command.allowed_installs
+            if installs is not None and installs.user:
+                command.allowed_installs = app_commands.AppInstallationType(guild=True, user=False)
+                narrowed.append(command.name)
+        if narrowed:
+            log.warning(kv("commands.user_install_off", commands=",".join(sorted(narrowed))))
 
     async def close(self) -> None:
         await super().close()  # extensions first (the engine stops), then the gateway

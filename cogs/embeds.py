@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import discord
 
 from bot.engine import Notice, NoticeKind, Result
 from bot.hub import HubModel
 from bot.jobs import Job, JobStatus
+from bot.member_settings import Chosen, Resolved
 from bot.queue import Place
-from cogs.messages import Words, quoted
+from cogs.messages import Words, echo, quoted
 
 NO_MENTIONS = discord.AllowedMentions.none()
 OK = discord.Colour.green()
@@ -158,9 +160,12 @@ _STATUS_KEYS = {
 }
 
 
-def status_embed(w: Words, job: Job, place: Place | None = None) -> discord.Embed:
+def status_embed(
+    w: Words, job: Job, place: Place | None = None, finish: datetime | None = None
+) -> discord.Embed:
     """The status message that moves with the job; Discord renders the elapsed time live.
-    A queued job shows its `place` in the server's queue and when it should start."""
+    A queued job shows its `place` in the server's queue and when it should start; `finish` is
+    the expected finish (`bot.eta`), shown relative and live."""
     started = job.submitted_at or job.created_at
     embed = discord.Embed(
         title=w(_STATUS_KEYS.get(job.status, "status.working")),
@@ -173,18 +178,22 @@ def status_embed(w: Words, job: Job, place: Place | None = None) -> discord.Embe
         embed.add_field(name=w("field.should_start"), value=ts(place.starts_at))
     else:
         embed.add_field(name=w("field.started"), value=ts(started))
-    embed.add_field(name=w("field.cost"), value=w("status.credits_reserved", count=job.cost))
+    if finish is not None:
+        embed.add_field(name=w("field.expected_finish"), value=ts(finish))
+    cost_key = "status.credits_own_key" if job.key_owner is not None else "status.credits_reserved"
+    embed.add_field(name=w("field.cost"), value=w(cost_key, count=job.cost))
     model = clip(job.params.model, 100)  # the hub's model id: the footer must keep the job number
     job_no = w("job.footer", job=job.id)
     embed.set_footer(text=f"{model} · {clip(job.params.aspect, 50)} · {job.params.tier} · {job_no}")
     return fit(embed)
 
 
-def first_embed(w: Words, prompt: str, cost: int, *, queued: bool) -> discord.Embed:
+def first_embed(w: Words, prompt: str, cost: int, *, queued: bool, own_key: bool = False) -> discord.Embed:
     """The first public answer to /imagine: starting, or waiting for a slot in the queue."""
     title = w("status.first.queued" if queued else "status.first.starting")
     embed = discord.Embed(title=title, description=_short_prompt(prompt, 300), colour=INFO)
-    embed.add_field(name=w("field.cost"), value=w("credits.amount", count=cost))
+    shown = w("status.credits_own_key" if own_key else "credits.amount", count=cost)
+    embed.add_field(name=w("field.cost"), value=shown)
     return fit(embed)
 
 
@@ -232,7 +241,10 @@ def result_embed(w: Words, job: Job, result: Result, links: Sequence[str] = ()) 
 def notice_embed(w: Words, job: Job, notice: Notice) -> discord.Embed:
     """Why a job ended without its images, and what happened to the credits."""
     kinds = {kind.value for kind in NoticeKind}
-    lines = [w(f"notice.{notice.kind.value}" if notice.kind.value in kinds else "notice.other")]
+    key = f"notice.{notice.kind.value}" if notice.kind.value in kinds else "notice.other"
+    if job.key_owner is not None and w.has(f"{key}.personal"):  # the member's own key: their words
+        key = f"{key}.personal"
+    lines = [w(key)]
     if notice.detail:
         lines.append(w("notice.hub_said", detail=quoted(w, notice.detail)))
     if notice.refunded:
@@ -376,7 +388,9 @@ def history_embed(w: Words, user_id: int, jobs: Sequence[Job]) -> discord.Embed:
     lines = [user(user_id)]
     for job in jobs:
         parts = [f"**#{job.id}**", ts(job.created_at), w(_HISTORY_KEYS[job.status]), _history_cost(w, job)]
-        if job.posted_message_ids:
+        if job.source is not None:
+            parts.append(made_from(w, job))
+        if job.posted_message_ids and not job.private:  # a private result has no message to jump to
             url = jump_link(job.guild_id, job.channel_id, job.posted_message_ids[0])
             parts.append(w("history.result_link", url=url))
         prompt = " ".join(job.params.prompt.split())
@@ -384,6 +398,43 @@ def history_embed(w: Words, user_id: int, jobs: Sequence[Job]) -> discord.Embed:
     embed.description = capped_lines(w, lines)
     embed.set_footer(text=w("history.footer"))
     return fit(embed)
+
+
+def settings_embed(w: Words, resolved: Resolved, *, saved: bool, reset: str | None) -> discord.Embed:
+    """The effective values of the member's next /imagine and where each comes from."""
+    if reset == "all":
+        intro = w("settings.reset_all")
+    else:
+        intro = w("settings.saved" if saved else "settings.current")
+    lines = [intro]
+    lines += [
+        w("settings.skipped", name=w(f"settings.name.{name}"), value=echo(value))
+        for name, value in resolved.skipped
+    ]
+    embed = discord.Embed(title=w("settings.title"), description="\n".join(lines), colour=INFO)
+
+    def value(chosen: Chosen[Any], shown: str) -> str:
+        return w("settings.value", value=shown, origin=w(f"settings.origin.{chosen.origin.value}"))
+
+    embed.add_field(
+        name=w("field.model"), value=value(resolved.model, f"`{echo(resolved.model.value, 100)}`")
+    )
+    embed.add_field(name=w("field.aspect"), value=value(resolved.aspect, echo(resolved.aspect.value)))
+    embed.add_field(name=w("field.resolution"), value=value(resolved.resolution, resolved.resolution.value))
+    quality = w.get(f"choice.{resolved.quality.value}.name") or echo(resolved.quality.value)
+    embed.add_field(name=w("field.quality"), value=value(resolved.quality, quality))
+    embed.add_field(name=w("field.images"), value=value(resolved.count, str(resolved.count.value)))
+    shown = w(f"settings.visibility.{resolved.visibility.value}")
+    embed.add_field(name=w("field.visibility"), value=value(resolved.visibility, shown))
+    embed.set_footer(text=w("settings.footer"))
+    return fit(embed)
+
+
+def made_from(w: Words, job: Job) -> str:
+    """ "upscale of #12 image 3": where an Upscale or Vary came from ("" for any other job)."""
+    if job.source is None:
+        return ""
+    return w(f"source.{job.source.action.value}", job=job.source.job_id, image=job.source.image)
 
 
 def imagine_line(w: Words, job: Job) -> str:
@@ -419,7 +470,9 @@ def info_embed(w: Words, job: Job) -> tuple[discord.Embed, str | None]:
     embed.add_field(name=w("field.images"), value=str(p.n))
     if p.size:
         embed.add_field(name=w("field.size"), value=p.size)
-    if p.references:
+    if job.source is not None:
+        embed.add_field(name=w("field.made_from"), value=made_from(w, job), inline=False)
+    elif p.references:
         names = ", ".join(f"`{r.filename[:60]}`" for r in p.references)
         embed.add_field(name=w("field.references"), value=names[:1000], inline=False)
     embed.add_field(name=w("field.requested_by"), value=user(job.user_id))

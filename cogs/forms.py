@@ -1,4 +1,4 @@
-"""The bot's forms (modals): a prompt for given reference images, and the server's hub key.
+"""The bot's forms (modals): a prompt for given reference images, the server's hub key, a member's own.
 
 Forms time out (`Timings.form_timeout`, `key_form_timeout`) so one opened and never sent leaves
 discord.py's store. Their titles and labels come from the catalog, in the language of the member
@@ -118,4 +118,35 @@ class KeyModal(Form):
         log.info(kv("config.key_set", guild=here.guild_id, user=interaction.user.id))
         masked = info.masked if info else "…"
         saved = w("config.key_saved", masked=masked, count=balance.credits)
+        await interaction.followup.send(embed=embeds.plain(saved, colour=embeds.OK), ephemeral=True)
+
+
+class PersonalKeyModal(Form):
+    """A member's own hub key (`/mykey set`): typed into a form, verified against the hub (a balance
+    call), stored encrypted for this member only, shown only masked, never logged."""
+
+    key = _text_input(placeholder="gih_live_…", min_length=8, max_length=200)
+
+    def __init__(self, bot: ImageHubBot, w: Words) -> None:
+        super().__init__(title=w("form.mykey.title"), timeout=bot.services.timings.key_form_timeout)
+        self.key.text = w("form.key.label")
+        self.bot = bot
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        raw = _value(self.key).strip()
+        w = messages.words(interaction.locale)
+        services = self.bot.services
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            balance = await services.hubs.with_key(raw).get_credits()
+        except (InvalidApiKey, MissingApiKey):
+            raise Denied("denied.key_not_recognised") from None
+        except HubError as exc:
+            raise Denied("denied.key_not_checked", reason=messages.hub_error(w, exc)) from None
+        try:
+            info = await services.keys.set_personal_key(interaction.user.id, raw)
+        except ValueError:
+            raise Denied("denied.key_not_recognised") from None
+        log.info(kv("mykey.set", user=interaction.user.id))
+        saved = w("mykey.saved", masked=info.masked, count=balance.credits)
         await interaction.followup.send(embed=embeds.plain(saved, colour=embeds.OK), ephemeral=True)

@@ -55,6 +55,8 @@ class History(commands.Cog):
             raise Denied("denied.show_not_found")
         if not await may_see_job(interaction, job):
             raise Denied("denied.show_private")
+        if job.private and job.user_id != interaction.user.id:  # results only its author sees
+            raise Denied("denied.show_private_result")
         # Posted, or made and paid for but never posted (e.g. the bot lacked Send Messages): either
         # way the hub's images are there to post again.
         unposted = job.status is JobStatus.FAILED and (job.last_error or "").startswith("publish:")
@@ -66,7 +68,7 @@ class History(commands.Cog):
         public = messages.words(messages.public_locale(config.language, interaction.guild_locale))
         slot = self.limits.claim(here.guild_id, interaction.user.id)  # a Refusal when busy
         with slot:  # held until the images are posted: they are in memory until then
-            await interaction.response.defer(thinking=True)
+            await interaction.response.defer(thinking=True, ephemeral=job.private)
             result = await fetch_result(services.hubs.downloader(), job, services.timings)
             files, links = attachments.result_files(job, result, interaction.filesize_limit)
             if not files and not links:
@@ -80,6 +82,7 @@ class History(commands.Cog):
                 files=files,
                 view=result_view(public, job),
                 allowed_mentions=embeds.NO_MENTIONS,
+                ephemeral=job.private,
             )
 
 

@@ -10,7 +10,7 @@ from bot.hub import HubError, HubModel
 from bot.hub.sizes import QUALITIES, TIERS
 from bot.imagine import ImagineRequest
 from cogs import embeds, messages
-from cogs.checks import in_guild, is_moderator, member_roles
+from cogs.checks import in_guild, is_moderator, member_roles, where
 from cogs.client import ImageHubBot
 from cogs.errors import Denied
 from cogs.forms import ImagineModal
@@ -37,7 +37,8 @@ class Imagine(commands.Cog):
         self.bot.tree.remove_command(self.context_menu.name, type=self.context_menu.type)
 
     @app_commands.command(name="imagine", description="Generate images from a prompt")
-    @app_commands.guild_only()
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
     @app_commands.describe(
         prompt="What to draw",
         model="Image model (default: the server's)",
@@ -68,15 +69,15 @@ class Imagine(commands.Cog):
         reference3: discord.Attachment | None = None,
         reference4: discord.Attachment | None = None,
     ) -> None:
-        here = in_guild(interaction)
+        here = where(interaction)  # a server, or the member's own space (a DM, a server without the bot)
         refs = tuple(
             to_attachment(a) for a in (reference1, reference2, reference3, reference4) if a is not None
         )
         request = ImagineRequest(
-            guild_id=here.guild_id,
+            guild_id=here.scope,
             channel_id=here.channel_id,
             user_id=interaction.user.id,
-            role_ids=member_roles(interaction),
+            role_ids=() if here.personal else member_roles(interaction),
             prompt=prompt,
             model=model,
             aspect=aspect,
@@ -84,7 +85,7 @@ class Imagine(commands.Cog):
             quality=quality,
             count=count,
             attachments=refs,
-            is_moderator=is_moderator(interaction),
+            is_moderator=not here.personal and is_moderator(interaction),
         )
         await launch(self.bot, interaction, request)
 

@@ -9,8 +9,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.hub import Credits
 from cogs import embeds, messages
-from cogs.checks import in_guild, manage_server, may_look_at, member_roles
+from cogs.checks import in_guild, may_look_at, member_roles, require_manage_server, where
 from cogs.client import ImageHubBot
 from cogs.errors import Denied
 
@@ -26,14 +27,25 @@ class Info(commands.Cog):
             embed=embeds.models_embed(messages.words(interaction.locale), models), ephemeral=True
         )
 
-    @app_commands.command(name="credits", description="The server's image hub balance")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @manage_server()
-    async def credits(self, interaction: discord.Interaction) -> None:
-        here = in_guild(interaction)
+    @app_commands.command(name="credits", description="Your own hub balance, or the server's (Manage Server)")
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.describe(whose="Your own key's balance, or the server's (needs Manage Server)")
+    @app_commands.choices(whose=[app_commands.Choice(name=v, value=v) for v in ("mine", "server")])
+    async def credits(self, interaction: discord.Interaction, whose: str | None = None) -> None:
+        """No option: the member's own balance when they have a key (no permission needed), else the
+        server's. The server's balance always needs Manage Server."""
         w = messages.words(interaction.locale)
         services = self.bot.services
+        if whose != "server":
+            raw = await services.keys.get_personal_key(interaction.user.id)
+            if raw is not None:
+                await self._personal_balance(interaction, raw)
+                return
+            if whose == "mine" or where(interaction).personal:
+                raise Denied("denied.credits_no_personal_key")
+        require_manage_server(interaction)
+        here = in_guild(interaction)
         hub = await services.hubs.for_guild(here.guild_id)
         if hub is None:
             raise Denied("denied.credits_no_key")
@@ -42,14 +54,7 @@ class Info(commands.Cog):
         policy = await services.quotas.policies.policy(here.guild_id)
         start, _ = policy.bounds()
         spent = await services.quotas.reports.guild_spend(here.guild_id, since=start)
-        unknown = w("balance.unknown")
-        embed = discord.Embed(title=w("balance.title"), colour=embeds.INFO)
-        embed.add_field(
-            name=w("field.credits"),
-            value=w.number(balance.credits) if balance.credits is not None else unknown,
-        )
-        embed.add_field(name=w("field.account"), value=balance.account_type or unknown)
-        embed.add_field(name=w("field.next_expiry"), value=_expiry(w, balance.next_expiration))
+        embed = _balance_embed(w, w("balance.title"), balance)
         embed.add_field(
             name=w("balance.spent", period=embeds.this_period(w, policy.period)),
             value=w("balance.spent.value", count=spent),
@@ -58,6 +63,18 @@ class Info(commands.Cog):
         info = await services.keys.key_info(here.guild_id)
         embed.set_footer(text=w("balance.key", masked=info.masked) if info else w("balance.fallback_key"))
         await interaction.followup.send(embed=embeds.fit(embed), ephemeral=True)  # hub text: clamped
+
+    async def _personal_balance(self, interaction: discord.Interaction, raw: str) -> None:
+        """The balance of the member's own key (`/mykey`): theirs to see, no permission needed."""
+        services = self.bot.services
+        w = messages.words(interaction.locale)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        balance = await services.hubs.with_key(raw).get_credits()  # a HubError is told
+        embed = _balance_embed(w, w("balance.title.personal"), balance)
+        info = await services.keys.personal_key_info(interaction.user.id)
+        if info is not None:
+            embed.set_footer(text=w("balance.key.personal", masked=info.masked))
+        await interaction.followup.send(embed=embeds.fit(embed), ephemeral=True)
 
     @app_commands.command(name="quota", description="What is left of your image budget")
     @app_commands.guild_only()
@@ -98,6 +115,18 @@ class Info(commands.Cog):
                 inline=False,
             )
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+def _balance_embed(w: messages.Words, title: str, balance: Credits) -> discord.Embed:
+    unknown = w("balance.unknown")
+    embed = discord.Embed(title=title, colour=embeds.INFO)
+    embed.add_field(
+        name=w("field.credits"),
+        value=w.number(balance.credits) if balance.credits is not None else unknown,
+    )
+    embed.add_field(name=w("field.account"), value=balance.account_type or unknown)
+    embed.add_field(name=w("field.next_expiry"), value=_expiry(w, balance.next_expiration))
+    return embed
 
 
 def _expiry(w: messages.Words, when: str | None) -> str:

@@ -1,15 +1,16 @@
 """The one path every generation takes from an interaction: check, answer, reserve, store.
 
-/imagine, the "Imagine with these images" form, Reroll and "Use as reference" all end in
-`launch`. The checks and the money are the core's (`bot.imagine.ImagineService`); this module
-answers Discord in time (`FirstAnswer`), renews expiring reference URLs from their message, and
-tells the moderator log what it must know (blocked prompts, skipped filter patterns, a channel
-where the bot can't post results itself).
+/imagine, the "Imagine with these images" form, Reroll, "Use as reference" and the per-image
+Upscale and Vary all end in `launch`. The checks and the money are the core's
+(`bot.imagine.ImagineService`); this module answers Discord in time (`FirstAnswer`), renews
+expiring reference URLs from their message, and tells the moderator log what it must know
+(blocked prompts, skipped filter patterns, a channel where the bot can't post results itself).
 
 Languages: refusals and warnings (ephemeral) are in the member's (`interaction.locale`); the public
 answer and the status message in the server's (`messages.public_locale`), which is stored in the
 job row (`locale`) so that every later edit and the result keep it; moderator-log lines in the
-server's.
+server's. A private result (ephemeral status, a DM) and anything in a DM or the member's own
+space speaks the member's language: it is theirs alone.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bot.jobs import JobStatus
 from bot.logs import kv
 from bot.references import Attachment, Fetch
 from bot.refusals import Blocked, Refusal, RefusalCode
+from bot.scopes import is_personal
 from cogs import embeds, messages
 from cogs.client import ImageHubBot
 from cogs.components import status_view
@@ -86,7 +88,7 @@ def renewing_fetch(bot: ImageHubBot, guild_id: int, pending: tuple[Attachment, .
 
     async def fetch(attachment: Attachment) -> bytes:
         try:
-            return await bot.services.fetch_attachment(attachment)
+            return await bot.services.fetch_reference(attachment)
         except Exception:
             if attachment.source is None:
                 raise
@@ -95,7 +97,7 @@ def renewing_fetch(bot: ImageHubBot, guild_id: int, pending: tuple[Attachment, .
             for fresh in await _renew(bot, guild_id, siblings or (attachment,), force=True):
                 assert fresh.source is not None
                 renewed[fresh.source] = fresh
-        return await bot.services.fetch_attachment(renewed[attachment.source])
+        return await bot.services.fetch_reference(renewed[attachment.source])
 
     return fetch
 
@@ -143,6 +145,8 @@ class FirstAnswer:
 
     def __init__(self, interaction: discord.Interaction, after: float) -> None:
         self.interaction = interaction
+        #: the member's results go to them only: every answer is ephemeral (set as soon as known)
+        self.private = False
         self.deferred = False
         self.answered = False
         self._lock = asyncio.Lock()
@@ -157,7 +161,7 @@ class FirstAnswer:
             if self.interaction.response.is_done():
                 return
             try:
-                await self.interaction.response.defer(thinking=True)
+                await self.interaction.response.defer(thinking=True, ephemeral=self.private)
                 self.deferred = True
             except discord.HTTPException as exc:
                 log.info(kv("imagine.defer_failed", status=exc.status))
@@ -166,12 +170,13 @@ class FirstAnswer:
         self._timer.cancel()
 
     async def public(self, embed: discord.Embed) -> int | None:
-        """Answer publicly (replacing the "thinking…" answer); the message's id."""
+        """Answer publicly (replacing the "thinking…" answer), or only to the member when their results
+        are private; the message's id."""
         self._timer.cancel()
         self.answered = True
         async with self._lock:
             if not self.deferred:
-                callback = await self.interaction.response.send_message(embed=embed)
+                callback = await self.interaction.response.send_message(embed=embed, ephemeral=self.private)
                 return callback.message_id
         return (await self.interaction.edit_original_response(embed=embed)).id
 
@@ -207,6 +212,10 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     """
     answer = FirstAnswer(interaction, bot.services.timings.early_answer)
     try:
+        # One keyed read, well within the early answer: a "thinking…" for a member whose results are
+        # private must already be ephemeral (Discord can't make a public answer private later).
+        mine = await bot.services.members.get(request.guild_id, request.user_id)
+        answer.private = mine.visibility == "private" or is_personal(request.guild_id)
         async with launch_slots(bot):
             await _launch(bot, interaction, request, answer)
     except Exception as exc:
@@ -241,11 +250,18 @@ async def _launch(
         if isinstance(refusal, Blocked):
             await report_blocked(bot, request, refusal)
         return
-    locale = messages.public_locale(plan.config.language, interaction.guild_locale)
+    # A private result (ephemeral status, a DM; always in a member's own space) is read by the
+    # member alone: their language. A public one: the server's.
+    if answer.private:
+        locale = member.language
+    else:
+        locale = messages.public_locale(plan.config.language, interaction.guild_locale)
     public = messages.words(locale)
     try:
         with slot or contextlib.nullcontext():
-            first = embeds.first_embed(public, plan.request.prompt, plan.cost, queued=plan.queued)
+            first = embeds.first_embed(
+                public, plan.request.prompt, plan.cost, queued=plan.queued, own_key=plan.key_owner is not None
+            )
             status_message_id = await answer.public(first)
             references = []
             if plan.request.attachments:
@@ -287,12 +303,30 @@ async def _launch(
         if place is not None:
             services.queue_runner.shown(job, place)
     try:
-        await interaction.edit_original_response(
-            embed=embeds.status_embed(public, job, place), view=status_view(public, job)
-        )
+        finish = services.eta.finish(job, discord.utils.utcnow(), place.starts_at if place else None)
+        services.eta.shown(job.id, finish)
+        embed = embeds.status_embed(public, job, place, finish)
+        await interaction.edit_original_response(embed=embed, view=status_view(public, job))
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
-    await warn_missing_permissions(bot, interaction)
+    await tell_skipped_settings(interaction, member, plan)
+    if not is_personal(job.guild_id):  # a member's own space: the bot never posts in the channel
+        await warn_missing_permissions(bot, interaction)
+
+
+async def tell_skipped_settings(interaction: discord.Interaction, w: messages.Words, plan: Plan) -> None:
+    """The member's own settings that no longer fit (a model gone from the hub, an aspect the model
+    doesn't offer) were passed over: say so, to the member only, in their language."""
+    if plan.resolved is None or not plan.resolved.skipped:
+        return
+    lines = [
+        w("settings.skipped", name=w(f"settings.name.{name}"), value=messages.echo(value))
+        for name, value in plan.resolved.skipped
+    ]
+    try:
+        await interaction.followup.send(embed=embeds.refusal("\n".join(lines)), ephemeral=True)
+    except discord.HTTPException as exc:
+        log.info(kv("imagine.settings_note_failed", status=exc.status))
 
 
 async def warn_missing_permissions(bot: ImageHubBot, interaction: discord.Interaction) -> None:

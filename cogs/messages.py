@@ -81,6 +81,10 @@ class Words:
             template = loaded.translations.gettext(key)
         return template.format(**{name: self._field(name, value) for name, value in params.items()})
 
+    def has(self, key: str) -> bool:
+        """Whether some catalog has `key` (a variant such as `notice.bad_key.personal` is optional)."""
+        return key in i18n.catalog(self.language).keys or key in i18n.catalog(i18n.DEFAULT).keys
+
     def get(self, key: str) -> str | None:
         """The raw text of `key` in this language, or None when this language doesn't have it."""
         loaded = i18n.catalog(self.language)

@@ -12,6 +12,9 @@ Discord's rules it keeps (each checked by the fake Discord in the tests):
   repacks smaller (the rest as links) and retries at once: never a permanent failure.
 - Channel posts carry `nonce` + `enforce_nonce`, so Discord itself dedupes a post repeated
   after a crash within its window.
+- A private job (the member's `/settings` visibility) is never posted in the channel: its
+  status message is ephemeral, a followup is ephemeral, and once the token is dead its result
+  or notice goes to the member by direct message.
 
 Every message about a job is in the job's public language, stored in its row at launch
 (`Job.locale`), so a status message edited later keeps the language it started in; moderator-log
@@ -90,6 +93,7 @@ class DiscordPublisher:
         self.client = client
         self.jobs = services.jobs
         self.timings = services.timings
+        self.eta = services.eta
         self.mod_log = ModLog(client, services.guilds, services.timings)
         self._last_edit = EditTimes(self.timings.progress_interval)
         self._last_queue_edit = EditTimes(self.timings.progress_interval)  # positions: throttled apart
@@ -153,7 +157,8 @@ class DiscordPublisher:
         if now - self._last_edit.last(job.id, now) < self.timings.progress_interval:
             return
         self._last_edit.mark(job.id, now)
-        await self._edit_status(job, embed=embeds.status_embed(_words(job), job))
+        finish = self.eta.finish(job, datetime.now(UTC))  # the steps remember it as shown
+        await self._edit_status(job, embed=embeds.status_embed(_words(job), job, finish=finish))
 
     async def queued(self, job: Job, place: Place) -> bool:
         """Show a queued job's place (the `QueueNotifier`); False when throttled.
@@ -173,7 +178,8 @@ class DiscordPublisher:
             self._last_queue_edit.forget(job.id)
             return True
         self._last_queue_edit.mark(job.id, now)
-        await self._edit_status(job, embed=embeds.status_embed(_words(current), current, place))
+        finish = self.eta.finish(current, datetime.now(UTC), place.starts_at)
+        await self._edit_status(job, embed=embeds.status_embed(_words(current), current, place, finish))
         return True
 
     async def low_balance(self, guild_id: int, credits: int, threshold: int) -> None:
@@ -233,10 +239,15 @@ class DiscordPublisher:
                 file.reset()
         if self._token_usable(job):
             # The status message is gone but the token lives: a followup through the interaction
-            # (no channel permission needed).
+            # (no channel permission needed); only to the member when their results are private.
             try:
                 sent = await self._webhook(job).send(
-                    embed=embed, files=files, view=view, wait=True, allowed_mentions=embeds.NO_MENTIONS
+                    embed=embed,
+                    files=files,
+                    view=view,
+                    wait=True,
+                    allowed_mentions=embeds.NO_MENTIONS,
+                    ephemeral=job.private,
                 )
                 return [sent.id]
             except discord.HTTPException as exc:
@@ -245,7 +256,21 @@ class DiscordPublisher:
                 await self._forget(job, exc)
                 for file in files:
                     file.reset()
+        if job.private:
+            return await self._post_to_member(job, embed, files)
         return await self._post_to_channel(job, result, files, links)
+
+    async def _post_to_member(self, job: Job, embed: discord.Embed, files: list[discord.File]) -> list[int]:
+        """A private result once the interaction's token is dead: a direct message to the member
+        (never the channel). Without buttons: they act on a server's job, and a DM has no server.
+        With a nonce, like channel posts: a post repeated after a crash is not a second message."""
+        dm = await self._dm(job.user_id)
+        fields = {"embed": embed, "files": files, "allowed_mentions": embeds.NO_MENTIONS}
+        return [await self._send_with_nonce(dm.id, f"job-{job.id}", **fields)]
+
+    async def _dm(self, user_id: int) -> discord.DMChannel:
+        user = self.client.get_user(user_id) or await self.client.fetch_user(user_id)
+        return user.dm_channel or await user.create_dm()
 
     async def _post_to_channel(
         self, job: Job, result: Result, files: list[discord.File], links: list[str]
@@ -353,6 +378,9 @@ class DiscordPublisher:
                     return
             except discord.HTTPException as exc:
                 log.info(kv("notice.edit_failed", job=job.id, status=exc.status))
+        if job.private:  # never in the channel: to the member directly
+            await (await self._dm(job.user_id)).send(embed=embed, allowed_mentions=embeds.NO_MENTIONS)
+            return
         perms = self._permissions(job)
         missing = embeds.missing_permissions(perms) if perms is not None else []
         blocking = [m for m in missing if m in embeds.BLOCKING]

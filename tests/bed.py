@@ -27,6 +27,7 @@ from cryptography.fernet import Fernet
 from bot.config import load_settings
 from bot.hub.emulator import EmulatorState, serving
 from bot.jobs import Job, JobStatus
+from bot.scopes import personal_scope
 from bot.services import Services
 from bot.timings import Timings
 from cogs.client import ImageHubBot
@@ -126,8 +127,9 @@ class Bed:
             return None
 
         found = await self.fake.wait_for(job_id, timeout, what="the job's status message")
-        job = await self.services.jobs.get(found, guild_id=it.guild_id)
-        assert job is not None
+        job = await self.services.jobs.get(found)
+        # The server's job, or one in the member's own space (a DM, a server without the bot).
+        assert job is not None and job.guild_id in (it.guild_id, personal_scope(it.member.id)), job
         return job
 
     async def result_message(self, job: Job, timeout: float = 10.0) -> FakeMessage:

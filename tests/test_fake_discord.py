@@ -758,6 +758,25 @@ async def test_spec_validation_refuses_bad_bodies_and_fails_the_test(fake_discor
     assert len(fake.spec_check_seconds) == 8  # every body (GETs carry none)
 
 
+async def test_a_command_for_user_installs_needs_the_application_to_support_them(
+    fake_discord: FakeDiscord,
+) -> None:
+    fake = fake_discord
+    app = f"/api/v10/applications/{fake.application_id}/commands"
+    user_installed = [{**_integer_command(5)[0], "integration_types": [0, 1], "contexts": [0, 1, 2]}]
+    async with raw_api(fake) as http:
+        fake.app_integration_types = {0}  # User Install not enabled in the Developer Portal
+        async with http.get("/api/v10/applications/@me") as resp:
+            assert (await resp.json())["integration_types_config"] == {"0": {}}
+        async with http.put(app, json=user_installed) as resp:
+            body = await resp.json()
+            assert resp.status == 400 and "integration_types" in body["errors"]["0"]
+        fake.app_integration_types = {0, 1}
+        async with http.put(app, json=user_installed) as resp:
+            assert resp.status == 200 and (await resp.json())[0]["integration_types"] == [0, 1]
+    fake.invalid_bodies.clear()
+
+
 async def test_upload_limits_per_file_per_request_and_count(fake_discord: FakeDiscord) -> None:
     fake = fake_discord
     boosted = fake.add_guild("Boosted", premium_tier=2)  # 50 MiB per file

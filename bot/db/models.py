@@ -53,6 +53,23 @@ class GuildSettings(Base):
     low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked_words: Mapped[list[str]] = mapped_column(json_type(), default=list)
     blocked_patterns: Mapped[list[str]] = mapped_column(json_type(), default=list)
+    personal_keys_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MemberSettings(Base):
+    """A member's own defaults in one server; NULL = not set (the server's default applies)."""
+
+    __tablename__ = "member_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    model: Mapped[str | None] = mapped_column(String(100))
+    aspect: Mapped[str | None] = mapped_column(String(20))
+    resolution: Mapped[str | None] = mapped_column(String(20))
+    quality: Mapped[str | None] = mapped_column(String(20))
+    count: Mapped[int | None] = mapped_column(Integer)
+    visibility: Mapped[str | None] = mapped_column(String(10))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -65,6 +82,18 @@ class GuildKey(Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     masked: Mapped[str] = mapped_column(String(40))
     set_by: Mapped[int] = mapped_column(BigInteger)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MemberKey(Base):
+    """A member's own hub key (`/mykey`), Fernet-encrypted like the servers'; one per member, used
+    wherever they generate (servers that allow personal keys, DMs)."""
+
+    __tablename__ = "member_keys"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    masked: Mapped[str] = mapped_column(String(40))
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -185,3 +214,11 @@ class JobRow(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An Upscale or Vary of one image of an earlier job (no foreign key: old jobs are pruned).
+    source_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    source_action: Mapped[str | None] = mapped_column(String(16))
+    source_image: Mapped[int | None] = mapped_column(Integer)
+    # The member's results go to them only (`/settings` visibility: private).
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whose hub key pays: NULL the server's (or the operator's fallback), else this member's own.
+    key_owner: Mapped[int | None] = mapped_column(BigInteger)

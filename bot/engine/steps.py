@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from bot.engine.images import download_images
 from bot.engine.outcomes import Notice, NoticeKind, Publisher, PublishError, Result
 from bot.engine.policy import PollPolicy, generation_seconds, policy_key
 from bot.engine.settlement import Charge, settle
+from bot.eta import Estimator
 from bot.hub import (
     ExpiredApiKey,
     Generation,
@@ -62,9 +63,10 @@ class ReferenceSource(Protocol):
 
 
 class HubPool(Protocol):
-    """Hub clients by server: the server's own key, or the operator's fallback key."""
+    """Hub clients by job: the key that pays for it (a member's own, the server's, or the
+    operator's fallback key)."""
 
-    async def for_guild(self, guild_id: int) -> HubClient | None: ...
+    async def for_job(self, job: Job) -> HubClient | None: ...
 
     def downloader(self) -> HubClient:
         """A client without a key for image URLs from the hub's answers (untrusted: guarded)."""
@@ -83,6 +85,8 @@ class Tools:
     owner: str
     timings: Timings
     clock: Clock = utcnow
+    #: learned generation times: the expected finish on the status message (`bot.eta`)
+    eta: Estimator = field(default_factory=Estimator)
 
 
 def _nothing(*_: object) -> None:
@@ -194,7 +198,7 @@ class Steps:
     # -- the steps -------------------------------------------------------------------------------
 
     async def _submit(self, job: Job) -> None:
-        hub = await self.tools.hubs.for_guild(job.guild_id)
+        hub = await self.tools.hubs.for_job(job)
         if hub is None:
             await self.end(job, JobStatus.FAILED, NoticeKind.NO_KEY, Charge.NOTHING)
             return
@@ -249,7 +253,7 @@ class Steps:
         await self._progress(job)
 
     async def _poll(self, job: Job) -> None:
-        hub = await self.tools.hubs.for_guild(job.guild_id)
+        hub = await self.tools.hubs.for_job(job)
         submitted_at = job.submitted_at or job.created_at
         elapsed = (self.clock() - submitted_at).total_seconds()
         if hub is None or job.hub_generation_id is None:
@@ -274,7 +278,10 @@ class Steps:
             return
         await self._watch_balance(job, gen)
         if gen.is_finished:
-            self.policy.observe(policy_key(job), generation_seconds(gen) or elapsed)
+            took = generation_seconds(gen) or elapsed
+            self.policy.observe(policy_key(job), took)
+            if gen.succeeded:
+                self.tools.eta.observe(job.params.model, job.params.tier, took)
             await self._on_finished(job, gen)
             return
         if too_old:
@@ -291,9 +298,12 @@ class Steps:
         delay = self.policy.next_delay(policy_key(job), elapsed, attempts)
         progress = {"status": _status_of(gen), "hub_status": gen.status, "poll_attempts": attempts}
         await self._release(job, delay, **progress)  # one write, then show a changed status
-        if gen.status != job.hub_status:
-            shown = dataclasses.replace(job, status=_status_of(gen), hub_status=gen.status)
-            await self._progress(dataclasses.replace(shown, poll_attempts=attempts))
+        shown = dataclasses.replace(
+            job, status=_status_of(gen), hub_status=gen.status, poll_attempts=attempts
+        )
+        # A changed status, or an expected finish that moved by a lot (never for small changes).
+        if gen.status != job.hub_status or self.tools.eta.moved(shown, self.clock()):
+            await self._progress(shown)
 
     async def _on_finished(self, job: Job, gen: Generation) -> None:
         if not gen.succeeded or not gen.images:
@@ -370,6 +380,7 @@ class Steps:
             )
             await self._release(job, self.policy.error_delay(attempts))
             return
+        self.tools.eta.forget(job.id)
         if await self.jobs.mark_posted(job.id, self.owner, message_ids):
             self._on_free()  # a concurrency slot is free: queued jobs may start
             metrics.GENERATIONS.labels(JobStatus.POSTED.value).inc()
@@ -385,6 +396,7 @@ class Steps:
     async def _finish(self, job: Job, status: JobStatus, **fields: object) -> Job:
         metrics.GENERATIONS.labels(status.value).inc()
         self.tools.references.discard(job.id)
+        self.tools.eta.forget(job.id)
         finished = await self.jobs.update(
             job.id, self.owner, status=status, finished_at=self.clock(), interaction_token=None, **fields
         )
@@ -392,7 +404,10 @@ class Steps:
         return finished
 
     async def _watch_balance(self, job: Job, gen: Generation) -> None:
-        """Every generation the hub returns carries the server's balance: the low-balance alert."""
+        """Every generation the hub returns carries the server's balance: the low-balance alert.
+        (A member's own key carries the member's balance: none of the server's business.)"""
+        if job.key_owner is not None:
+            return
         alert = await self.tools.balance.observe_generation(job.guild_id, gen)
         if alert is None:
             return
@@ -408,6 +423,8 @@ class Steps:
             log.warning(kv("job.notice_failed", job=job.id, kind=notice.kind, error=type(exc).__name__))
 
     async def _progress(self, job: Job) -> None:
+        # What the status message shows from now on: the next estimate is compared with it.
+        self.tools.eta.shown(job.id, self.tools.eta.finish(job, self.clock()))
         try:
             await self.publisher.progress(job)
         except Exception as exc:

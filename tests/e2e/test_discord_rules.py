@@ -79,9 +79,14 @@ async def test_commands_fit_the_spec_and_declare_guild_only_with_contexts(bed: B
     show = bed.fake.command("show")
     (job_id,) = show["options"]
     assert job_id["max_value"] == 2**53 - 1  # Discord's INTEGER range; 2**53 refused the whole sync
+    # Commands for a member's own space (DMs, user installs) declare every context; the rest are
+    # guild only, the current way.
+    everywhere = {"models", "imagine", "settings", "mykey", "credits"}
     for command in bed.fake.command_syncs[-1].payload:
-        if command["name"] != "models":
-            assert command["contexts"] == [0], command["name"]  # guild only, the current way
+        if command["name"] not in everywhere:
+            assert command["contexts"] == [0], command["name"]
+        elif command["name"] != "models":
+            assert sorted(command["contexts"]) == [0, 1, 2] and sorted(command["integration_types"]) == [0, 1]
     it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.alice, "show", {"job_id": 2**53 - 1})
     assert (await it.callback()).ephemeral  # "no such job": the largest id is accepted
 
@@ -328,11 +333,13 @@ async def test_a_refused_command_sync_logs_one_line_and_exits_non_zero(
         )
     finally:
         await db.close()
+    # Discord names the refused command by its index in the sync body: /show's (after /imagine,
+    # /models, /credits, /quota, /settings, /mykey, /config and /history).
     refusal = {
         "message": "Invalid Form Body",
         "code": 50035,
         "errors": {
-            "6": {
+            "8": {
                 "options": {
                     "0": {
                         "max_value": {

@@ -57,7 +57,7 @@ async def test_show_reposts_a_result_whose_buttons_work(bed: Bed) -> None:
     assert "a fox in the snow" in str(shown.embeds) and f"job #{job.id}" in str(shown.embeds)
     assert set(custom_ids(shown)) == {
         f"imagine:{action}:{job.id}" for action in ("reroll", "reference", "info", "delete")
-    }
+    } | {f"imagine:{action}:{job.id}:{n}" for action in ("upscale", "vary") for n in (1, 2)}
 
     # The buttons of the re-posted result work.
     info = await (await bed.fake.press_button(shown, f"imagine:info:{job.id}", bed.d.bob)).callback()

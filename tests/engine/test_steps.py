@@ -85,8 +85,8 @@ class EmulatorHubs:
         self.url, self.key, self.session = url, key, session
         self.policy = AddressPolicy([(parts.hostname or "", parts.port or 80)])
 
-    async def for_guild(self, guild_id: int) -> HubClient | None:
-        return HubClient(self.url, self.key, self.session, retries=0) if guild_id == G else None
+    async def for_job(self, job: Job) -> HubClient | None:
+        return HubClient(self.url, self.key, self.session, retries=0) if job.guild_id == G else None
 
     def downloader(self) -> HubClient:
         return HubClient(self.url, None, self.session, address_policy=self.policy)
@@ -283,3 +283,27 @@ async def test_a_server_without_a_key_is_refunded_before_anything_is_sent(rig: R
     assert (budget.spent, budget.reserved) == (0, 0)
     [(_, notice)] = rig.publisher.notices
     assert (notice.kind, notice.refunded) == (NoticeKind.NO_KEY, 8)
+
+
+async def test_the_status_is_edited_for_the_eta_only_when_the_estimate_moves_a_lot(rig: Rig) -> None:
+    eta = rig.steps.tools.eta
+    job = await rig.new_job(n=1)
+    job = await rig.claim_and_step(job.id)  # submitted: the status shows the first estimate
+    submitted = rig.clock()
+    edits = len(rig.publisher.progress_shown)
+    assert edits >= 1 and eta.finish(job, rig.clock()) == submitted + timedelta(seconds=30)  # 1K default
+
+    async def poll_at(seconds: float) -> int:
+        nonlocal job
+        rig.clock.set(submitted + timedelta(seconds=seconds))
+        await rig.jobs.update(job.id, None, next_poll_at=rig.clock())
+        job = await rig.claim_and_step(job.id)
+        return len(rig.publisher.progress_shown)
+
+    edits = await poll_at(1)  # the hub's status may change once (queued → running)
+    assert await poll_at(10) == edits  # same estimate: no edit
+    assert await poll_at(29) == edits
+    assert await poll_at(31) == edits + 1  # past it: now + 15 s, moved by 16 s of 0 left
+    assert await poll_at(35) == edits + 1  # moved by 4 s: not worth an edit
+    assert eta.finish(job, rig.clock()) == rig.clock() + timedelta(seconds=15)
+

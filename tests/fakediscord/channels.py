@@ -16,6 +16,7 @@ from .models import (
     SEND_MESSAGES,
     VIEW_CHANNEL,
     FakeChannel,
+    FakeUser,
     now_iso,
 )
 from .rest import HTTPError, RecordedFile, RecordedRequest, Route, json_response, route, snow
@@ -103,6 +104,13 @@ class Channels:
         if channel.guild_id is not None:
             await self.gateway.dispatch_guild_event(channel.guild_id, "CHANNEL_UPDATE", channel.to_payload())
 
+    def dm_channel(self, user_id: int) -> FakeChannel | None:
+        """The bot's DM channel with a user, once the bot opened it (``POST /users/@me/channels``)."""
+        for ch in self.state._channel_index.values():
+            if ch.type == 1 and ch.recipients and ch.recipients[0].id == user_id:
+                return ch
+        return None
+
     async def allow_send(self, channel_id: int) -> None:
         self.send_denied.discard(channel_id)
         await self._set_bot_send_overwrite(channel_id, deny=False)
@@ -131,10 +139,12 @@ class Channels:
         user = self.state.users.get(uid)
         if user is None:
             raise HTTPError(400, 50033, "Invalid Recipient(s)")
-        for ch in self.state._channel_index.values():
-            if ch.type == 1 and ch.recipients and ch.recipients[0].id == uid:
-                return json_response(ch.to_payload())
-        cid = self.state._ids.next()
-        channel = FakeChannel(cid, None, "", type=1, recipients=[user])
-        self.state._channel_index[cid] = channel
-        return json_response(channel.to_payload())
+        return json_response(self.open_dm(user).to_payload())
+
+    def open_dm(self, user: FakeUser) -> FakeChannel:
+        """The DM channel between the bot and ``user`` (made on first use, as Discord does)."""
+        channel = self.dm_channel(user.id)
+        if channel is None:
+            channel = FakeChannel(self.state._ids.next(), None, "", type=1, recipients=[user])
+            self.state._channel_index[channel.id] = channel
+        return channel

@@ -140,7 +140,9 @@ class Commands:
     async def _h_commands_put(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         scope = self._scope(m)
         payload = rec.json if isinstance(rec.json, list) else []
-        error = validation.check_commands(payload, guild=scope is not None)
+        error = validation.check_commands(
+            payload, guild=scope is not None, installs=self.state.app_integration_types
+        )
         if error is not None:
             return json_response(error, status=400)
         old = self._commands.get(scope, {})

@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .models import (
+    ATTACH_FILES,
+    EMBED_LINKS,
     FLAG_EPHEMERAL,
+    MENTION_EVERYONE,
+    USE_EXTERNAL_EMOJIS,
     FakeAttachment,
     FakeChannel,
     FakeGuild,
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     from .messages import Messages
     from .server import FakeDiscord
 
+# Upload limit in DMs (no server boost applies there).
+DM_UPLOAD_LIMIT = 10 * 1024 * 1024
 # interaction types
 PING, APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 1, 2, 3, 4, 5
 # callback types
@@ -116,7 +122,7 @@ class FakeInteraction:
     token: str
     type: int
     name: str | None
-    guild_id: int
+    guild_id: int | None  # None in a DM (context BOT_DM)
     channel_id: int
     member: FakeMember
     payload: dict[str, Any] = field(repr=False)
@@ -423,6 +429,12 @@ def modal_submit_components(
     return comps, resolved
 
 
+def _outside_a_guild_install(it: FakeInteraction) -> bool:
+    """A DM or private channel, or a server where only the user installed the app (no server key)."""
+    owners = it.payload.get("authorizing_integration_owners") or {}
+    return int(it.payload.get("context", 0)) != 0 or "0" not in owners
+
+
 class Interactions:
     """The test's side of interactions. It holds the whole fake (what it builds, :class:`FakeInteraction` and
     :class:`OptionBuilder`, reaches it), and the resources whose internals it needs."""
@@ -526,6 +538,26 @@ class Interactions:
         fill the command's attachment options in order. Refuses (``PermissionError``) when ``member`` lacks
         the command's ``default_member_permissions``, unless ``force``."""
         guild = self.fake.guild(guild_id)
+        _, path, data = self._slash_data(
+            guild.id, channel_id, member, command, options, attachments, force, _autocomplete_focus
+        )
+        itype = AUTOCOMPLETE if _autocomplete_focus is not None else APPLICATION_COMMAND
+        it = self._new_interaction(itype, " ".join(path), guild, channel_id, member, data, locale=locale)
+        return await self._send_interaction(it, ready_timeout)
+
+    def _slash_data(
+        self,
+        guild_id: int | None,
+        channel_id: int,
+        member: FakeMember,
+        command: str | Sequence[str],
+        options: Mapping[str, Any] | Sequence[dict[str, Any]] | None,
+        attachments: Sequence[FakeAttachment],
+        force: bool,
+        focused: str | None = None,
+    ) -> tuple[dict[str, Any] | None, list[str], dict[str, Any]]:
+        """The registered command, the command path and the interaction's ``data`` for a slash command
+        (global commands only when ``guild_id`` is None, as in a DM)."""
         path = command.split() if isinstance(command, str) else list(command)
         values: Mapping[str, Any] | None = options if isinstance(options, Mapping) else None
         while values is not None and len(values) == 1:
@@ -536,15 +568,15 @@ class Interactions:
             else:
                 break
         root, sub = path[0], path[1:]
-        cmd, is_guild = self.commands.find_command(root, guild.id, 1)
-        if cmd is None and self.fake.strict_commands:
-            raise LookupError(
-                f"slash command {root!r} is not registered (registered: "
-                f"{[c['name'] for c in self.fake.commands() + self.fake.commands(guild.id)]})"
-            )
-        if cmd is not None and not force:
+        cmd, is_guild = self.commands.find_command(root, guild_id or 0, 1)
+        if cmd is not None and not force:  # hidden from the member: refused before any option is read
             self.commands.check_command_allowed(cmd, member, root)
-        builder = OptionBuilder(self.fake, guild.id, channel_id)
+        if cmd is None and self.fake.strict_commands:
+            known = self.fake.commands() + (self.fake.commands(guild_id) if guild_id else [])
+            raise LookupError(
+                f"slash command {root!r} is not registered (registered: {[c['name'] for c in known]})"
+            )
+        builder = OptionBuilder(self.fake, guild_id or 0, channel_id)
         if options is not None and not isinstance(options, Mapping):
             leaf: list[dict[str, Any]] = [dict(o) for o in options]
             built = nest_options(sub, leaf, cmd.get("options") if cmd else None) if sub else leaf
@@ -557,7 +589,7 @@ class Interactions:
                     vals[d["name"]] = pending.pop(0)
             if pending:
                 raise ValueError("more attachments than attachment options")
-            leaf = builder.build(defs, vals, focused=_autocomplete_focus, validate=not force)
+            leaf = builder.build(defs, vals, focused=focused, validate=not force)
             built = nest_options(sub, leaf, cmd.get("options") if cmd else None)
         data: dict[str, Any] = {
             "id": str(cmd["id"]) if cmd else str(self.fake._ids.next()),
@@ -568,11 +600,126 @@ class Interactions:
             data["options"] = built
         if builder.resolved:
             data["resolved"] = builder.resolved
-        if is_guild:
-            data["guild_id"] = str(guild.id)
-        itype = AUTOCOMPLETE if _autocomplete_focus is not None else APPLICATION_COMMAND
-        it = self._new_interaction(itype, " ".join(path), guild, channel_id, member, data, locale=locale)
+        if is_guild and guild_id:
+            data["guild_id"] = str(guild_id)
+        return cmd, path, data
+
+    @staticmethod
+    def _check_reachable(cmd: dict[str, Any] | None, name: str, *, context: int, integration: int) -> None:
+        """Discord's client offers a command only where its ``contexts`` (GUILD 0, BOT_DM 1,
+        PRIVATE_CHANNEL 2) and ``integration_types`` (GUILD_INSTALL 0, USER_INSTALL 1) allow it
+        (a command registered without ``contexts`` is offered everywhere its install is)."""
+        if cmd is None:
+            return
+        contexts = cmd.get("contexts")
+        if contexts is not None and context not in contexts:
+            raise PermissionError(f"{name!r} is not offered in interaction context {context} ({contexts})")
+        if integration not in (cmd.get("integration_types") or [0]):
+            raise PermissionError(f"{name!r} is not offered for installation context {integration}")
+
+    async def dm_slash(
+        self,
+        member: FakeMember,
+        command: str | Sequence[str],
+        options: Mapping[str, Any] | Sequence[dict[str, Any]] | None = None,
+        *,
+        attachments: Sequence[FakeAttachment] = (),
+        user_install: bool = False,
+        ready_timeout: float = 5.0,
+    ) -> FakeInteraction:
+        """A slash command in ``member``'s DM with the bot (context BOT_DM, 1): no guild, ``user`` instead
+        of ``member``. Through the server install the owners map is ``{"0": "0"}``; with
+        ``user_install`` the app is also installed to the user's account (``"1"``: their id)."""
+        channel = self.fake.open_dm(member.user)
+        cmd, path, data = self._slash_data(None, channel.id, member, command, options, attachments, False)
+        self._check_reachable(cmd, path[0], context=1, integration=1 if user_install else 0)
+        owners = {"1": str(member.id)} if user_install else {"0": "0"}
+        payload = self._payload(APPLICATION_COMMAND, data, channel.to_payload(), context=1, owners=owners)
+        payload["user"] = member.user.to_payload()
+        # DMs with the bot: the documented app permissions for (G)DMs, with external emojis.
+        payload["app_permissions"] = str(ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | USE_EXTERNAL_EMOJIS)
+        payload["attachment_size_limit"] = DM_UPLOAD_LIMIT
+        it = FakeInteraction(
+            self.fake,
+            int(payload["id"]),
+            payload["token"],
+            APPLICATION_COMMAND,
+            " ".join(path),
+            None,
+            channel.id,
+            member,
+            payload,
+        )
         return await self._send_interaction(it, ready_timeout)
+
+    async def user_install_slash(
+        self,
+        guild_id: int | FakeGuild,
+        channel_id: int,
+        member: FakeMember,
+        command: str | Sequence[str],
+        options: Mapping[str, Any] | Sequence[dict[str, Any]] | None = None,
+        *,
+        attachments: Sequence[FakeAttachment] = (),
+        ready_timeout: float = 5.0,
+    ) -> FakeInteraction:
+        """A slash command of the app installed to ``member``'s account, used in a server (context GUILD)
+        the bot need not be in: ``authorizing_integration_owners`` holds only the user key ``"1"``, and the
+        command must list USER_INSTALL in its ``integration_types``."""
+        guild = self.fake.guild(guild_id)
+        if channel_id not in guild.channels or member.id not in guild.members:
+            raise KeyError(f"channel {channel_id} or {member.name} is not in guild {guild.name!r}")
+        cmd, path, data = self._slash_data(None, channel_id, member, command, options, attachments, False)
+        self._check_reachable(cmd, path[0], context=0, integration=1)
+        channel = guild.channels[channel_id].to_payload()
+        permissions = guild.channel_permissions(member, channel_id)
+        channel["permissions"] = str(permissions)
+        payload = self._payload(APPLICATION_COMMAND, data, channel, context=0, owners={"1": str(member.id)})
+        payload.update(
+            guild=guild.interaction_guild_payload(),
+            guild_id=str(guild.id),
+            member=member.to_payload(permissions=permissions),
+            app_permissions=str(guild.everyone.permissions),  # no bot member: what @everyone may do
+            guild_locale=guild.preferred_locale,
+            attachment_size_limit=guild.upload_limit,
+        )
+        it = FakeInteraction(
+            self.fake,
+            int(payload["id"]),
+            payload["token"],
+            APPLICATION_COMMAND,
+            " ".join(path),
+            guild.id,
+            channel_id,
+            member,
+            payload,
+        )
+        return await self._send_interaction(it, ready_timeout)
+
+    def _payload(
+        self,
+        itype: int,
+        data: dict[str, Any],
+        channel: dict[str, Any],
+        *,
+        context: int,
+        owners: dict[str, str],
+    ) -> dict[str, Any]:
+        return {
+            "id": str(self.fake._ids.next()),
+            "application_id": str(self.fake.application_id),
+            "type": itype,
+            "data": data,
+            "channel": channel,
+            "channel_id": channel["id"],
+            "token": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48),
+            "version": 1,
+            "locale": "en-US",
+            "entitlements": [],
+            "entitlement_sku_ids": [],
+            "authorizing_integration_owners": owners,
+            "context": context,
+        }
 
     async def autocomplete(
         self,
@@ -678,8 +825,13 @@ class Interactions:
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": ctype}
         if ctype in (3, 5, 6, 7, 8):
             data["values"] = [str(v) for v in values or []]
+        if message.interaction is not None and _outside_a_guild_install(message.interaction):
+            it = self._like(message.interaction, MESSAGE_COMPONENT, custom_id, member, data, message=message)
+            return await self._send_interaction(it, ready_timeout)
         if message.guild_id is None:
-            raise ValueError("component interactions are only supported in guild channels")
+            raise ValueError(
+                "component interactions are only supported in guild channels and on interaction replies"
+            )
         guild = self.fake.guilds[message.guild_id]
         it = self._new_interaction(
             MESSAGE_COMPONENT,
@@ -739,6 +891,12 @@ class Interactions:
         data: dict[str, Any] = {"custom_id": custom_id, "components": submit}
         if resolved:
             data["resolved"] = resolved
+        if isinstance(source, FakeInteraction) and _outside_a_guild_install(source):
+            assert member is not None
+            it = self._like(source, MODAL_SUBMIT, custom_id, member, data, message=message)
+            return await self._send_interaction(it, timeout)
+        if guild_id is None:
+            raise ValueError("a modal by custom id needs member, guild_id and channel_id")
         guild = self.fake.guilds[guild_id]
         it = self._new_interaction(
             MODAL_SUBMIT,
@@ -751,6 +909,47 @@ class Interactions:
             locale=locale or "en-US",
         )
         return await self._send_interaction(it, timeout)
+
+    def _like(
+        self,
+        source: FakeInteraction,
+        itype: int,
+        name: str | None,
+        member: FakeMember,
+        data: dict[str, Any],
+        *,
+        message: FakeMessage | None = None,
+    ) -> FakeInteraction:
+        """A follow-on interaction (a form sent, a button pressed) in the same place as ``source``: a DM,
+        or a server where only the user installed the app. Same context, owners and channel."""
+        p = source.payload
+        owners = dict(p.get("authorizing_integration_owners") or {})
+        payload = self._payload(itype, data, p["channel"], context=int(p.get("context", 0)), owners=owners)
+        for key in (
+            "guild",
+            "guild_id",
+            "member",
+            "user",
+            "app_permissions",
+            "guild_locale",
+            "attachment_size_limit",
+        ):
+            if key in p:
+                payload[key] = p[key]
+        if message is not None:
+            payload["message"] = message.to_payload(self.messages.resolve_reference)
+        return FakeInteraction(
+            self.fake,
+            int(payload["id"]),
+            payload["token"],
+            itype,
+            name,
+            source.guild_id,
+            source.channel_id,
+            member,
+            payload,
+            source_message=message,
+        )
 
     def expire_interaction(self, interaction: FakeInteraction | str) -> None:
         """Make the interaction token unusable as after 15 minutes: webhook calls answer 401 50027."""

@@ -196,7 +196,9 @@ class Responses:
             "id": str(it.id),
             "type": it.type,
             "user": it.member.user.to_payload(),
-            "authorizing_integration_owners": {"0": str(it.guild_id)},
+            "authorizing_integration_owners": dict(
+                it.payload.get("authorizing_integration_owners") or {"0": str(it.guild_id)}
+            ),
         }
         if it.type == APPLICATION_COMMAND:
             meta["name"] = it.name

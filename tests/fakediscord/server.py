@@ -104,6 +104,8 @@ class FakeDiscord(FakeState):
         self.delete_channel = channels.delete_channel
         self.deny_send = channels.deny_send
         self.allow_send = channels.allow_send
+        self.dm_channel = channels.dm_channel
+        self.open_dm = channels.open_dm
         self.set_bot_overwrite = channels.set_bot_overwrite
         self.register_attachment = cdn.register_attachment
         self.signed_url = cdn.signed_url
@@ -116,6 +118,8 @@ class FakeDiscord(FakeState):
         self.command = commands.command
         self.wait_commands_synced = commands.wait_commands_synced
         self.slash = interactions.slash
+        self.dm_slash = interactions.dm_slash
+        self.user_install_slash = interactions.user_install_slash
         self.autocomplete = interactions.autocomplete
         self.message_command = interactions.message_command
         self.user_command = interactions.user_command

@@ -64,6 +64,9 @@ class FakeState:
         self.nonce_window = 300.0
         #: refuse to send a command interaction for a command the bot has not registered
         self.strict_commands = strict_commands
+        #: the application's installation contexts (Developer Portal → Installation): 0 server, 1 user.
+        #: A command sync declaring `integration_types` outside them is refused.
+        self.app_integration_types: set[int] = {0, 1}
         #: dispatch MESSAGE_CREATE/UPDATE/DELETE for stored messages (as Discord does) when intents allow
         self.echo_message_events = echo_message_events
 

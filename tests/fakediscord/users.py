@@ -72,6 +72,6 @@ class Users:
                 "approximate_guild_count": len(self.state.guilds),
                 "bot": self.bot_user_payload(),
                 "install_params": {"scopes": ["bot", "applications.commands"], "permissions": "0"},
-                "integration_types_config": {"0": {}},
+                "integration_types_config": {str(t): {} for t in sorted(self.state.app_integration_types)},
             }
         )

@@ -213,13 +213,23 @@ def check_choices(choices: list[dict[str, Any]]) -> dict[str, Any] | None:
     return errors.body()
 
 
-def check_commands(commands: list[dict[str, Any]], *, guild: bool) -> dict[str, Any] | None:
-    """Validate a bulk overwrite of application commands."""
+def check_commands(
+    commands: list[dict[str, Any]], *, guild: bool, installs: set[int] | None = None
+) -> dict[str, Any] | None:
+    """Validate a bulk overwrite of application commands. ``installs``: the application's installation
+    contexts; a command's ``integration_types`` must be among them ("as long as any included contexts are
+    already supported on the application-level", the commands documentation says)."""
     errors = _Errors()
     counts = {1: 0, 2: 0, 3: 0}
     seen: set[tuple[str, int]] = set()
     for i, cmd in enumerate(commands):
         ctype = int(cmd.get("type", 1))
+        if installs is not None and not set(cmd.get("integration_types") or [0]) <= installs:
+            errors.add(
+                [i, "integration_types"],
+                "APPLICATION_COMMAND_INVALID_INTEGRATION_TYPE",
+                "Installation context is not supported by the application",
+            )
         counts[ctype] = counts.get(ctype, 0) + 1
         name = cmd.get("name") or ""
         key = (name, ctype)

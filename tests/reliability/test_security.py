@@ -156,6 +156,31 @@ async def test_a_key_set_through_the_modal_is_never_echoed_logged_or_stored_in_c
         assert key[9:].encode() not in path.read_bytes(), path
 
 
+async def test_a_personal_key_is_never_echoed_logged_or_stored_in_clear(
+    bed: Bed, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = bed.hub.add_key(credits=2468)
+    with caplog.at_level(logging.DEBUG):
+        it = await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.bob, ["mykey", "set"])
+        cb = await it.callback()
+        assert cb.type == 9  # a private form, never a slash option
+        reply = await (await bed.fake.submit_modal(it, {cb.text_inputs[0]: key})).original()
+        assert "2,468 credits" in text_of(reply) and reply.ephemeral
+        for command in (["mykey", "show"], "credits"):
+            shown = await (await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.bob, command)).original()
+            assert key[-4:] in text_of(shown) and shown.ephemeral  # masked form only
+        job = await bed.job_of(await bed.imagine(bed.d.bob))
+        await bed.wait_job(job.id, JobStatus.POSTED)
+    assert bed.hub.balance(key) == 2468 - 8  # the member's key is the one in use
+    sent = everything_sent(bed)
+    assert key not in sent and key[9:] not in sent
+    logged = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
+    assert key not in logged and key[9:] not in logged
+    database = Path(make_url(bed.database_url).database or "")
+    for path in database.parent.glob(database.name + "*"):
+        assert key[9:].encode() not in path.read_bytes(), path
+
+
 # -- permissions are checked by the bot, not only by Discord's defaults -------------------------------
 
 
@@ -170,7 +195,10 @@ def subcommands(command: dict[str, Any]) -> list[list[str]]:
 
 
 async def test_config_and_credits_refuse_members_without_manage_server(bed: Bed) -> None:
-    paths = [*subcommands(bed.fake.command("config")), ["credits"]]
+    # /credits is open to all (a member sees their own key's balance); the server's is checked below.
+    cb = await (await bed.fake.slash(bed.d.guild, bed.d.general, bed.d.alice, "credits")).callback()
+    assert cb.ephemeral and "Manage Server" in text_of(cb)
+    paths = subcommands(bed.fake.command("config"))
     assert len(paths) >= 10
     settings, key, policy = (
         await bed.services.guilds.get(bed.guild_id),

@@ -29,6 +29,8 @@ TABLES = {
     "quota_reservations",
     "quota_ledger",
     "jobs",
+    "member_settings",
+    "member_keys",
 }
 
 
@@ -44,7 +46,7 @@ async def test_migrate_up_to_head_and_down_to_base(empty_database_url: str) -> N
         assert await current_revision(db.engine) is None
         assert await _tables(db) == set()
         await migrate(db.engine)
-        assert await current_revision(db.engine) == head_revision() == "0003"
+        assert await current_revision(db.engine) == head_revision() == "0004"
         assert await _tables(db) == TABLES
         await migrate(db.engine)  # already at head: nothing happens
         await downgrade(db.engine, "base")

@@ -66,6 +66,7 @@ async def test_every_field_can_be_set(db: Database) -> None:
         "low_balance_alerted": True,
         "blocked_words": ["Badword", "other"],
         "blocked_patterns": [r"\bfoo\d+"],
+        "personal_keys_allowed": False,
     }
     assert set(values) == SETTABLE_FIELDS
     config = await store.update(GUILD, **values)

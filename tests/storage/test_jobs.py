@@ -316,3 +316,23 @@ def test_job_snapshot_has_every_column() -> None:
     from bot.db.models import JobRow
 
     assert [f.name for f in dataclasses.fields(Job)] == [c.name for c in JobRow.__table__.columns]
+
+
+async def test_recent_durations_are_what_the_expected_finish_learns_from_at_start(
+    db: Database, clock: ManualClock
+) -> None:
+    store = JobStore(db, clock=clock)
+    for seconds in (12, 20):
+        job = await _create(store)
+        await store.update(job.id, None, status=JobStatus.SUBMITTED, submitted_at=clock())
+        clock.advance(seconds=seconds)
+        await store.update(job.id, None, status=JobStatus.POSTED)
+    failed = await _create(store)
+    await store.update(failed.id, None, status=JobStatus.SUBMITTED, submitted_at=clock())
+    clock.advance(seconds=99)
+    await store.update(failed.id, None, status=JobStatus.FAILED)  # not a finished generation
+    assert await store.recent_durations() == [
+        (PARAMS.model, PARAMS.tier, 12.0),
+        (PARAMS.model, PARAMS.tier, 20.0),
+    ]
+    assert await store.recent_durations(limit=1) == [(PARAMS.model, PARAMS.tier, 20.0)]

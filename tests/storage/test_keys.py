@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from bot.clock import ManualClock
 from bot.db import Database
-from bot.db.models import GuildKey
-from bot.keys import KeyInfo, KeyUnreadable, KeyVault, mask_key
+from bot.db.models import GuildKey, MemberKey
+from bot.keys import KeyInfo, KeyUnreadable, KeyVault, PersonalKeyUnreadable, mask_key
 
 RAW = "gih_live_Zq8x3NvR7pLm2KwT9aYb4cD"
 GUILD = 111_222_333_444_555_666
@@ -163,3 +163,29 @@ async def test_key_never_logged_or_in_reprs(
     assert "gih_live_fallback_secret_zzzz" not in text
     assert RAW not in repr(info) and RAW not in str(info)
     assert "fallback_secret" not in repr(vault)
+
+
+async def test_personal_keys_are_encrypted_masked_rotated_and_never_logged(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    old, new = Fernet(Fernet.generate_key()), Fernet(Fernet.generate_key())
+    vault = KeyVault(db, MultiFernet([old]), None)
+    info = await vault.set_personal_key(42, RAW)
+    assert info.masked == mask_key(RAW) and RAW not in repr(info)
+    assert await vault.get_personal_key(42) == RAW and await vault.get_personal_key(43) is None
+    assert await vault.get_key(GUILD) is None  # a member's key is not a server's
+    async with db.session() as s:
+        (stored,) = (await s.execute(select(MemberKey.ciphertext))).scalars()
+    assert RAW.encode() not in bytes(stored)
+
+    after = KeyVault(db, MultiFernet([new, old]), None)
+    assert await after.rotate() == 1
+    only_new = KeyVault(db, MultiFernet([new]), None)
+    assert await only_new.get_personal_key(42) == RAW
+    with pytest.raises(PersonalKeyUnreadable):
+        await KeyVault(db, MultiFernet([old]), None).get_personal_key(42)
+    assert await only_new.clear_personal_key(42) and not await only_new.clear_personal_key(42)
+    assert await only_new.get_personal_key(42) is None
+    text = caplog.text + "".join(repr(r.args) for r in caplog.records)
+    assert RAW not in text and RAW[9:] not in text
