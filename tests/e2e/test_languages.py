@@ -132,6 +132,16 @@ def english_found(texts: list[str]) -> dict[str, str]:
 # -- the walk ------------------------------------------------------------------------------------
 
 
+def forged(message: FakeMessage, custom_id: str) -> FakeMessage:
+    """A button the bot never drew, as a tampered client would claim (discord.py only routes ids
+    found on the message, so the forged one is put there)."""
+    message.components = [
+        *message.components[:4],
+        {"type": 1, "components": [{"type": 2, "style": 2, "label": "x", "custom_id": custom_id}]},
+    ]
+    return message
+
+
 class Walk:
     """Drives the bot as members with `locale` would, waiting for each answer before the next step."""
 
@@ -263,6 +273,90 @@ async def walk(bed: Bed, locale: str) -> None:
     await w.deferred(d.alice, "show", {"job_id": job4.id})
     await w.answered(d.alice, "show", {"job_id": 999_999})
 
+    # Upscale and Vary of one image, and what they refuse: an image the result lacks, a source still
+    # at work, an image the hub no longer serves
+    await w.posted(await w.fake.press_button(result4, f"imagine:upscale:{job4.id}:1", d.alice, locale=locale))
+    vary, varied = await w.posted(
+        await w.fake.press_button(result4, f"imagine:vary:{job4.id}:2", d.bob, locale=locale)
+    )
+    await w.press(varied, f"imagine:info:{vary.id}", d.bob)  # "made from" image 2 of the first
+    await w.press(forged(result4, f"imagine:vary:{job4.id}:7"), f"imagine:vary:{job4.id}:7", d.alice)
+    held = len(hub.generations) + 1
+    hub.set_hold(True)
+    working = await bed.job_of(await w.slash(d.bob, "imagine", {"prompt": "chưa xong"}))
+    generation = await hub.wait_generation_created(held)
+    status = forged(status_message(bed, working), f"imagine:upscale:{working.id}:1")
+    await w.press(status, f"imagine:upscale:{working.id}:1", d.alice)
+    hub.set_hold(False)
+    hub.complete(generation.id)
+    await bed.wait_job(working.id, JobStatus.POSTED)
+    hub.image_404_next(2)  # the stored URL, then the one the hub gives again
+    gone = await w.fake.press_button(result4, f"imagine:upscale:{job4.id}:3", d.alice, locale=locale)
+    await gone.callback()
+    await w.refused_after_answer(gone)
+
+    # /settings: shown, a value refused, set, one forgotten, one passed over (its model left the hub)
+    await w.answered(d.alice, "settings")
+    await w.answered(d.alice, "settings", {"model": "khong-co"})
+    await w.answered(d.alice, "settings", {"quality": "high", "count": 2})
+    await w.answered(d.alice, "settings", {"reset": "quality"})
+    hub.add_model({"id": "tiny-model", "aspect_ratios": ["1:1"], "credits": {"1K": 3}})
+    bed.services.catalog.invalidate()
+    await w.answered(d.alice, "settings", {"model": "tiny-model"})
+    hub.models = [m for m in hub.models if m.id != "tiny-model"]
+    bed.services.catalog.invalidate()
+    await w.answered(d.alice, "settings")
+    passed_over = await w.slash(d.alice, "imagine", {"prompt": "mô hình đã bỏ"})
+    await w.posted(passed_over)
+    await passed_over.followup(0)
+
+    # private results: ephemeral while the token lives, then by DM; /show refuses them to others
+    await w.answered(d.alice, "settings", {"visibility": "private"})
+    secret = await bed.job_of(await w.slash(d.alice, "imagine", {"prompt": "khu vườn bí mật"}))
+    await bed.wait_job(secret.id, JobStatus.POSTED)
+    await w.answered(d.bob, "show", {"job_id": secret.id})
+    held = len(hub.generations) + 1
+    hub.set_hold(True)
+    late = await w.slash(d.alice, "imagine", {"prompt": "cánh cửa ẩn"})
+    late_job = await bed.job_of(late)
+    generation = await hub.wait_generation_created(held)
+    w.fake.expire_interaction(late)
+    hub.set_hold(False)
+    hub.complete(generation.id)
+    await bed.wait_job(late_job.id, JobStatus.POSTED)
+    await w.answered(d.alice, "settings", {"reset": "all"})
+
+    # own keys: /mykey (none, one the hub refuses, set, show), /credits on it, a job it pays,
+    # /config personal_keys, and the endings told as her own key's
+    await w.answered(d.alice, ["mykey", "show"])
+    mine = hub.add_key(credits=500)
+    for key in ("gih_live_" + "x" * 32, mine):
+        form = await w.slash(d.alice, ["mykey", "set"])
+        field = (await form.callback()).text_inputs[0]
+        await (await w.fake.submit_modal(form, {field: key})).followup(0)
+    await w.answered(d.alice, ["mykey", "show"])
+    await w.deferred(d.alice, "credits")
+    await w.answered(d.alice, "credits", {"whose": "server"})  # the server's needs Manage Server
+    await w.posted(await w.slash(d.alice, "imagine", {"prompt": "khóa của tôi"}))
+    await w.answered(d.admin, ["config", "personal_keys"], {"policy": "deny"})
+    await w.answered(d.alice, ["mykey", "show"])  # not used on this server
+    await w.answered(d.admin, ["config", "personal_keys"], {"policy": "allow"})
+    await w.answered(d.admin, ["config", "personal_keys"])
+    for key in (hub.add_key(credits=1), "gih_live_" + "z" * 32):  # out of credits, then unknown
+        await bed.services.keys.set_personal_key(d.alice.id, key)
+        ended = await bed.job_of(await w.slash(d.alice, "imagine", {"prompt": "khóa riêng hỏng"}))
+        await bed.wait_job(ended.id, JobStatus.FAILED)
+    await bed.services.keys.set_personal_key(d.alice.id, mine)
+
+    # DMs: without a key (told how to set one), /settings there, and with one (the result by DM)
+    await (await w.fake.dm_slash(d.bob, "imagine", {"prompt": "sao chổi"}, locale=locale)).callback()
+    await (await w.fake.dm_slash(d.bob, "credits", locale=locale)).callback()
+    await (await w.fake.dm_slash(d.bob, "settings", locale=locale)).callback()
+    in_dm = await bed.job_of(await w.fake.dm_slash(d.alice, "imagine", {"prompt": "sao chổi"}, locale=locale))
+    await bed.wait_job(in_dm.id, JobStatus.POSTED)
+    await w.answered(d.alice, ["mykey", "clear"])
+    await w.answered(d.alice, ["mykey", "clear"])
+
     # /config, every subcommand, and what it refuses
     await w.answered(d.admin, ["config", "key", "show"])
     key_form = await w.slash(d.admin, ["config", "key", "set"])
@@ -374,12 +468,15 @@ async def walk(bed: Bed, locale: str) -> None:
     await w.answered(d.admin, ["config", "key", "show"])
     await w.answered(d.alice, "imagine", {"prompt": "không có khóa"})
     await w.answered(d.admin, "credits")
+    await bed.services.keys.set_personal_key(d.alice.id, mine)
+    await w.answered(d.admin, ["config", "personal_keys"], {"policy": "deny"})
+    await w.answered(d.alice, "imagine", {"prompt": "khóa riêng bị tắt"})  # hers refused, the server has none
 
 
 # -- the tests -------------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 async def test_no_english_on_the_vietnamese_path(bed: Bed) -> None:
     await walk(bed, "vi")
     texts = sent_texts(bed.fake)
@@ -388,10 +485,30 @@ async def test_no_english_on_the_vietnamese_path(bed: Bed) -> None:
     joined = "\n".join(texts)
     for vietnamese in ("Tạo lại", "Dùng làm ảnh tham chiếu", "4 ảnh", "lượt #", "Prompt bị chặn", "tín dụng"):
         assert vietnamese in joined
+    # the member features said their part, in Vietnamese
+    for vietnamese in (
+        "biến thể của ảnh 2 trong lượt #",
+        "Lượt tạo ảnh này không có ảnh 7",
+        "Mình không lấy lại được ảnh 3",
+        "Dự kiến xong",
+        "Tùy chỉnh của bạn trên máy chủ này",
+        "mặc định của máy chủ",
+        "Giá trị mô hình `tiny-model` bạn đã chọn hiện không dùng được",
+        "chỉ người tạo mới xem được",
+        "Đã lưu khóa `",
+        "tín dụng từ khóa riêng của bạn",
+        "Khóa API riêng của bạn không đủ tín dụng",
+        "Khóa API riêng của bạn không còn hợp lệ",
+        "Máy chủ này không dùng khóa API riêng của thành viên",
+        "Ở đây mình chỉ tạo ảnh được bằng khóa API riêng của bạn",
+        "Máy chủ này không cho dùng khóa API riêng của thành viên",
+    ):
+        assert vietnamese in joined, vietnamese
+    assert {"U1", "U4", "V1", "V4"} <= set(joined.split("\n"))
 
 
 @pytest.mark.parametrize("guild_locale", ["en-US"])
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 async def test_the_same_walk_in_english_finds_english_everywhere(bed: Bed) -> None:
     """The check above can fail: an English server and members make it find English in every part."""
     await walk(bed, "en-GB")
@@ -481,3 +598,22 @@ async def test_results_count_one_and_four_images_in_the_server_s_language(
             f["value"] for e in result.embeds for f in e.get("fields") or [] if "`gpt-image-2`" in f["value"]
         ]
         assert len(settings) == 1 and settings[0].endswith(expected), settings
+
+
+@pytest.mark.parametrize("guild_locale", ["en-US"])
+async def test_a_private_result_speaks_its_member_s_language_on_an_english_server(bed: Bed) -> None:
+    """Only its member reads a private result (ephemeral, else a DM): it is in her language, not the
+    server's; a member whose results are public still gets the server's language."""
+    w = Walk(bed, "vi")
+    d = bed.d
+    await w.answered(d.alice, "settings", {"visibility": "private"})
+    job = await bed.job_of(await w.slash(d.alice, "imagine", {"prompt": "khu vườn bí mật"}))
+    job = await bed.wait_job(job.id, JobStatus.POSTED)
+    assert job.private and job.locale == "vi"
+    (posted,) = [m for m in bed.fake.messages(d.images, include_ephemeral=True) if m.attachments]
+    assert posted.ephemeral and f"lượt #{job.id}" in str(posted.embeds)
+    assert "Tạo lại" in str(posted.components)
+    assert english_found([str(posted.embeds)]) == {}
+
+    public, result = await w.posted(await w.slash(d.bob, "imagine", {"prompt": "công khai"}))
+    assert public.locale == "en" and f"job #{public.id}" in str(result.embeds)

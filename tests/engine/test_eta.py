@@ -59,6 +59,7 @@ def _blank_job(params: JobParams) -> dict[str, Any]:
         "token_expires_at": None,
         "status_message_id": None,
         "upload_limit": None,
+        "locale": None,
         "reply_to_message_id": None,
         "params": params,
         "cost": 12,

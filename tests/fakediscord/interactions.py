@@ -625,6 +625,7 @@ class Interactions:
         *,
         attachments: Sequence[FakeAttachment] = (),
         user_install: bool = False,
+        locale: str = "en-US",
         ready_timeout: float = 5.0,
     ) -> FakeInteraction:
         """A slash command in ``member``'s DM with the bot (context BOT_DM, 1): no guild, ``user`` instead
@@ -634,7 +635,9 @@ class Interactions:
         cmd, path, data = self._slash_data(None, channel.id, member, command, options, attachments, False)
         self._check_reachable(cmd, path[0], context=1, integration=1 if user_install else 0)
         owners = {"1": str(member.id)} if user_install else {"0": "0"}
-        payload = self._payload(APPLICATION_COMMAND, data, channel.to_payload(), context=1, owners=owners)
+        payload = self._payload(
+            APPLICATION_COMMAND, data, channel.to_payload(), context=1, owners=owners, locale=locale
+        )
         payload["user"] = member.user.to_payload()
         # DMs with the bot: the documented app permissions for (G)DMs, with external emojis.
         payload["app_permissions"] = str(ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | USE_EXTERNAL_EMOJIS)
@@ -661,6 +664,7 @@ class Interactions:
         options: Mapping[str, Any] | Sequence[dict[str, Any]] | None = None,
         *,
         attachments: Sequence[FakeAttachment] = (),
+        locale: str = "en-US",
         ready_timeout: float = 5.0,
     ) -> FakeInteraction:
         """A slash command of the app installed to ``member``'s account, used in a server (context GUILD)
@@ -674,7 +678,9 @@ class Interactions:
         channel = guild.channels[channel_id].to_payload()
         permissions = guild.channel_permissions(member, channel_id)
         channel["permissions"] = str(permissions)
-        payload = self._payload(APPLICATION_COMMAND, data, channel, context=0, owners={"1": str(member.id)})
+        payload = self._payload(
+            APPLICATION_COMMAND, data, channel, context=0, owners={"1": str(member.id)}, locale=locale
+        )
         payload.update(
             guild=guild.interaction_guild_payload(),
             guild_id=str(guild.id),
@@ -704,6 +710,7 @@ class Interactions:
         *,
         context: int,
         owners: dict[str, str],
+        locale: str = "en-US",
     ) -> dict[str, Any]:
         return {
             "id": str(self.fake._ids.next()),
@@ -714,7 +721,7 @@ class Interactions:
             "channel_id": channel["id"],
             "token": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48),
             "version": 1,
-            "locale": "en-US",
+            "locale": locale,  # the member's Discord language
             "entitlements": [],
             "entitlement_sku_ids": [],
             "authorizing_integration_owners": owners,
@@ -924,7 +931,14 @@ class Interactions:
         or a server where only the user installed the app. Same context, owners and channel."""
         p = source.payload
         owners = dict(p.get("authorizing_integration_owners") or {})
-        payload = self._payload(itype, data, p["channel"], context=int(p.get("context", 0)), owners=owners)
+        payload = self._payload(
+            itype,
+            data,
+            p["channel"],
+            context=int(p.get("context", 0)),
+            owners=owners,
+            locale=str(p.get("locale") or "en-US"),  # the same member's Discord
+        )
         for key in (
             "guild",
             "guild_id",
