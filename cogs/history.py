@@ -65,7 +65,11 @@ class History(commands.Cog):
         config = await services.guilds.get(here.guild_id)
         if not config.channel_allowed(here.channel_id):
             raise Denied("denied.show_channel", channels=channel_list(config.allowed_channel_ids))
-        public = messages.words(messages.public_locale(config.language, interaction.guild_locale))
+        # A private result is shown again to its author alone: in their language, like the first time.
+        if job.private:
+            public = messages.words(interaction.locale)
+        else:
+            public = messages.words(messages.public_locale(config.language, interaction.guild_locale))
         slot = self.limits.claim(here.guild_id, interaction.user.id)  # a Refusal when busy
         with slot:  # held until the images are posted: they are in memory until then
             await interaction.response.defer(thinking=True, ephemeral=job.private)

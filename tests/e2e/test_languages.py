@@ -614,6 +614,8 @@ async def test_a_private_result_speaks_its_member_s_language_on_an_english_serve
     assert posted.ephemeral and f"lượt #{job.id}" in str(posted.embeds)
     assert "Tạo lại" in str(posted.components)
     assert english_found([str(posted.embeds)]) == {}
+    shown = await (await w.deferred(d.alice, "show", {"job_id": job.id})).followup(0)
+    assert shown.ephemeral and f"lượt #{job.id}" in str(shown.embeds) and "Tạo lại" in str(shown.components)
 
     public, result = await w.posted(await w.slash(d.bob, "imagine", {"prompt": "công khai"}))
     assert public.locale == "en" and f"job #{public.id}" in str(result.embeds)
