@@ -19,8 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot import filters
 from bot.catalog import ModelCatalog
+from bot.db import Database
 from bot.guild_settings import GuildConfig, GuildSettingsStore
 from bot.hub import HubError, HubModel, Reference
 from bot.hub.sizes import QUALITIES, size_for
@@ -89,6 +92,7 @@ class ImagineService:
     def __init__(
         self,
         *,
+        db: Database,
         settings: GuildSettingsStore,
         catalog: ModelCatalog,
         keys: KeyVault,
@@ -98,6 +102,7 @@ class ImagineService:
         queue: JobQueue,
         filter_runner: filters.FilterRunner | None = None,
     ) -> None:
+        self.db = db
         self.settings = settings
         self.catalog = catalog
         self.keys = keys
@@ -239,9 +244,7 @@ class ImagineService:
                 request.guild_id, request.user_id, request.role_ids, plan.cost
             )
         except QuotaExceeded as exc:
-            raise Refusal(
-                RefusalCode.QUOTA_EXCEEDED, cost=plan.cost, remaining=exc.remaining, resets_at=exc.resets_at
-            ) from None
+            raise _quota_refusal(plan.cost, exc) from None
         return replace(plan, reservation_id=reservation.id)
 
     async def abandon(self, plan: Plan) -> None:
@@ -273,49 +276,70 @@ class ImagineService:
         status_message_id: int | None = None,
         upload_limit: int | None = None,
         token_issued_at: datetime | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> Job:
-        """Store the job for a reserved plan. All or nothing: any failure releases the credits.
+        """Store the job for a plan. All or nothing: any failure holds no credits.
+
+        ONE write transaction (shared with concurrent launches: group commit): the reservation
+        (unless `reserve()` made it already, for a request with references), the queue's length
+        check, the job row, its tie to the credits and the server's promotion. A refusal
+        (`QUOTA_EXCEEDED`, a full queue) rolls back this launch alone. `lease` (owner, seconds):
+        the job is born leased, so no worker takes it before the caller `release`s it (once
+        its status message is known).
 
         The interaction token lives 15 minutes from the interaction's creation (`token_issued_at`,
         its snowflake time), not from now: checks and downloads before this may have taken a while."""
-        assert plan.reservation_id is not None, "reserve() first"
         request = plan.request
         created = token_issued_at or datetime.now(UTC)
-        job: Job | None = None
-        try:
-            job = await self.jobs.create(
-                guild_id=request.guild_id,
-                channel_id=request.channel_id,
-                user_id=request.user_id,
-                application_id=application_id,
-                interaction_token=interaction_token,
-                token_expires_at=created + INTERACTION_TOKEN_LIFETIME if interaction_token else None,
-                params=plan.params,
-                cost=plan.cost,
-                reservation_id=plan.reservation_id,
-                status_message_id=status_message_id,
-                upload_limit=upload_limit,
-                # Every job starts `queued`: only the queue's locked promotion makes jobs
-                # active, which keeps the concurrency limits exact.
-                status=JobStatus.QUEUED,
-                admit=self.queue.admission(request.guild_id, request.user_id, plan.config),
-            )
-            await self.ledger.attach(plan.reservation_id, job.id)
-        except BaseException as exc:
-            if job is not None:  # stored but not tied to its credits: it must never run
-                await self.jobs.update_if(
-                    job.id, (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT), status=JobStatus.CANCELLED
+        values = self.jobs.new_row(
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            user_id=request.user_id,
+            application_id=application_id,
+            interaction_token=interaction_token,
+            token_expires_at=created + INTERACTION_TOKEN_LIFETIME if interaction_token else None,
+            params=plan.params,
+            cost=plan.cost,
+            status_message_id=status_message_id,
+            upload_limit=upload_limit,
+            # Every job starts `queued`: only the queue's locked promotion makes jobs
+            # active, which keeps the concurrency limits exact.
+            status=JobStatus.QUEUED,
+            lease=lease,
+        )
+
+        async def work(s: AsyncSession) -> tuple[Job, list[int]]:
+            reservation_id = plan.reservation_id
+            if reservation_id is None:
+                reservation = await self.ledger.reserve_in(
+                    s, request.guild_id, request.user_id, request.role_ids, plan.cost
                 )
-            await self.abandon(plan)
+                reservation_id = reservation.id
+            await self.queue.admit_in(s, request.guild_id, request.user_id, plan.config)
+            job = await self.jobs.insert_in(s, {**values, "reservation_id": reservation_id})
+            await self.ledger.attach_in(s, reservation_id, job.id)
+            promoted: list[int] = []
+            try:
+                async with s.begin_nested():  # a failed promotion is the engine's to retry
+                    promoted = await self.queue.promote_in(s, job.guild_id, plan.config)
+            except Exception:
+                log.exception(kv("imagine.promote_failed", job=job.id))
+            if job.id in promoted:
+                job = await self.jobs.get_in(s, job.id) or job
+            return job, promoted
+
+        try:
+            job, promoted = await self.db.run(work)
+        except BaseException as exc:
+            await self.abandon(plan)  # only a reservation made before: this one rolled back
             if isinstance(exc, QueueFull):  # lost a race for the last place in the queue
                 raise _queue_refusal(exc) from None
+            if isinstance(exc, QuotaExceeded):
+                raise _quota_refusal(plan.cost, exc) from None
             raise
+        if promoted:
+            log.info(kv("queue.promoted", guild=job.guild_id, jobs=",".join(map(str, promoted))))
         self.reference_cache.put(job.id, references)
-        try:
-            if job.id in await self.queue.promote(job.guild_id, plan.config):
-                job = await self.jobs.get(job.id) or job
-        except Exception:
-            log.exception(kv("imagine.promote_failed", job=job.id))  # the engine promotes it later
         return job
 
     async def _fetch_checked(self, attachment: Attachment, fetch: Fetch) -> Reference:
@@ -325,6 +349,10 @@ class ImagineService:
             raise Refusal(RefusalCode.REFERENCE_DOWNLOAD_FAILED, filename=attachment.filename) from None
         checked = check_reference(attachment.filename, data)  # a `BadReference` refuses
         return Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)
+
+
+def _quota_refusal(cost: int, exc: QuotaExceeded) -> Refusal:
+    return Refusal(RefusalCode.QUOTA_EXCEEDED, cost=cost, remaining=exc.remaining, resets_at=exc.resets_at)
 
 
 def _queue_refusal(full: QueueFull) -> Refusal:

@@ -171,6 +171,56 @@ class JobStore:
 
         `admit` runs first in the same transaction and may refuse by raising (the queue's
         length check: `JobQueue.admission`), so a limit counted there holds under races."""
+        values = self.new_row(
+            guild_id=guild_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            params=params,
+            cost=cost,
+            application_id=application_id,
+            interaction_token=interaction_token,
+            token_expires_at=token_expires_at,
+            status_message_id=status_message_id,
+            upload_limit=upload_limit,
+            reply_to_message_id=reply_to_message_id,
+            reservation_id=reservation_id,
+            status=status,
+            next_poll_at=next_poll_at,
+        )
+
+        async def work(s: AsyncSession) -> Job:
+            if admit is not None:
+                await admit(s)
+            return await self.insert_in(s, values)
+
+        return await self._db.run(work)
+
+    async def insert_in(self, s: AsyncSession, values: Mapping[str, Any]) -> Job:
+        """Insert a `new_row` inside the caller's write transaction."""
+        row = (await s.execute(insert(JobRow).values(**values).returning(*_COLUMNS))).one()
+        return _snapshot(row)
+
+    def new_row(
+        self,
+        *,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        params: JobParams,
+        cost: int,
+        application_id: int | None = None,
+        interaction_token: str | None = None,
+        token_expires_at: datetime | None = None,
+        status_message_id: int | None = None,
+        upload_limit: int | None = None,
+        reply_to_message_id: int | None = None,
+        reservation_id: int | None = None,
+        status: JobStatus = JobStatus.PENDING_SUBMIT,
+        next_poll_at: datetime | None = None,
+        lease: tuple[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """The column values of a new job (see `create`). `lease`: (owner, seconds) — the job is
+        born leased, so no worker claims it before its creator lets go (`release`)."""
         status = JobStatus(status)
         if status not in (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT):
             raise ValueError("a job starts as queued or pending_submit")
@@ -201,21 +251,19 @@ class JobStore:
             "delivered_images": 0,
             "charged_credits": None,
             "posted_message_ids": [],
-            "lease_owner": None,
-            "lease_until": None,
+            "lease_owner": lease[0] if lease else None,
+            "lease_until": now + timedelta(seconds=lease[1]) if lease else None,
             "created_at": now,
             "submitted_at": None,
             "finished_at": None,
             "posted_at": None,
         }
+        return values
 
-        async def work(s: AsyncSession) -> Job:
-            if admit is not None:
-                await admit(s)
-            row = (await s.execute(insert(JobRow).values(**values).returning(*_COLUMNS))).one()
-            return _snapshot(row)
-
-        return await self._db.run(work)
+    async def get_in(self, s: AsyncSession, job_id: int) -> Job | None:
+        """The job as the caller's transaction sees it."""
+        row = (await s.execute(select(*_COLUMNS).where(JobRow.id == job_id))).one_or_none()
+        return None if row is None else _snapshot(row)
 
     async def get(self, job_id: int, guild_id: int | None = None) -> Job | None:
         """The job, or None (also when it belongs to another server than `guild_id`)."""

@@ -267,10 +267,14 @@ class JobQueue:
         and raises `QueueFull`, so simultaneous requests cannot all pass a length of one."""
 
         async def admit(s: AsyncSession) -> None:
-            await advisory_lock(s, "queue", guild_id)
-            check_room(config, user_id, await self._active(s, guild_id), await self._queued(s, guild_id))
+            await self.admit_in(s, guild_id, user_id, config)
 
         return admit
+
+    async def admit_in(self, s: AsyncSession, guild_id: int, user_id: int, config: GuildConfig) -> None:
+        """The queue-length check inside the caller's write transaction (see `admission`)."""
+        await advisory_lock(s, "queue", guild_id)
+        check_room(config, user_id, await self._active(s, guild_id), await self._queued(s, guild_id))
 
     async def _room(self, guild_id: int, config: GuildConfig) -> bool:
         """A cheap read: could anything start now? (The locked transaction decides.)"""
@@ -297,35 +301,37 @@ class JobQueue:
         config = config or await self._settings.get(guild_id)
         if not await self._room(guild_id, config):
             return []
-
-        async def work(s: AsyncSession) -> list[int]:
-            await advisory_lock(s, "queue", guild_id)
-            waiting = await self._waiting(s, guild_id, lock=True)
-            if not waiting:
-                return []
-            active = await self._active(s, guild_id)
-            served = await self._last_served(s, guild_id, sorted({w.user_id for w in waiting}))
-            chosen = select_promotions(
-                waiting,
-                served,
-                active,
-                per_member=config.max_concurrent_per_member,
-                per_guild=config.max_concurrent_per_guild,
-            )
-            if not chosen:
-                return []
-            result = await s.execute(
-                update(JobRow)
-                .where(JobRow.id.in_([w.job_id for w in chosen]), JobRow.status == _QUEUED)
-                .values(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=self._clock())
-                .returning(JobRow.id)
-            )
-            return sorted(int(i) for i in result.scalars())
-
-        promoted = await self._db.run(work)
+        settled = config
+        promoted = await self._db.run(lambda s: self.promote_in(s, guild_id, settled))
         if promoted:
             log.info(kv("queue.promoted", guild=guild_id, jobs=",".join(map(str, promoted))))
         return promoted
+
+    async def promote_in(self, s: AsyncSession, guild_id: int, config: GuildConfig) -> list[int]:
+        """`promote` inside the caller's write transaction (a launch promotes in the transaction
+        that stores its job). Takes the server's queue lock."""
+        await advisory_lock(s, "queue", guild_id)
+        waiting = await self._waiting(s, guild_id, lock=True)
+        if not waiting:
+            return []
+        active = await self._active(s, guild_id)
+        served = await self._last_served(s, guild_id, sorted({w.user_id for w in waiting}))
+        chosen = select_promotions(
+            waiting,
+            served,
+            active,
+            per_member=config.max_concurrent_per_member,
+            per_guild=config.max_concurrent_per_guild,
+        )
+        if not chosen:
+            return []
+        result = await s.execute(
+            update(JobRow)
+            .where(JobRow.id.in_([w.job_id for w in chosen]), JobRow.status == _QUEUED)
+            .values(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=self._clock())
+            .returning(JobRow.id)
+        )
+        return sorted(int(i) for i in result.scalars())
 
     async def average_seconds(self, guild_id: int) -> float:
         """The server's recent generation time (submitted → finished), or a default."""

@@ -86,6 +86,7 @@ class Services:
         queue = JobQueue(db, jobs, guilds)
         queue_runner = QueueRunner(queue, timings=timings)
         imagine = ImagineService(
+            db=db,
             settings=guilds,
             catalog=catalog,
             keys=keys,

@@ -21,8 +21,9 @@ import discord
 
 from bot import metrics
 from bot.imagine import ImagineRequest, Plan
-from bot.jobs import JobStatus
+from bot.jobs import Job, JobStatus
 from bot.logs import kv
+from bot.queue import Place
 from bot.references import Attachment, Fetch
 from bot.refusals import Blocked, Refusal, RefusalCode
 from cogs import embeds, messages
@@ -160,15 +161,20 @@ class FirstAnswer:
     def cancel(self) -> None:
         self._timer.cancel()
 
-    async def public(self, embed: discord.Embed) -> int | None:
+    async def public(self, embed: discord.Embed, view: discord.ui.View | None = None) -> int | None:
         """Answer publicly (replacing the "thinking…" answer); the message's id."""
         self._timer.cancel()
         self.answered = True
         async with self._lock:
             if not self.deferred:
-                callback = await self.interaction.response.send_message(embed=embed)
+                if view is None:
+                    callback = await self.interaction.response.send_message(embed=embed)
+                else:
+                    callback = await self.interaction.response.send_message(embed=embed, view=view)
                 return callback.message_id
-        return (await self.interaction.edit_original_response(embed=embed)).id
+        if view is None:
+            return (await self.interaction.edit_original_response(embed=embed)).id
+        return (await self.interaction.edit_original_response(embed=embed, view=view)).id
 
     async def refuse(self, embed: discord.Embed) -> None:
         """Answer only to the member when nothing was said yet; after a "thinking…" answer, that answer
@@ -224,6 +230,20 @@ async def _launch(
             plan = await services.imagine.plan(request)
         finally:
             await tell_skipped_patterns(bot)
+        if not plan.request.attachments:
+            # Nothing to download: reserve, store and promote in one transaction, then answer
+            # with the status naming the job.
+            job = await services.imagine.start(
+                plan,
+                [],
+                application_id=interaction.application_id,
+                interaction_token=interaction.token,
+                upload_limit=interaction.filesize_limit,
+                token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
+                lease=(services.engine.owner, services.timings.lease_seconds),
+            )
+            await _answer_with_status(bot, interaction, answer, job)
+            return
         # Reserved before anything is downloaded: a member who can't pay makes the bot fetch nothing.
         plan = await services.imagine.reserve(plan)
         slot = services.imagine.claim_downloads(plan)  # None without references
@@ -266,19 +286,57 @@ async def _launch(
             failed = embeds.refusal(messages.text("error.unexpected"))
             await interaction.edit_original_response(embed=failed, view=None)
         return
-    metrics.COMMANDS.labels("imagine", "accepted").inc()
-    log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
+    accepted(bot, job)
     services.engine.wake()
-    place = None
-    if job.status is JobStatus.QUEUED:
-        services.queue_runner.changed(job.guild_id)  # a newcomer may go ahead of others' backlog
-        place = await services.queue.place(job)
-        if place is not None:
-            services.queue_runner.shown(job, place)
+    place = await _place(bot, job)
     try:
         await interaction.edit_original_response(embed=embeds.status_embed(job, place), view=status_view(job))
     except discord.HTTPException as exc:
         log.info(kv("imagine.status_edit_failed", job=job.id, status=exc.status))
+    await warn_missing_permissions(bot, interaction)
+
+
+def accepted(bot: ImageHubBot, job: Job) -> None:
+    metrics.COMMANDS.labels("imagine", "accepted").inc()
+    log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
+
+
+async def _place(bot: ImageHubBot, job: Job) -> Place | None:
+    """A queued job's place, remembered as shown (the queue runner re-renders it when it moves)."""
+    if job.status is not JobStatus.QUEUED:
+        return None
+    services = bot.services
+    services.queue_runner.changed(job.guild_id)  # a newcomer may go ahead of others' backlog
+    place = await services.queue.place(job)
+    if place is not None:
+        services.queue_runner.shown(job, place)
+    return place
+
+
+async def _answer_with_status(
+    bot: ImageHubBot, interaction: discord.Interaction, answer: FirstAnswer, job: Job
+) -> None:
+    """The first answer of a stored job is its status message, naming it. The job was born
+    leased to this process's engine: it is let go (with its status message's id) once that
+    message exists, so no step runs with a job whose status message is not known yet. When
+    Discord refuses the answer, nobody saw the job: it is cancelled and its credits returned."""
+    services = bot.services
+    owner = services.engine.owner
+    status_message_id: int | None = None
+    try:
+        place = await _place(bot, job)
+        status_message_id = await answer.public(embeds.status_embed(job, place), view=status_view(job))
+    except BaseException:
+        waiting = (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT)
+        cancelled = await services.jobs.update_if(job.id, waiting, status=JobStatus.CANCELLED)
+        if cancelled is not None and job.reservation_id is not None:
+            await services.quotas.ledger.release(job.reservation_id)
+        raise
+    finally:
+        if status_message_id is not None:
+            await services.jobs.release(job.id, owner, status_message_id=status_message_id)
+            services.engine.launched()
+    accepted(bot, job)
     await warn_missing_permissions(bot, interaction)
 
 

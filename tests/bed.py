@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from cryptography.fernet import Fernet
 
 from bot.config import load_settings
 from bot.hub.emulator import EmulatorState, serving
-from bot.jobs import Job, JobStatus
+from bot.jobs import TERMINAL, Job, JobStatus
 from bot.services import Services
 from bot.timings import Timings
 from cogs.client import ImageHubBot
@@ -89,10 +89,18 @@ class Bed:
 
     async def wait_job(self, job_id: int, *statuses: JobStatus, timeout: float = 10.0) -> Job:
         """Wait until the job row reaches one of `statuses` (woken by every Discord request)."""
+        return await self.wait_row(
+            job_id, lambda job: job.status in statuses, timeout=timeout, what=f"reached {statuses}"
+        )
+
+    async def wait_row(
+        self, job_id: int, ok: Callable[[Job], bool], *, timeout: float = 10.0, what: str = "matched"
+    ) -> Job:
+        """Wait until the job row satisfies `ok` (checked after every engine step)."""
 
         async def reached() -> Job | None:
             job = await self.services.jobs.get(job_id)
-            return job if job is not None and job.status in statuses else None
+            return job if job is not None and ok(job) else None
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -106,7 +114,7 @@ class Bed:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     current = await self.services.jobs.get(job_id)
-                    raise AssertionError(f"job {job_id} never reached {statuses}: {current}")
+                    raise AssertionError(f"job {job_id} never {what}: {current}")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(step, remaining)
             finally:
@@ -125,6 +133,15 @@ class Bed:
         found = await self.fake.wait_for(job_id, timeout, what="the job's status message")
         job = await self.services.jobs.get(found, guild_id=it.guild_id)
         assert job is not None
+        if job.status_message_id is None and job.status not in TERMINAL:
+            # The first answer named the job before the launch stored its message id (it holds
+            # the job's lease until then, and the engine's next step comes after that write).
+            job = await self.wait_row(
+                found,
+                lambda j: j.status_message_id is not None or j.status in TERMINAL,
+                timeout=timeout,
+                what="had its status message stored",
+            )
         return job
 
     async def result_message(self, job: Job, timeout: float = 10.0) -> FakeMessage:

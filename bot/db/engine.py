@@ -5,20 +5,31 @@ A read session starts a plain (deferred) transaction and a write transaction sta
 read-check-write sequences (quota checks, job claims) atomic against every other connection
 and process. PostgreSQL uses row locks and advisory locks instead; see the services.
 `Database.open` migrates to the newest schema first (`bot.db.migrate`).
+
+Group commit: `run(work)` (a write) does not open a transaction of its own. It queues `work`,
+and ONE writer task per `Database` drains the queue: every write queued while the previous
+transaction was being written goes into the next one, each `work` in its own SAVEPOINT and its
+own session. A `work` that raises is rolled back to its savepoint alone and its caller gets the
+exception; the others commit. A caller learns its outcome only after the COMMIT (never before:
+a step that must be durable before a side effect stays so). A transient lock error (SQLite busy,
+a PostgreSQL deadlock or serialization failure) rolls back the whole transaction, which is
+written again (so `work` may run more than once, as before). A burst of writes thus costs a few
+commits instead of one each, and on SQLite the write lock changes hands once per transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.db.connect import WRITE_OPTION, create_engine
 from bot.db.migrate import migrate as run_migrations
@@ -29,6 +40,28 @@ T = TypeVar("T")
 
 # PostgreSQL errors worth retrying: serialization failure, deadlock.
 _PG_RETRY_STATES = {"40001", "40P01"}
+# Writes in one group transaction at most: bounds how long the write lock is held.
+GROUP_MAX = 200
+
+
+class _Retry(Exception):
+    """The group transaction hit a transient lock error: roll it all back and write it again."""
+
+    def __init__(self, cause: DBAPIError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _Write:
+    """One queued write: its work and the future its caller awaits."""
+
+    __slots__ = ("failed", "future", "outcome", "work")
+
+    def __init__(self, work: Callable[[AsyncSession], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
+        self.work = work
+        self.future = future
+        self.outcome: Any = None
+        self.failed = False
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -47,9 +80,14 @@ def is_retryable(exc: BaseException) -> bool:
 class Database:
     """An opened database. Create with `await Database.open(url)`; close with `await db.close()`."""
 
-    def __init__(self, engine: AsyncEngine, *, retries: int = 6) -> None:
+    def __init__(self, engine: AsyncEngine, *, retries: int = 6, group_commit: bool = True) -> None:
         self.engine = engine
         self.retries = retries
+        self.group_commit = group_commit
+        self.commits = 0  # write transactions committed (group transactions count once)
+        self.writes = 0  # writes (`run` calls) committed
+        self._pending: list[_Write] = []
+        self._writer: asyncio.Task[None] | None = None
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
         )
@@ -112,17 +150,99 @@ class Database:
             yield s
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool = True) -> T:
-        """Run `work(session)` in its own transaction, retrying transient lock errors with backoff.
+        """Run `work(session)` in a transaction, retrying transient lock errors with backoff.
 
-        `work` may run more than once, so it must do nothing but database work. Exceptions it
-        raises itself (e.g. `QuotaExceeded`) roll back and propagate untouched.
+        A write shares its transaction with the writes queued beside it (group commit, see the
+        module docstring) and returns once that transaction is committed. `work` may run more
+        than once, so it must do nothing but database work, and it must not wait for another
+        write. Exceptions it raises itself (e.g. `QuotaExceeded`) roll back its own changes only
+        and propagate untouched.
         """
+        if write and self.group_commit:
+            future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            self._pending.append(_Write(work, future))
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write_pending(), name="db-group-commit")
+            return await future
+        return await self._run_alone(work, write=write)
+
+    async def _write_pending(self) -> None:
+        """The writer task: one transaction per batch of queued writes, until none are left."""
+        while self._pending:
+            batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
+            batch = [w for w in batch if not w.future.done()]  # a caller that gave up: not written
+            if not batch:
+                continue
+            try:
+                await self._write_batch(batch)
+            except BaseException as exc:  # the commit failed (or we are cancelled): all of them fail
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    for w in self._pending:
+                        w.future.cancel()
+                    self._pending = []
+                    raise
+                continue
+            for w in batch:
+                if w.future.done():
+                    continue
+                if w.failed:
+                    w.future.set_exception(w.outcome)
+                else:
+                    w.future.set_result(w.outcome)
+
+    async def _write_batch(self, batch: list[_Write]) -> None:
+        delay = 0.02
+        for attempt in range(self.retries + 1):
+            try:
+                await self._transaction_of(batch)
+                self.commits += 1
+                self.writes += len(batch)
+                return
+            except _Retry as retry:
+                if attempt >= self.retries:
+                    raise retry.cause from None
+            except DBAPIError as exc:  # BEGIN or COMMIT itself
+                if attempt >= self.retries or not is_retryable(exc):
+                    raise
+            log.debug("database busy, writing the group again (attempt %d)", attempt + 1)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+    async def _transaction_of(self, batch: list[_Write]) -> None:
+        """One transaction: each write in its own savepoint and session, then COMMIT."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_lock is not None:
+                await stack.enter_async_context(self._write_lock)
+            conn: AsyncConnection = await stack.enter_async_context(self.engine.connect())
+            conn = await conn.execution_options(**{WRITE_OPTION: True})
+            await stack.enter_async_context(conn.begin())
+            for w in batch:
+                async with AsyncSession(
+                    bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
+                ) as s:
+                    try:
+                        async with s.begin():
+                            w.outcome, w.failed = await w.work(s), False
+                    except DBAPIError as exc:
+                        if is_retryable(exc):
+                            raise _Retry(exc) from None
+                        w.outcome, w.failed = exc, True
+                    except Exception as exc:
+                        w.outcome, w.failed = exc, True
+
+    async def _run_alone(self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool) -> T:
         delay = 0.02
         for attempt in range(self.retries + 1):
             try:
                 if write:
                     async with self.transaction() as s:
-                        return await work(s)
+                        result = await work(s)
+                    self.commits += 1
+                    self.writes += 1
+                    return result
                 async with self.session() as s:
                     return await work(s)
             except DBAPIError as exc:
@@ -140,6 +260,10 @@ class Database:
         return True
 
     async def close(self) -> None:
+        writer = self._writer
+        if writer is not None and not writer.done():
+            with contextlib.suppress(Exception):
+                await writer  # the queued writes are committed (or fail) before the engine goes
         await self.engine.dispose()
 
     async def __aenter__(self) -> Database:

@@ -110,14 +110,22 @@ class Engine:
         """A job became due now (a new submission, a freed slot): stop sleeping."""
         self._wake.set()
 
+    def launched(self) -> None:
+        """A launch let go of the job it stored (born leased to this engine until its status message
+        was known): claim it now, and let `wait_step` waiters look at it."""
+        self._wake.set()
+        self._stepped.set()
+        self._stepped = asyncio.Event()
+
     @property
     def steps_in_flight(self) -> int:
         """Steps under way now (for tests and health: 0 when the engine is idle)."""
         return len(self._in_flight)
 
     def wait_step(self) -> Awaitable[bool]:
-        """Wait for the next job step to finish (lets tests await progress, not sleep). The step is
-        the next one after this call, even when the awaiting starts later (no lost wake-up)."""
+        """Wait for the next job step (or launch) to finish (lets tests await progress, not sleep).
+        The step is the next one after this call, even when the awaiting starts later (no lost
+        wake-up)."""
         return self._stepped.wait()
 
     # -- housekeeping ------------------------------------------------------------------------
