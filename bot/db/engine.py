@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.db.connect import WRITE_OPTION, create_engine
 from bot.db.migrate import migrate as run_migrations
 
@@ -198,8 +199,7 @@ class Database:
         for attempt in range(self.retries + 1):
             try:
                 await self._transaction_of(batch)
-                self.commits += 1
-                self.writes += len(batch)
+                self._committed(len(batch))
                 return
             except _Retry as retry:
                 if attempt >= self.retries:
@@ -240,8 +240,7 @@ class Database:
                 if write:
                     async with self.transaction() as s:
                         result = await work(s)
-                    self.commits += 1
-                    self.writes += 1
+                    self._committed(1)
                     return result
                 async with self.session() as s:
                     return await work(s)
@@ -252,6 +251,12 @@ class Database:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")
+
+    def _committed(self, writes: int) -> None:
+        self.commits += 1
+        self.writes += writes
+        metrics.DB_COMMITS.inc()
+        metrics.DB_WRITES.inc(writes)
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query (for /healthz)."""
