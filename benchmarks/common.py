@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -542,8 +542,11 @@ def cli(
     sys.exit(0 if report.passed else 1)
 
 
-async def run_baseline(*argv: str, timeout: float = 300.0) -> tuple[dict[str, Any], int]:
-    """Run `python -m benchmarks.naive ...`; its JSON result and its pid."""
+async def run_baseline(
+    *argv: str, timeout: float = 300.0, feed: Callable[[asyncio.StreamWriter], Awaitable[None]] | None = None
+) -> tuple[dict[str, Any], int]:
+    """Run `python -m benchmarks.naive ...`; its JSON result and its pid. `feed` writes its stdin
+    (e.g. interactions as they are created), which is closed after."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = await asyncio.create_subprocess_exec(
@@ -553,9 +556,14 @@ async def run_baseline(*argv: str, timeout: float = 300.0) -> tuple[dict[str, An
         *argv,
         cwd=ROOT,
         env=env,
+        stdin=asyncio.subprocess.PIPE if feed is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    if feed is not None:
+        assert proc.stdin is not None
+        await feed(proc.stdin)
+        proc.stdin.close()
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"baseline {argv[0]} failed: {err.decode(errors='replace')[-2000:]}")
