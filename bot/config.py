@@ -15,6 +15,8 @@ from cryptography.fernet import Fernet, MultiFernet
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.hub.netguard import parse_allowed
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/image-hub-bot.db"
 
 # How to fix each setting, in one line, for the start-up error message.
@@ -82,8 +84,6 @@ class Settings(BaseSettings):
     @field_validator("allow_private_image_hosts")
     @classmethod
     def _host_ports(cls, value: str | None) -> str | None:
-        from bot.hub.netguard import parse_allowed
-
         parse_allowed(value)  # ValueError names the bad entry
         return value
 

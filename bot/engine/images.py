@@ -11,9 +11,9 @@ import logging
 
 from bot.engine.outcomes import ResultImage
 from bot.hub import DownloadError, HubClient
+from bot.imagetypes import sniff_result_type
 from bot.jobs import Job
 from bot.logs import kv
-from bot.references import sniff_result_type
 from bot.timings import Timings
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import io
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
-from bot.references import sniff_image_type
+from bot.imagetypes import sniff_image_type
 
 __all__ = ["dimensions", "render_png", "sniff_image_type"]
 

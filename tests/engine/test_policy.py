@@ -1,0 +1,120 @@
+"""The poll policy alone: pure decisions, no clock, no I/O, no event loop.
+
+Its promise to the hub is a budget (the k-th poll of a job never before `step * (k - 1) +
+margin` seconds, so a generation of T seconds costs at most 1 + ceil(T / step) polls); its
+promise to members is that, with history, polls gather where generations of that kind finish.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.engine.policy import PollPolicy, generation_seconds
+from bot.hub import Generation
+
+KEY = "gpt-image-2:1K:1"
+
+
+def polls_until(policy: PollPolicy, key: str, finish: float) -> list[float]:
+    """When a job finishing at `finish` seconds is polled, the last poll being the one that sees it."""
+    at, attempts, times = 0.0, 0, []
+    while True:
+        at += policy.next_delay(key, at, attempts)
+        times.append(at)
+        attempts += 1
+        if at >= finish:
+            return times
+
+
+def test_without_history_first_after_first_then_every_step() -> None:
+    policy = PollPolicy(first=1.0, step=3.0, margin=0.2)
+    times = polls_until(policy, KEY, 10.0)
+    assert times[0] == pytest.approx(1.0)
+    assert [b - a for a, b in itertools.pairwise(times[1:])] == pytest.approx([3.0] * (len(times) - 2))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_budget_holds_for_any_history_and_any_duration(seed: int) -> None:
+    rng = random.Random(seed)
+    policy = PollPolicy()
+    for _ in range(50):  # a history of any shape: very short, very long, mixed
+        policy.observe(KEY, rng.choice([0.3, 2.0, 8.0, 30.0, 200.0]) * rng.uniform(0.5, 1.5))
+    for _ in range(200):
+        finish = rng.uniform(0.1, 300.0)
+        times = polls_until(policy, KEY, finish)
+        for k, at in enumerate(times):  # the k-th poll (from 0) never before step * k + margin
+            assert at >= policy.step * k + policy.margin - 1e-9 or (k == 0 and at >= 0.05)
+        if finish < policy.slow_after:
+            assert len(times) <= 1 + math.ceil(finish / policy.step) + 1  # the poll that sees it
+
+
+def test_with_history_the_polls_gather_where_generations_finish() -> None:
+    rng = random.Random(7)
+    durations = [rng.lognormvariate(math.log(12.0), 0.15) for _ in range(64)]
+    learned, naive = PollPolicy(), PollPolicy()
+    for seconds in durations:
+        learned.observe(KEY, seconds)
+
+    def mean_lag(policy: PollPolicy) -> tuple[float, float]:
+        lags, polls = [], []
+        for finish in (rng.lognormvariate(math.log(12.0), 0.15) for _ in range(500)):
+            times = polls_until(policy, KEY, finish)
+            lags.append(times[-1] - finish)
+            polls.append(len(times))
+        return sum(lags) / len(lags), sum(polls) / len(polls)
+
+    learned_lag, learned_polls = mean_lag(learned)
+    naive_lag, naive_polls = mean_lag(naive)
+    # Fewer polls wasted before the earliest finish, spent around the finishes instead.
+    assert learned_lag < naive_lag * 0.7, (learned_lag, naive_lag)
+    assert learned_polls <= naive_polls, (learned_polls, naive_polls)
+
+
+def test_history_is_per_kind_and_needs_a_few_samples() -> None:
+    policy = PollPolicy(min_samples=5)
+    for _ in range(4):
+        policy.observe(KEY, 20.0)
+    assert policy.next_delay(KEY, 0.0, 0) == pytest.approx(policy.first)  # not enough yet
+    policy.observe(KEY, 20.0)
+    assert policy.next_delay(KEY, 0.0, 0) == pytest.approx(20.0)  # first poll at the earliest finish
+    assert policy.next_delay("other:2K:4", 0.0, 0) == pytest.approx(policy.first)
+
+
+def test_slow_generations_are_polled_every_slow_step() -> None:
+    policy = PollPolicy(slow_after=120.0, slow_step=10.0)
+    assert policy.next_delay(KEY, 130.0, 44) == pytest.approx(10.0)
+
+
+def test_errors_back_off_exponentially_to_a_cap() -> None:
+    policy = PollPolicy(backoff=1.0, backoff_max=60.0)
+    assert [policy.error_delay(n) for n in range(1, 8)] == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert policy.error_delay(10_000) == 60.0
+
+
+def test_generation_seconds_is_the_hubs_own_clock() -> None:
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def gen(created: str | None, images: list[str | None]) -> Generation:
+        return Generation.model_validate(
+            {
+                "id": "g",
+                "status": "completed",
+                "created_at": created,
+                "images": [
+                    {"id": str(i), "url": f"https://h/{i}.png", "created_at": t} for i, t in enumerate(images)
+                ],
+            }
+        )
+
+    later = (start + timedelta(seconds=9.5)).isoformat()
+    earlier = (start + timedelta(seconds=8.0)).isoformat()
+    assert generation_seconds(gen(start.isoformat(), [later, earlier])) == pytest.approx(8.0)
+    assert generation_seconds(gen(None, [later])) is None
+    assert generation_seconds(gen(start.isoformat(), [])) is None
+    assert generation_seconds(gen("not a time", [later])) is None
+    assert generation_seconds(gen(start.replace(tzinfo=None).isoformat(), [later])) is None  # naive

@@ -1,0 +1,285 @@
+"""The step machine with a manual clock: one claimed job moved forward one state at a time.
+
+Real pieces only: the job rows and the ledger on both database backends, the hub emulator over
+HTTP, and a publisher that records what it was asked to show (an implementation of the engine's
+`Publisher` protocol, as the Discord adapter's is). The clock moves only when a test moves it, so
+"due", "too old" and the poll times are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+
+from bot.alerts import BalanceWatcher
+from bot.clock import ManualClock
+from bot.db import Database
+from bot.engine import Notice, NoticeKind, PublishError, Result, Tools
+from bot.engine.policy import PollPolicy
+from bot.engine.steps import Steps
+from bot.guild_settings import GuildSettingsStore
+from bot.hub import HubClient, Reference
+from bot.hub.emulator import EmulatorState, create_app
+from bot.hub.emulator.state import GenerationEvent, GenerationRecord
+from bot.hub.netguard import AddressPolicy
+from bot.job_store import JobStore
+from bot.jobs import Job, JobParams, JobStatus
+from bot.queue import Place
+from bot.quotas import QuotaService
+from bot.timings import Timings
+from tests.hub.conftest import serve
+
+G, U, CHANNEL = 1_000_000_000_000_000_001, 2_000_000_000_000_000_002, 3_000_000_000_000_000_003
+OWNER = "worker-1"
+COST_PER_IMAGE = 8  # the emulator's gpt-image-2 at 1K
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class RecordingPublisher:
+    """The engine's `Publisher`, keeping what it was asked to show; `fail` makes `result` raise."""
+
+    progress_shown: list[tuple[int, JobStatus]] = field(default_factory=list)
+    results: list[tuple[int, Result]] = field(default_factory=list)
+    notices: list[tuple[int, Notice]] = field(default_factory=list)
+    fail: PublishError | None = None
+
+    async def progress(self, job: Job) -> None:
+        self.progress_shown.append((job.id, job.status))
+
+    async def result(self, job: Job, result: Result) -> list[int]:
+        if self.fail is not None:
+            raise self.fail
+        self.results.append((job.id, result))
+        return [9_000_000_000_000_000_000 + job.id]
+
+    async def notice(self, job: Job, notice: Notice) -> None:
+        self.notices.append((job.id, notice))
+
+    async def queued(self, job: Job, place: Place) -> bool:
+        return True
+
+    async def low_balance(self, guild_id: int, credits: int, threshold: int) -> None:
+        return None
+
+
+class NoReferences:
+    async def load(self, job: Job) -> list[Reference]:
+        return []
+
+    def discard(self, job_id: int) -> None:
+        return None
+
+
+class EmulatorHubs:
+    """Hub clients for the emulator: the server's key, and a keyless downloader allowed to reach it."""
+
+    def __init__(self, url: str, key: str, session: aiohttp.ClientSession) -> None:
+        parts = urlsplit(url)
+        self.url, self.key, self.session = url, key, session
+        self.policy = AddressPolicy([(parts.hostname or "", parts.port or 80)])
+
+    async def for_guild(self, guild_id: int) -> HubClient | None:
+        return HubClient(self.url, self.key, self.session, retries=0) if guild_id == G else None
+
+    def downloader(self) -> HubClient:
+        return HubClient(self.url, None, self.session, address_policy=self.policy)
+
+
+@dataclass
+class Rig:
+    steps: Steps
+    jobs: JobStore
+    quotas: QuotaService
+    clock: ManualClock
+    hub: EmulatorState
+    gate: asyncio.Event
+    publisher: RecordingPublisher
+    finished: asyncio.Event
+
+    async def new_job(self, n: int = 1, *, guild_id: int = G) -> Job:
+        """A job as the launch path leaves it: credits reserved, row stored, reservation attached."""
+        cost = COST_PER_IMAGE * n
+        reservation = await self.quotas.ledger.reserve(guild_id, U, [], cost)
+        params = JobParams(
+            model="gpt-image-2", prompt="a lighthouse", aspect="1:1", tier="1K", quality="auto", n=n
+        )
+        job = await self.jobs.create(
+            guild_id=guild_id,
+            channel_id=CHANNEL,
+            user_id=U,
+            params=params,
+            cost=cost,
+            reservation_id=reservation.id,
+        )
+        await self.quotas.ledger.attach(reservation.id, job.id)
+        return job
+
+    async def claim_and_step(self, job_id: int) -> Job:
+        """Claim what is due now (it must include `job_id`), step that job, return its row after."""
+        claimed = {j.id: j for j in await self.jobs.claim_due(OWNER, 10, 60.0)}
+        assert job_id in claimed, f"job {job_id} is not due at {self.clock()}"
+        await self.steps.step(claimed[job_id])
+        row = await self.jobs.get(job_id)
+        assert row is not None
+        return row
+
+    async def due_in(self, job: Job) -> float:
+        assert job.next_poll_at is not None
+        return (job.next_poll_at - self.clock()).total_seconds()
+
+    async def spent_and_held(self) -> tuple[int, int]:
+        budget = await self.quotas.ledger.budget(G, U, [])
+        return budget.spent, budget.reserved
+
+
+@pytest.fixture
+async def rig(db: Database, clock: ManualClock) -> AsyncIterator[Rig]:
+    gate = asyncio.Event()
+    finished = asyncio.Event()
+    hub = EmulatorState(gate=gate)
+
+    def observe(event: GenerationEvent, gen: GenerationRecord) -> None:
+        if event == "finished":
+            finished.set()
+
+    hub.observers.append(observe)
+    key = hub.add_key(credits=1000)
+    async with serve(create_app(hub)) as url, aiohttp.ClientSession() as session:
+        jobs = JobStore(db, clock=clock)
+        quotas = QuotaService(db, clock=clock)
+        tools = Tools(
+            jobs=jobs,
+            ledger=quotas.ledger,
+            hubs=EmulatorHubs(url, key, session),
+            references=NoReferences(),
+            balance=BalanceWatcher(GuildSettingsStore(db)),
+            owner=OWNER,
+            timings=Timings(),
+            clock=clock,
+        )
+        publisher = RecordingPublisher()
+        steps = Steps(tools, publisher, PollPolicy.from_timings(tools.timings))
+        yield Rig(steps, jobs, quotas, clock, hub, gate, publisher, finished)
+
+
+async def test_submit_poll_finish_post_with_each_state_written_and_the_hub_charge_settled(rig: Rig) -> None:
+    job = await rig.new_job(n=2)
+
+    job = await rig.claim_and_step(job.id)  # submit
+    assert job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING) and job.hub_generation_id
+    assert job.submitted_at == rig.clock() and job.lease_owner is None  # handed back
+    assert await rig.due_in(job) == pytest.approx(rig.steps.policy.first)  # no history: after `first`
+    assert [gen.id for gen in rig.hub.generations.values()] == [job.hub_generation_id]
+    assert await rig.spent_and_held() == (0, 16)
+
+    rig.clock.advance(seconds=1)
+    job = await rig.claim_and_step(job.id)  # the hub is still at it (gated)
+    assert job.status is JobStatus.RUNNING and job.poll_attempts == 1
+    assert await rig.due_in(job) == pytest.approx(rig.steps.policy.step + rig.steps.policy.margin - 1)
+
+    rig.clock.advance(seconds=1)  # not due yet: not claimed
+    assert job.id not in {j.id for j in await rig.jobs.claim_due(OWNER, 10, 60.0)}
+
+    rig.gate.set()
+    await asyncio.wait_for(rig.finished.wait(), 5)
+    rig.clock.advance(seconds=5)
+    job = await rig.claim_and_step(job.id)  # finished: settled, downloaded, posted
+    assert job.status is JobStatus.POSTED and job.delivered_images == 2 and job.charged_credits == 16
+    assert job.posted_message_ids == [9_000_000_000_000_000_000 + job.id]
+    assert await rig.spent_and_held() == (16, 0)
+    [(posted_id, result)] = rig.publisher.results
+    assert posted_id == job.id and result.charged == 16 and result.refunded == 0
+    assert [image.data[:8] for image in result.images if image.data] == [PNG, PNG]
+    assert rig.publisher.notices == []
+
+
+async def test_a_generation_the_hub_fails_is_refunded_in_full_and_told(rig: Rig) -> None:
+    rig.hub.fail_next(1)
+    rig.gate.set()
+    job = await rig.new_job(n=1)
+    job = await rig.claim_and_step(job.id)
+    await asyncio.wait_for(rig.finished.wait(), 5)
+    rig.clock.advance(seconds=10)
+    job = await rig.claim_and_step(job.id)
+    assert job.status is JobStatus.FAILED and job.finished_at == rig.clock()
+    assert await rig.spent_and_held() == (0, 0)
+    [(_, notice)] = rig.publisher.notices
+    assert (notice.kind, notice.refunded, notice.charged) == (NoticeKind.HUB_FAILED, 8, 0)
+
+
+async def test_a_generation_older_than_the_window_is_counted_not_refunded(rig: Rig) -> None:
+    job = await rig.new_job(n=1)
+    job = await rig.claim_and_step(job.id)
+    rig.clock.advance(rig.steps.timings.max_generation_age + timedelta(seconds=1))
+    job = await rig.claim_and_step(job.id)  # still running at the hub (gated), too old
+    assert job.status is JobStatus.UNKNOWN
+    assert await rig.spent_and_held() == (8, 0)  # the hub may yet charge: counted in full
+    [(_, notice)] = rig.publisher.notices
+    assert (notice.kind, notice.charged) == (NoticeKind.TIMED_OUT, 8)
+
+
+async def test_a_job_found_mid_submission_is_never_sent_again(rig: Rig) -> None:
+    job = await rig.new_job(n=1)
+    await rig.jobs.update(job.id, None, status=JobStatus.SUBMITTING)  # a process died mid-POST
+    job = await rig.claim_and_step(job.id)
+    assert job.status is JobStatus.UNKNOWN and rig.hub.generations == {}
+    assert await rig.spent_and_held() == (8, 0)
+    [(_, notice)] = rig.publisher.notices
+    assert notice.kind is NoticeKind.OUTCOME_UNKNOWN
+
+
+async def test_a_crash_after_the_hub_accepted_is_given_up_from_the_row_as_it_is(rig: Rig) -> None:
+    job = await rig.new_job(n=1)
+    claimed = await rig.claim_and_step(job.id)  # submitted: the hub has it
+    rig.clock.advance(seconds=1)
+    [stale] = [j for j in await rig.jobs.claim_due(OWNER, 10, 60.0) if j.id == job.id]
+    # The step crashed: the engine asks the steps to decide from the row, over and over.
+    for _ in range(20):
+        await rig.steps.crashed(stale, "boom")
+        row = await rig.jobs.get(job.id)
+        assert row is not None
+        if row.is_terminal:
+            break
+        rig.clock.advance(seconds=await rig.due_in(row) + 0.01)
+        [stale] = [j for j in await rig.jobs.claim_due(OWNER, 10, 60.0) if j.id == job.id]
+    assert row.status is JobStatus.UNKNOWN and claimed.hub_generation_id == row.hub_generation_id
+    assert await rig.spent_and_held() == (8, 0)  # never refunded once the hub had it
+
+
+async def test_posting_retries_then_gives_up_with_the_charge_kept(rig: Rig) -> None:
+    rig.gate.set()
+    job = await rig.new_job(n=1)
+    await rig.claim_and_step(job.id)
+    await asyncio.wait_for(rig.finished.wait(), 5)
+    rig.publisher.fail = PublishError("503 from Discord", permanent=False)
+    rig.clock.advance(seconds=10)
+    job = await rig.claim_and_step(job.id)
+    assert job.status is JobStatus.SUCCEEDED and job.error_attempts == 1
+    assert await rig.due_in(job) == pytest.approx(rig.steps.policy.error_delay(1))
+    assert await rig.spent_and_held() == (8, 0)  # the hub charged when the images came
+
+    rig.publisher.fail = PublishError("no access to the channel", permanent=True)
+    rig.clock.advance(seconds=60)
+    job = await rig.claim_and_step(job.id)
+    assert job.status is JobStatus.FAILED and job.result_urls  # kept: /show can post it later
+    assert await rig.spent_and_held() == (8, 0)
+    [(_, notice)] = rig.publisher.notices
+    assert (notice.kind, notice.charged, notice.refunded) == (NoticeKind.PUBLISH_FAILED, 8, 0)
+
+
+async def test_a_server_without_a_key_is_refunded_before_anything_is_sent(rig: Rig) -> None:
+    other = G + 1
+    job = await rig.new_job(n=1, guild_id=other)
+    job = await rig.claim_and_step(job.id)
+    assert job.status is JobStatus.FAILED and rig.hub.generations == {}
+    budget = await rig.quotas.ledger.budget(other, U, [])
+    assert (budget.spent, budget.reserved) == (0, 0)
+    [(_, notice)] = rig.publisher.notices
+    assert (notice.kind, notice.refunded) == (NoticeKind.NO_KEY, 8)
