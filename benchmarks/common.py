@@ -227,6 +227,8 @@ class BenchFake(FakeDiscord):
         parts = rec.path.split("/")
         if rec.method == "POST" and rec.path.endswith("/callback") and len(parts) == 5:
             self.callback_at.setdefault(parts[3], rec.received_at)
+            if 200 <= rec.status < 300 and "job #" in json.dumps(rec.json):  # the first answer names it
+                self.status_at.setdefault(parts[3], rec.received_at)
             return
         ok = 200 <= rec.status < 300
         webhook_edit = rec.method == "PATCH" and rec.path.startswith("/webhooks/") and len(parts) >= 4

@@ -15,6 +15,13 @@ a step that must be durable before a side effect stays so). A transient lock err
 a PostgreSQL deadlock or serialization failure) rolls back the whole transaction, which is
 written again (so `work` may run more than once, as before). A burst of writes thus costs a few
 commits instead of one each, and on SQLite the write lock changes hands once per transaction.
+
+On SQLite (a file) the group transactions run on a thread of their own (`_WriterThread`), with
+its own event loop and engine: aiosqlite hands every statement to its connection's thread and
+back, and each hand-back waits for a turn of the loop that awaits it. On the bot's loop, busy with
+a burst of interactions, that turn costs milliseconds per statement; on the writer's idle loop,
+microseconds. The writes themselves (`work`) must therefore touch nothing bound to the bot's loop
+(they only use their session, as said above). Reads stay on the bot's loop and engine.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -51,6 +59,32 @@ class _Retry(Exception):
     def __init__(self, cause: DBAPIError) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class _WriterThread:
+    """A thread running an event loop and an engine of its own, for SQLite's group transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.engine = create_engine(url)
+        self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the writer's loop and wait for it from the caller's loop."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.call(self.engine.dispose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        await asyncio.to_thread(self._thread.join, 10)
+        if not self._thread.is_alive():
+            self.loop.close()
 
 
 class _Write:
@@ -89,6 +123,12 @@ class Database:
         self.writes = 0  # writes (`run` calls) committed
         self._pending: list[_Write] = []
         self._writer: asyncio.Task[None] | None = None
+        self._thread: _WriterThread | None = None
+        database = engine.url.database or ""
+        self._threaded = (
+            group_commit and engine.dialect.name == "sqlite" and database not in ("", ":memory:")
+            and not database.startswith("file:")
+        )
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
         )
@@ -198,7 +238,15 @@ class Database:
         delay = 0.02
         for attempt in range(self.retries + 1):
             try:
-                await self._transaction_of(batch)
+                if self._threaded:
+                    if self._thread is None:
+                        self._thread = _WriterThread(self.engine.url.render_as_string(hide_password=False))
+                    async with contextlib.AsyncExitStack() as stack:
+                        if self._write_lock is not None:  # this loop's own `transaction()` users
+                            await stack.enter_async_context(self._write_lock)
+                        await self._thread.call(self._transaction_of(batch, self._thread.engine))
+                else:
+                    await self._transaction_of(batch, self.engine, lock=True)
                 self._committed(len(batch))
                 return
             except _Retry as retry:
@@ -211,12 +259,12 @@ class Database:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
 
-    async def _transaction_of(self, batch: list[_Write]) -> None:
+    async def _transaction_of(self, batch: list[_Write], engine: AsyncEngine, *, lock: bool = False) -> None:
         """One transaction: each write in its own savepoint and session, then COMMIT."""
         async with contextlib.AsyncExitStack() as stack:
-            if self._write_lock is not None:
+            if lock and self._write_lock is not None:
                 await stack.enter_async_context(self._write_lock)
-            conn: AsyncConnection = await stack.enter_async_context(self.engine.connect())
+            conn: AsyncConnection = await stack.enter_async_context(engine.connect())
             conn = await conn.execution_options(**{WRITE_OPTION: True})
             await stack.enter_async_context(conn.begin())
             for w in batch:
@@ -269,6 +317,9 @@ class Database:
         if writer is not None and not writer.done():
             with contextlib.suppress(Exception):
                 await writer  # the queued writes are committed (or fail) before the engine goes
+        if self._thread is not None:
+            await self._thread.close()
+            self._thread = None
         await self.engine.dispose()
 
     async def __aenter__(self) -> Database:
