@@ -26,6 +26,7 @@ from benchmarks.common import (
     Report,
     cli,
     dist,
+    metric_value,
     ms,
     poll_budget,
     ratio,
@@ -88,6 +89,9 @@ async def measure(args: argparse.Namespace) -> Report:
                     deliver.append(posted[job.id] - seen[0])
                 measured_polls.append(n / poll_budget(seconds))
         errors = bot.log_errors()
+        text = await bot.metrics()
+        commits = metric_value(text, "imagehub_db_commits_total") or 0.0
+        writes = metric_value(text, "imagehub_db_writes_total") or 0.0
         first = [it.callback_attempts[0] for it in sent if it.callback_attempts]
         deferred = sum(1 for cb in first if cb.type == 5)
         callbacks = dist(w.fake.callback_latencies(sent))
@@ -202,6 +206,13 @@ async def measure(args: argparse.Namespace) -> Report:
     report.add("  of which: detecting poll -> posted p50 / p99", f"{secs(dl['p50'])} / {secs(dl['p99'])}")
     report.add('/imagine first answer p99; "thinking…" first', f"{ms(callbacks['p99'])}; {deferred}")
     report.add("polls used / allowed (mean)", f"{sum(measured_polls) / max(1, len(measured_polls)):.2f}")
+    per_job = commits / max(1, len(posted))
+    report.add(
+        "database commits (writes) per posted job",
+        f"{per_job:.2f} ({writes / max(1, len(posted)):.2f})",
+        "<= 3",
+        per_job <= 3,
+    )
     report.add("errors in the bot's log", str(len(errors)), "0", not errors)
     refused, _ = w.fake.refusals()
     report.add("requests Discord would refuse (whole run)", refused)

@@ -323,36 +323,49 @@ class JobStore:
     # -- leases ------------------------------------------------------------------------------
 
     async def claim_due(
-        self, owner: str, limit: int, lease_seconds: float, *, exclude: Collection[int] = ()
+        self,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        exclude: Collection[int] = (),
+        deliveries: int | None = None,
     ) -> list[Job]:
         """Lease up to `limit` due ACTIVE jobs to `owner` for `lease_seconds`, oldest due first.
 
         `exclude`: jobs the caller is still working on (never claim a job twice in one process,
-        even if its lease ran out under a slow step)."""
-        if limit <= 0:
+        even if its lease ran out under a slow step). `deliveries`: when given, `succeeded` jobs
+        (results to post) have that many places of their own, and `limit` counts only the others,
+        so results being posted never hold back polls (and polls never hold back posting)."""
+        if limit <= 0 and not deliveries:
             return []
         skip = sorted(exclude)
+        succeeded = JobStatus.SUCCEEDED.value
+
+        async def due(s: AsyncSession, now: datetime, statuses: Sequence[str], count: int) -> list[int]:
+            if count <= 0:
+                return []
+            query = (
+                select(JobRow.id)
+                .where(
+                    JobRow.status.in_(statuses),
+                    JobRow.next_poll_at <= now,
+                    or_(JobRow.lease_until.is_(None), JobRow.lease_until <= now),
+                    JobRow.id.not_in(skip) if skip else JobRow.id.is_not(None),
+                )
+                .order_by(JobRow.next_poll_at, JobRow.id)
+                .limit(count)
+                .with_for_update(skip_locked=True)
+            )
+            return list((await s.execute(query)).scalars().all())
 
         async def work(s: AsyncSession) -> list[Job]:
             now = self._clock()
-            ids = (
-                (
-                    await s.execute(
-                        select(JobRow.id)
-                        .where(
-                            JobRow.status.in_(_ACTIVE_VALUES),
-                            JobRow.next_poll_at <= now,
-                            or_(JobRow.lease_until.is_(None), JobRow.lease_until <= now),
-                            JobRow.id.not_in(skip) if skip else JobRow.id.is_not(None),
-                        )
-                        .order_by(JobRow.next_poll_at, JobRow.id)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            if deliveries is None:
+                ids = await due(s, now, _ACTIVE_VALUES, limit)
+            else:
+                others = [v for v in _ACTIVE_VALUES if v != succeeded]
+                ids = await due(s, now, others, limit) + await due(s, now, [succeeded], deliveries)
             if not ids:
                 return []
             rows = (

@@ -202,9 +202,14 @@ async def hub() -> AsyncIterator[tuple[str, EmulatorState]]:
 
 @contextlib.asynccontextmanager
 async def open_bed(
-    fake_discord: FakeDiscord, hub: tuple[str, EmulatorState], database_url: str, timings: Timings
+    fake_discord: FakeDiscord,
+    hub: tuple[str, EmulatorState],
+    database_url: str,
+    timings: Timings,
+    extra_settings: dict[str, str] | None = None,
 ) -> AsyncIterator[Bed]:
-    """The bot on `database_url` with `timings`, logged into `fake_discord`, its key set at `hub`."""
+    """The bot on `database_url` with `timings` (and `extra_settings`, environment names), logged into
+    `fake_discord`, its key set at `hub`."""
     hub_url, state = hub
     key = state.add_key(credits=10_000)
     encryption_key = Fernet.generate_key().decode()
@@ -213,6 +218,7 @@ async def open_bed(
         "ENCRYPTION_KEY": encryption_key,
         "DATABASE_URL": database_url,
         **hub_settings(hub_url),
+        **(extra_settings or {}),
     }
     bot, services = await start_bot(fake_discord, settings, timings)
     d = fake_discord.default
@@ -241,5 +247,8 @@ async def bed(
     bed_database_url: str,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Bed]:
-    async with open_bed(fake_discord, hub, bed_database_url, timings_for(request)) as bed:
+    extra: dict[str, str] = {}
+    for mark in reversed(list(request.node.iter_markers("settings"))):
+        extra.update(mark.kwargs)
+    async with open_bed(fake_discord, hub, bed_database_url, timings_for(request), extra) as bed:
         yield bed
