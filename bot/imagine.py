@@ -2,12 +2,16 @@
 
 Two phases, because Discord wants an answer within 3 s: `plan()` does the checks that need
 only the database (options, channel, key, budget, queue), so a refusal can be the first,
-ephemeral answer; `reserve()` then takes the exact cost. Reference images are downloaded only
-after that, within `ReferenceDownloads`' bounds (one request per member at a time, a few per
-server), so a member who can't pay for a request makes the bot download nothing; a bad image
-releases the reservation. `start()` stores the job, `queued`: only the queue's locked promotion
-makes jobs active, which keeps the concurrency limits exact. Every refusal is a `Refusal` with
-a reason code (`bot.refusals`); the words are the chat side's.
+ephemeral answer; `start()` then stores the job in ONE write transaction (shared with concurrent
+launches by the database's group commit): the exact cost reserved, the queue's length checked
+under the server's lock, the job row (`queued`), its tie to the credits and the server's
+promotion (only the queue's locked promotion makes jobs active, which keeps the concurrency
+limits exact). A refusal there rolls back that launch alone, so nothing is held. With reference
+images, `reserve()` comes first on its own: they are downloaded only after that, within
+`ReferenceDownloads`' bounds (one request per member at a time, a few per server), so a member
+who can't pay for a request makes the bot download nothing; a bad image releases the
+reservation. Every refusal is a `Refusal` with a reason code (`bot.refusals`); the words are the
+chat side's.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""The one path every generation takes from an interaction: check, answer, reserve, store.
+"""The one path every generation takes from an interaction: check, store, answer.
 
 /imagine, the "Imagine with these images" form, Reroll and "Use as reference" all end in
 `launch`. The checks and the money are the core's (`bot.imagine.ImagineService`); this module
-answers Discord in time (`FirstAnswer`), renews expiring reference URLs from their message, and
-tells the moderator log what it must know (blocked prompts, skipped filter patterns, a channel
-where the bot can't post results itself).
+answers Discord in time (`FirstAnswer`: the status naming the job when the one transaction that
+stores it is done in time, else "thinking…" first), renews expiring reference URLs from their
+message, and tells the moderator log what it must know (blocked prompts, skipped filter
+patterns, a channel where the bot can't post results itself).
 """
 
 from __future__ import annotations
@@ -197,12 +198,13 @@ def launch_slots(bot: ImageHubBot) -> asyncio.Semaphore:
 
 
 async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest) -> None:
-    """Check, answer, reserve, store: see the module docstring. Never raises.
+    """Check, store, answer: see the module docstring. Never raises.
 
-    Cheap checks and the reservation come first so a refusal is the first, ephemeral answer;
-    with references a download slot is taken too (bounded per member and per server), the public
-    answer goes next, then their bytes are downloaded and checked (a bad one releases the
-    reservation). Under load the first answer is "thinking…" (see `FirstAnswer`): a member
+    Cheap checks come first, then the one transaction that reserves and stores the job, so a
+    refusal is the first, ephemeral answer and an accepted job's first answer names it. With
+    references the reservation comes first and a download slot is taken too (bounded per member
+    and per server), the public answer goes next, then their bytes are downloaded and checked (a
+    bad one releases the reservation) and the job is stored. Under load the first answer is "thinking…" (see `FirstAnswer`): a member
     always hears back within `Timings.early_answer`. Requests checked at once are bounded
     (`Timings.launch_concurrency`), which keeps the event loop's turns short.
     """
