@@ -319,17 +319,21 @@ class ImagineService:
                     s, request.guild_id, request.user_id, request.role_ids, plan.cost
                 )
                 reservation_id = reservation.id
-            await self.queue.admit_in(s, request.guild_id, request.user_id, plan.config)
-            job = await self.jobs.insert_in(s, {**values, "reservation_id": reservation_id})
+            starts = await self.queue.admit_in(s, request.guild_id, request.user_id, plan.config)
+            row = {**values, "reservation_id": reservation_id}
+            if starts:  # what the promotion would do, without its queries: it starts at once
+                row.update(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=self.jobs.now())
+            job = await self.jobs.insert_in(s, row)
             await self.ledger.attach_in(s, reservation_id, job.id)
             promoted: list[int] = []
-            try:
-                async with s.begin_nested():  # a failed promotion is the engine's to retry
-                    promoted = await self.queue.promote_in(s, job.guild_id, plan.config)
-            except Exception:
-                log.exception(kv("imagine.promote_failed", job=job.id))
-            if job.id in promoted:
-                job = await self.jobs.get_in(s, job.id) or job
+            if not starts:
+                try:
+                    async with s.begin_nested():  # a failed promotion is the engine's to retry
+                        promoted = await self.queue.promote_in(s, job.guild_id, plan.config)
+                except Exception:
+                    log.exception(kv("imagine.promote_failed", job=job.id))
+                if job.id in promoted:
+                    job = await self.jobs.get_in(s, job.id) or job
             return job, promoted
 
         try:

@@ -260,6 +260,10 @@ class JobStore:
         }
         return values
 
+    def now(self) -> datetime:
+        """This store's clock (a job's times are written by it)."""
+        return self._clock()
+
     async def get_in(self, s: AsyncSession, job_id: int) -> Job | None:
         """The job as the caller's transaction sees it."""
         row = (await s.execute(select(*_COLUMNS).where(JobRow.id == job_id))).one_or_none()

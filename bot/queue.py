@@ -242,21 +242,11 @@ class JobQueue:
         ).all()
         return {int(u): int(n) for u, n in rows}
 
-    async def _queued(self, s: AsyncSession, guild_id: int) -> dict[int, int]:
-        rows = (
-            await s.execute(
-                select(JobRow.user_id, func.count())
-                .where(JobRow.guild_id == guild_id, JobRow.status == _QUEUED)
-                .group_by(JobRow.user_id)
-            )
-        ).all()
-        return {int(u): int(n) for u, n in rows}
-
     async def room(self, guild_id: int, user_id: int, config: GuildConfig) -> bool:
         """A cheap read before anything is reserved: whether a new job would wait; `QueueFull`
         when its queue is full. (`admission` decides for good, under the lock.)"""
         async with self._db.session() as s:
-            active, queued = await self._active(s, guild_id), await self._queued(s, guild_id)
+            active, queued = await self._counts(s, guild_id)
         return check_room(config, user_id, active, queued)
 
     def admission(
@@ -271,10 +261,30 @@ class JobQueue:
 
         return admit
 
-    async def admit_in(self, s: AsyncSession, guild_id: int, user_id: int, config: GuildConfig) -> None:
-        """The queue-length check inside the caller's write transaction (see `admission`)."""
+    async def admit_in(self, s: AsyncSession, guild_id: int, user_id: int, config: GuildConfig) -> bool:
+        """The queue-length check inside the caller's write transaction (see `admission`). True
+        when the new job may start at once: within the limits and nobody waiting in the server
+        (then promoting would pick it and it alone, so it can be stored active)."""
         await advisory_lock(s, "queue", guild_id)
-        check_room(config, user_id, await self._active(s, guild_id), await self._queued(s, guild_id))
+        active, queued = await self._counts(s, guild_id)
+        waits = check_room(config, user_id, active, queued)
+        return not waits and not any(queued.values())
+
+    async def _counts(self, s: AsyncSession, guild_id: int) -> tuple[dict[int, int], dict[int, int]]:
+        """The server's active and queued jobs per member, in one query."""
+        is_queued = JobRow.status == _QUEUED
+        rows = (
+            await s.execute(
+                select(JobRow.user_id, is_queued, func.count())
+                .where(JobRow.guild_id == guild_id, JobRow.status.in_([*_ACTIVE_VALUES, _QUEUED]))
+                .group_by(JobRow.user_id, is_queued)
+            )
+        ).all()
+        active: dict[int, int] = {}
+        queued: dict[int, int] = {}
+        for user, waiting, count in rows:
+            (queued if waiting else active)[int(user)] = int(count)
+        return active, queued
 
     async def _room(self, guild_id: int, config: GuildConfig) -> bool:
         """A cheap read: could anything start now? (The locked transaction decides.)"""
