@@ -204,9 +204,10 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     refusal is the first, ephemeral answer and an accepted job's first answer names it. With
     references the reservation comes first and a download slot is taken too (bounded per member
     and per server), the public answer goes next, then their bytes are downloaded and checked (a
-    bad one releases the reservation) and the job is stored. Under load the first answer is "thinking…" (see `FirstAnswer`): a member
-    always hears back within `Timings.early_answer`. Requests checked at once are bounded
-    (`Timings.launch_concurrency`), which keeps the event loop's turns short.
+    bad one releases the reservation) and the job is stored. Under load the first answer is
+    "thinking…" (see `FirstAnswer`): a member always hears back within `Timings.early_answer`.
+    Requests checked at once are bounded (`Timings.launch_concurrency`), which keeps the event
+    loop's turns short.
     """
     answer = FirstAnswer(interaction, bot.services.timings.early_answer)
     try:
@@ -235,15 +236,22 @@ async def _launch(
         if not plan.request.attachments:
             # Nothing to download: reserve, store and promote in one transaction, then answer
             # with the status naming the job.
-            job = await services.imagine.start(
-                plan,
-                [],
-                application_id=interaction.application_id,
-                interaction_token=interaction.token,
-                upload_limit=interaction.filesize_limit,
-                token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
-                lease=(services.engine.owner, services.timings.lease_seconds),
-            )
+            try:
+                job = await services.imagine.start(
+                    plan,
+                    [],
+                    application_id=interaction.application_id,
+                    interaction_token=interaction.token,
+                    upload_limit=interaction.filesize_limit,
+                    token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
+                    lease=(services.engine.owner, services.timings.lease_seconds),
+                )
+            except Refusal:
+                raise
+            except Exception:  # nothing was stored or held (one transaction): say so, once
+                log.exception(kv("imagine.start_failed", guild=request.guild_id, user=request.user_id))
+                await answer.refuse(embeds.refusal(messages.text("error.unexpected")))
+                return
             await _answer_with_status(bot, interaction, answer, job)
             return
         # Reserved before anything is downloaded: a member who can't pay makes the bot fetch nothing.
