@@ -73,7 +73,7 @@ class Timings:
     #: a "thinking…" answer goes out when /imagine's own answer takes longer than this
     early_answer: float = 0.15
     #: requests checked and started at once (the others wait, answered early)
-    launch_concurrency: int = 32
+    launch_concurrency: int = 128
     #: a reference's signed CDN URL with less than this left (seconds) is renewed before use
     url_margin: float = 600.0
     #: a form closed without sending is forgotten after this long: the imagine form, the key form
