@@ -57,6 +57,11 @@ class Timings:
     hub_retries: int = 3
     hub_backoff: float = 0.5
 
+    # -- the database -------------------------------------------------------------------------------
+    #: a write that finds the database's writer idle waits this long for others to share its
+    #: transaction (group commit): at most one commit per window while writes keep coming
+    group_window: float = 0.03
+
     # -- the local queue ----------------------------------------------------------------------------
     #: queued jobs' positions are shown again at least this often
     queue_refresh_interval: float = 30.0

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -115,10 +116,16 @@ def is_retryable(exc: BaseException) -> bool:
 class Database:
     """An opened database. Create with `await Database.open(url)`; close with `await db.close()`."""
 
-    def __init__(self, engine: AsyncEngine, *, retries: int = 6, group_commit: bool = True) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, retries: int = 6, group_commit: bool = True, group_window: float = 0.0
+    ) -> None:
         self.engine = engine
         self.retries = retries
         self.group_commit = group_commit
+        # After a commit, the next transaction starts no sooner than this: writes that come in
+        # the meantime share it (at most one commit per window while writes keep coming).
+        self.group_window = group_window
+        self._last_commit = -math.inf
         self.commits = 0  # write transactions committed (group transactions count once)
         self.writes = 0  # writes (`run` calls) committed
         self._pending: list[_Write] = []
@@ -149,10 +156,11 @@ class Database:
         pool_size: int | None = None,
         max_overflow: int | None = None,
         echo: bool = False,
+        group_window: float = 0.0,
     ) -> Database:
         """Create the engine (SQLite: create the file's folder) and, by default, migrate to head."""
         engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo)
-        db = cls(engine)
+        db = cls(engine, group_window=group_window)
         if migrate:
             try:
                 await run_migrations(engine)
@@ -209,7 +217,11 @@ class Database:
 
     async def _write_pending(self) -> None:
         """The writer task: one transaction per batch of queued writes, until none are left."""
+        loop = asyncio.get_running_loop()
         while self._pending:
+            wait = self._last_commit + self.group_window - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
             batch = [w for w in batch if not w.future.done()]  # a caller that gave up: not written
             if not batch:
@@ -301,6 +313,7 @@ class Database:
         raise AssertionError("unreachable")
 
     def _committed(self, writes: int) -> None:
+        self._last_commit = asyncio.get_running_loop().time()
         self.commits += 1
         self.writes += writes
         metrics.DB_COMMITS.inc()

@@ -7,6 +7,8 @@ often it was polled, and tell the policy how long finished generations took.
 from __future__ import annotations
 
 import bisect
+import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +17,8 @@ from bot.engine.placement import place
 from bot.hub import Generation
 from bot.jobs import Job
 from bot.timings import Timings
+
+_KERNEL = (-1.5, -0.75, 0.0, 0.75, 1.5)  # standard normal points of the smoothing kernel
 
 
 @dataclass(slots=True)
@@ -29,9 +33,10 @@ class PollPolicy:
     hub's own timestamps, so the estimate is not biased by when we looked), and places the polls
     on that learned distribution with `bot.engine.placement.place`: the schedule that minimises
     the share of jobs noticed later than each of `objective`'s delays (weighted), plus `price`
-    per poll, exactly, under the budget. The recent durations are the distribution (quantiles,
-    not a mean), with one more at `horizon` times the slowest, for one slower than any of them.
-    The schedule is placed again after every `replace_every` new durations of its kind. Past the
+    per poll, exactly, under the budget. The distribution is the recent durations themselves
+    (quantiles, not a mean), each widened by a small log-normal kernel so that one a little
+    beyond those seen is expected too, taken as `points` quantiles (which bounds the program's
+    work). The schedule is placed again after every `replace_every` new durations of its kind. Past the
     schedule, polls go as often as the budget allows. Without history: after `first` seconds,
     then every `step` seconds.
     """
@@ -39,12 +44,13 @@ class PollPolicy:
     first: float = 1.0
     step: float = 3.0
     margin: float = 0.2
-    objective: tuple[tuple[float, float], ...] = ((0.5, 1.0), (1.4, 4.0))  # (delay, weight) pairs
+    objective: tuple[tuple[float, float], ...] = ((0.5, 1.0), (1.4, 8.0))  # (delay, weight) pairs
     price: float = 0.001  # of one poll, in the objective's units
-    horizon: float = 1.1  # the slowest recent duration times this is one more possible duration
-    window: int = 64
+    smoothing: float = 1.5  # kernel width, times Silverman's rule, on log durations
+    points: int = 96  # the smoothed distribution as this many equally likely durations
+    window: int = 150
     min_samples: int = 5
-    replace_every: int = 8
+    replace_every: int = 24
     slow_after: float = 120.0
     slow_step: float = 10.0
     backoff: float = 1.0  # the n-th error in a row waits backoff * 2**n seconds...
@@ -81,13 +87,27 @@ class PollPolicy:
             known = [d for d in recent if d < self.slow_after]
             if not known:
                 return None
-            known.append(min(max(known) * self.horizon, self.slow_after))
             planned = place(
-                known, price=self.price, loss=self.objective, step=self.step, margin=self.margin
+                self._smoothed(known),
+                price=self.price,
+                loss=self.objective,
+                step=self.step,
+                margin=self.margin,
+                max_polls=16,
             ).times
             self._schedules[key] = planned
             self._fresh[key] = 0
         return planned
+
+    def _smoothed(self, known: list[float]) -> list[float]:
+        """The recent durations as a smooth distribution (a log-normal kernel around each, so a
+        duration a little beyond the ones seen is expected too), as `points` quantiles."""
+        logs = [math.log(d) for d in known]
+        spread = statistics.pstdev(logs) if len(logs) > 1 else 0.0
+        width = self.smoothing * 1.06 * spread * len(logs) ** -0.2
+        spread_out = sorted(d * math.exp(width * z) for d in known for z in _KERNEL)
+        n = len(spread_out)
+        return [spread_out[min(n - 1, int((i + 0.5) * n / self.points))] for i in range(self.points)]
 
     def next_delay(self, key: str, elapsed: float, attempts: int) -> float:
         """Seconds until the next poll of a job `elapsed` seconds old that was polled `attempts` times."""
