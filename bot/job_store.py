@@ -363,13 +363,20 @@ class JobStore:
             )
             return list((await s.execute(query)).scalars().all())
 
-        async def work(s: AsyncSession) -> list[Job]:
+        async def find(s: AsyncSession) -> list[int]:
             now = self._clock()
             if deliveries is None:
-                ids = await due(s, now, _ACTIVE_VALUES, limit)
-            else:
-                others = [v for v in _ACTIVE_VALUES if v != succeeded]
-                ids = await due(s, now, others, limit) + await due(s, now, [succeeded], deliveries)
+                return await due(s, now, _ACTIVE_VALUES, limit)
+            others = [v for v in _ACTIVE_VALUES if v != succeeded]
+            return await due(s, now, others, limit) + await due(s, now, [succeeded], deliveries)
+
+        # A read first: a loop pass that finds nothing due costs no write transaction (no commit).
+        if not await self._db.run(find, write=False):
+            return []
+
+        async def work(s: AsyncSession) -> list[Job]:
+            now = self._clock()
+            ids = await find(s)
             if not ids:
                 return []
             rows = (

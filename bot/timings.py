@@ -60,7 +60,7 @@ class Timings:
     # -- the database -------------------------------------------------------------------------------
     #: a write that finds the database's writer idle waits this long for others to share its
     #: transaction (group commit): at most one commit per window while writes keep coming
-    group_window: float = 0.03
+    group_window: float = 0.05
 
     # -- the local queue ----------------------------------------------------------------------------
     #: queued jobs' positions are shown again at least this often
