@@ -58,8 +58,8 @@ class Timings:
     hub_backoff: float = 0.5
 
     # -- the database -------------------------------------------------------------------------------
-    #: a write that finds the database's writer idle waits this long for others to share its
-    #: transaction (group commit): at most one commit per window while writes keep coming
+    #: after a commit, the next group transaction waits this long for more writes to share it
+    #: (group commit), unless a few are waiting already (`bot.db.engine.GROUP_ENOUGH`)
     group_window: float = 0.05
 
     # -- the local queue ----------------------------------------------------------------------------

@@ -52,6 +52,9 @@ T = TypeVar("T")
 _PG_RETRY_STATES = {"40001", "40P01"}
 # Writes in one group transaction at most: bounds how long the write lock is held.
 GROUP_MAX = 200
+# With this many writes waiting, the next transaction starts at once (no window): under load the
+# queue itself makes the groups, and steps waiting on their writes would only be slowed down.
+GROUP_ENOUGH = 8
 
 
 class _Retry(Exception):
@@ -122,8 +125,8 @@ class Database:
         self.engine = engine
         self.retries = retries
         self.group_commit = group_commit
-        # After a commit, the next transaction starts no sooner than this: writes that come in
-        # the meantime share it (at most one commit per window while writes keep coming).
+        # After a commit, the next transaction starts no sooner than this, unless GROUP_ENOUGH
+        # writes wait: writes that come in the meantime share it.
         self.group_window = group_window
         self._last_commit = -math.inf
         self.commits = 0  # write transactions committed (group transactions count once)
@@ -220,7 +223,7 @@ class Database:
         loop = asyncio.get_running_loop()
         while self._pending:
             wait = self._last_commit + self.group_window - loop.time()
-            if wait > 0:
+            if wait > 0 and len(self._pending) < GROUP_ENOUGH:
                 await asyncio.sleep(wait)
             batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
             batch = [w for w in batch if not w.future.done()]  # a caller that gave up: not written
