@@ -15,6 +15,8 @@ a step that must be durable before a side effect stays so). A transient lock err
 a PostgreSQL deadlock or serialization failure) rolls back the whole transaction, which is
 written again (so `work` may run more than once, as before). A burst of writes thus costs a few
 commits instead of one each, and on SQLite the write lock changes hands once per transaction.
+After a commit the next transaction waits `group_window` for more writes, unless a few already
+wait (`GROUP_ENOUGH`): at a steady trickle that merges commits, under load it adds nothing.
 
 On SQLite (a file) the group transactions run on a thread of their own (`_WriterThread`), with
 its own event loop and engine: aiosqlite hands every statement to its connection's thread and
