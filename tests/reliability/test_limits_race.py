@@ -22,28 +22,30 @@ COST = 8
 BURST = 8
 
 
+def decision(it: FakeInteraction) -> str | None:
+    """"job <id>" when the request was accepted (its status message names the job), the text of
+    the refusal (the ephemeral first answer, or the public or "thinking…" answer edited into it),
+    or None while neither has come."""
+    cb = it.callback_record
+    if cb is not None and cb.ephemeral:
+        return text_of(cb)
+    for followup in it.followups:
+        # The refusal that replaces a public "thinking…" answer: the original is deleted first.
+        if followup.ephemeral or it.original_deleted:
+            return text_of(followup)
+    original = it.original_message
+    if original is not None and not it.original_deleted:
+        match = re.search(r"job #(\d+)", str(original.embeds))
+        if match:
+            return f"job {match.group(1)}"
+        if "⚠️" in str(original.embeds):
+            return text_of(original)
+    return None
+
+
 async def outcome(it: FakeInteraction, timeout: float = 15.0) -> str:
-    """"job <id>" when the request was accepted (its status message names the job), else the text
-    of the refusal (the ephemeral first answer, or the public or "thinking…" answer edited into it)."""
-
-    def decided() -> str | None:
-        cb = it.callback_record
-        if cb is not None and cb.ephemeral:
-            return text_of(cb)
-        for followup in it.followups:
-            # The refusal that replaces a public "thinking…" answer: the original is deleted first.
-            if followup.ephemeral or it.original_deleted:
-                return text_of(followup)
-        original = it.original_message
-        if original is not None and not it.original_deleted:
-            match = re.search(r"job #(\d+)", str(original.embeds))
-            if match:
-                return f"job {match.group(1)}"
-            if "⚠️" in str(original.embeds):
-                return text_of(original)
-        return None
-
-    return await it.fake.wait_for(decided, timeout, what="the request's outcome")
+    """The request's `decision`, once it has come."""
+    return await it.fake.wait_for(lambda: decision(it), timeout, what="the request's outcome")
 
 
 async def burst(bed: Bed, members: list[FakeMember]) -> list[str]:
