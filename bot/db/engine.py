@@ -15,8 +15,10 @@ a step that must be durable before a side effect stays so). A transient lock err
 a PostgreSQL deadlock or serialization failure) rolls back the whole transaction, which is
 written again (so `work` may run more than once, as before). A burst of writes thus costs a few
 commits instead of one each, and on SQLite the write lock changes hands once per transaction.
-After a commit the next transaction waits `group_window` for more writes, unless a few already
-wait (`GROUP_ENOUGH`): at a steady trickle that merges commits, under load it adds nothing.
+After a commit of a single write the next transaction waits `group_window` for more writes,
+unless a few already wait (`GROUP_ENOUGH`): a steady trickle of writes is merged into fewer
+commits, and under load (groups already form) nothing waits. A group that deadlocks with
+another process's group (PostgreSQL) is written again one write per transaction.
 
 On SQLite (a file) the group transactions run on a thread of their own (`_WriterThread`), with
 its own event loop and engine: aiosqlite hands every statement to its connection's thread and
@@ -131,6 +133,7 @@ class Database:
         # writes wait: writes that come in the meantime share it.
         self.group_window = group_window
         self._last_commit = -math.inf
+        self._last_group = 0  # writes in the last transaction
         self.commits = 0  # write transactions committed (group transactions count once)
         self.writes = 0  # writes (`run` calls) committed
         self._pending: list[_Write] = []
@@ -225,8 +228,8 @@ class Database:
         loop = asyncio.get_running_loop()
         while self._pending:
             wait = self._last_commit + self.group_window - loop.time()
-            if wait > 0 and len(self._pending) < GROUP_ENOUGH:
-                await asyncio.sleep(wait)
+            if wait > 0 and self._last_group == 1 and len(self._pending) < GROUP_ENOUGH:
+                await asyncio.sleep(wait)  # a trickle of single writes: let a few gather
             batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
             batch = [w for w in batch if not w.future.done()]  # a caller that gave up: not written
             if not batch:
@@ -267,6 +270,11 @@ class Database:
                 self._committed(len(batch))
                 return
             except _Retry as retry:
+                if len(batch) > 1:
+                    # Deadlocked with another process's group (their locks in another order):
+                    # each write alone then, as without group commit, so every one progresses.
+                    await self._write_alone(batch)
+                    return
                 if attempt >= self.retries:
                     raise retry.cause from None
             except DBAPIError as exc:  # BEGIN or COMMIT itself
@@ -275,6 +283,13 @@ class Database:
             log.debug("database busy, writing the group again (attempt %d)", attempt + 1)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
+
+    async def _write_alone(self, batch: list[_Write]) -> None:
+        for w in batch:
+            try:
+                w.outcome, w.failed = await self._run_alone(w.work, write=True), False
+            except Exception as exc:
+                w.outcome, w.failed = exc, True
 
     async def _transaction_of(self, batch: list[_Write], engine: AsyncEngine, *, lock: bool = False) -> None:
         """One transaction: each write in its own savepoint and session, then COMMIT."""
@@ -319,6 +334,7 @@ class Database:
 
     def _committed(self, writes: int) -> None:
         self._last_commit = asyncio.get_running_loop().time()
+        self._last_group = writes
         self.commits += 1
         self.writes += writes
         metrics.DB_COMMITS.inc()

@@ -87,13 +87,14 @@ class PollPolicy:
             known = [d for d in recent if d < self.slow_after]
             if not known:
                 return None
+            smoothed = self._smoothed(known)
             planned = place(
-                self._smoothed(known),
+                smoothed,
                 price=self.price,
                 loss=self.objective,
                 step=self.step,
                 margin=self.margin,
-                max_polls=16,
+                max_polls=math.ceil(smoothed[-1] / self.step) + 2,  # enough for a poll every step
             ).times
             self._schedules[key] = planned
             self._fresh[key] = 0
