@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,6 +227,8 @@ class BenchFake(FakeDiscord):
         parts = rec.path.split("/")
         if rec.method == "POST" and rec.path.endswith("/callback") and len(parts) == 5:
             self.callback_at.setdefault(parts[3], rec.received_at)
+            if 200 <= rec.status < 300 and "job #" in json.dumps(rec.json):  # the first answer names it
+                self.status_at.setdefault(parts[3], rec.received_at)
             return
         ok = 200 <= rec.status < 300
         webhook_edit = rec.method == "PATCH" and rec.path.startswith("/webhooks/") and len(parts) >= 4
@@ -542,8 +544,11 @@ def cli(
     sys.exit(0 if report.passed else 1)
 
 
-async def run_baseline(*argv: str, timeout: float = 300.0) -> tuple[dict[str, Any], int]:
-    """Run `python -m benchmarks.naive ...`; its JSON result and its pid."""
+async def run_baseline(
+    *argv: str, timeout: float = 300.0, feed: Callable[[asyncio.StreamWriter], Awaitable[None]] | None = None
+) -> tuple[dict[str, Any], int]:
+    """Run `python -m benchmarks.naive ...`; its JSON result and its pid. `feed` writes its stdin
+    (e.g. interactions as they are created), which is closed after."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = await asyncio.create_subprocess_exec(
@@ -553,9 +558,14 @@ async def run_baseline(*argv: str, timeout: float = 300.0) -> tuple[dict[str, An
         *argv,
         cwd=ROOT,
         env=env,
+        stdin=asyncio.subprocess.PIPE if feed is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    if feed is not None:
+        assert proc.stdin is not None
+        await feed(proc.stdin)
+        proc.stdin.close()
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"baseline {argv[0]} failed: {err.decode(errors='replace')[-2000:]}")

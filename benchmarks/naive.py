@@ -1,12 +1,16 @@
 """Baseline clients the benchmarks compare the bot with (run as subprocesses by lag.py and capacity.py).
 
-`naive`: one asyncio task per job that submits an async generation, then sleeps a fixed 1 s between
-polls; when it succeeds, downloads the images and posts them to a Discord channel (files, one message).
+`naive`: one asyncio task per job, answering its own interaction (a token handed to it, as the bot
+answers each /imagine) and submitting an async generation, then sleeping a fixed 1 s between polls;
+when it succeeds, it downloads the images and edits its interaction's answer into the result (files,
+one request), under the same Discord rules as the bot: a 429 is waited out (`retry_after`) and
+tried again, and counted.
 
 `sync`: one task per job holding a synchronous generation (`async: false`) open until the hub answers,
 so one HTTP connection per in-flight generation; samples its own open sockets and memory.
 
-    python -m benchmarks.naive naive --hub URL --key KEY --discord API_BASE --token T --channel ID --jobs N
+    python -m benchmarks.naive naive --hub URL --key KEY --discord API_BASE --application ID
+        # reads "<interaction id> <token>" lines on stdin, one job each, as they come
     python -m benchmarks.naive sync --hub URL --key KEY --jobs N
 
 Prints one JSON line of results on stdout.
@@ -19,7 +23,10 @@ import asyncio
 import json
 import os
 import random
+import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -34,9 +41,39 @@ async def naive(args: argparse.Namespace) -> dict[str, object]:
     auth = {"Authorization": f"Bearer {args.key}"}
     polls = 0
     errors = 0
+    refused_429 = 0
 
-    async def job(session: aiohttp.ClientSession, i: int) -> None:
+    async def discord(
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        *,
+        body: dict[str, Any] | None = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+    ) -> int:
+        """One Discord request, honouring 429s as a client must (wait `retry_after`, try again)."""
+        nonlocal refused_429
+        while True:
+            kw: dict[str, Any] = {"json": body} if form is None else {"data": form()}
+            async with session.request(method, url, **kw) as r:
+                if r.status != 429:
+                    return r.status
+                refused_429 += 1
+                retry = float((await r.json(content_type=None) or {}).get("retry_after", 1.0))
+            await asyncio.sleep(retry)
+
+    async def job(session: aiohttp.ClientSession, i: int, interaction_id: str, token: str) -> None:
         nonlocal polls, errors
+        # The first answer through the interaction (as the bot gives it): the result edits it.
+        status = await discord(
+            session,
+            "POST",
+            f"{args.discord}/interactions/{interaction_id}/{token}/callback",
+            body={"type": 4, "data": {"content": "naive: generating"}},
+        )
+        if status >= 300:
+            errors += 1
+            return
         body = {"model": "gpt-image-2", "prompt": f"naive {i}", "size": TIERS[rng.choice(list(TIERS))]}
         async with session.post(
             f"{args.hub}/api/v1/images/generations", json={**body, "async": True}, headers=auth
@@ -52,29 +89,47 @@ async def naive(args: argparse.Namespace) -> dict[str, object]:
         if gen["status"] != "succeeded":
             errors += 1
             return
-        form = aiohttp.FormData()
-        form.add_field("payload_json", json.dumps({"content": f"naive generation {gen['id']}"}))
-        for n, image in enumerate(gen["images"]):
+        images = []
+        for image in gen["images"]:
             async with session.get(image["url"]) as r:
-                data = await r.read()
-            form.add_field(f"files[{n}]", data, filename=f"image-{n}.png", content_type="image/png")
-        headers = {"Authorization": f"Bot {args.token}"}
-        async with session.post(
-            f"{args.discord}/channels/{args.channel}/messages", data=form, headers=headers
-        ) as r:
-            if r.status >= 300:
-                errors += 1
+                images.append(await r.read())
 
+        def form() -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            payload = {
+                "content": f"naive generation {gen['id']}",
+                "attachments": [{"id": n, "filename": f"image-{n}.png"} for n in range(len(images))],
+            }
+            data.add_field("payload_json", json.dumps(payload), content_type="application/json")
+            for n, blob in enumerate(images):
+                data.add_field(f"files[{n}]", blob, filename=f"image-{n}.png", content_type="image/png")
+            return data
+
+        status = await discord(
+            session,
+            "PATCH",
+            f"{args.discord}/webhooks/{args.application}/{token}/messages/@original",
+            form=form,
+        )
+        if status >= 300:
+            errors += 1
+
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     async with aiohttp.ClientSession() as session:
         tasks = []
-        start = time.monotonic()
-        for i in range(args.jobs):
-            delay = start + i / args.rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(job(session, i)))
+        # One job per interaction as it arrives ("<id> <token>" lines), until stdin closes.
+        while line := (await stdin.readline()).decode().strip():
+            interaction_id, token = line.split()
+            tasks.append(asyncio.create_task(job(session, len(tasks), interaction_id, token)))
         await asyncio.gather(*tasks)
-    return {"polls": polls, "errors": errors, "hwm_kb": proc_status(os.getpid()).get("VmHWM", 0)}
+    return {
+        "polls": polls,
+        "errors": errors,
+        "429": refused_429,
+        "hwm_kb": proc_status(os.getpid()).get("VmHWM", 0),
+    }
 
 
 async def sync(args: argparse.Namespace) -> dict[str, object]:
@@ -137,8 +192,7 @@ def main() -> None:
     parser.add_argument("--hub", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--discord")
-    parser.add_argument("--token")
-    parser.add_argument("--channel")
+    parser.add_argument("--application")
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0, help="submissions per second")
     parser.add_argument("--seed", type=int, default=3)

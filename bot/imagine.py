@@ -2,15 +2,19 @@
 
 Two phases, because Discord wants an answer within 3 s: `plan()` does the checks that need
 only the database (options, channel, key, budget, queue), so a refusal can be the first,
-ephemeral answer; `reserve()` then takes the exact cost. Reference images are downloaded only
-after that, within `ReferenceDownloads`' bounds (one request per member at a time, a few per
-server), so a member who can't pay for a request makes the bot download nothing; a bad image
-releases the reservation. `start()` stores the job, `queued`: only the queue's locked promotion
-makes jobs active, which keeps the concurrency limits exact. Every refusal is a `Refusal` with
-a reason code (`bot.refusals`); the words are the chat side's. Each value omitted from a request
-comes from the member's settings, the server's default or the model's (`bot.member_settings`).
-Whose key pays is decided here too: the member's own (`/mykey`, no server budget involved) or the
-server's; in a member's own space (`bot.scopes`) only their own.
+ephemeral answer; `start()` then stores the job in ONE write transaction (shared with concurrent
+launches by the database's group commit): the exact cost reserved, the queue's length checked
+under the server's lock, the job row (`queued`), its tie to the credits and the server's
+promotion (only the queue's locked promotion makes jobs active, which keeps the concurrency
+limits exact). A refusal there rolls back that launch alone, so nothing is held. With reference
+images, `reserve()` comes first on its own: they are downloaded only after that, within
+`ReferenceDownloads`' bounds (one request per member at a time, a few per server), so a member
+who can't pay for a request makes the bot download nothing; a bad image releases the
+reservation. Every refusal is a `Refusal` with a reason code (`bot.refusals`); the words are the
+chat side's. Each value omitted from a request comes from the member's settings, the server's
+default or the model's (`bot.member_settings`). Whose key pays is decided here too: the member's
+own (`/mykey`, no server budget involved: nothing is reserved) or the server's; in a member's own
+space (`bot.scopes`) only their own.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot import filters
 from bot.catalog import ModelCatalog
+from bot.db import Database
 from bot.guild_settings import GuildConfig, GuildSettingsStore
 from bot.hub import HubError, HubModel, Reference
 from bot.hub.sizes import QUALITIES, size_for
@@ -85,7 +92,6 @@ class Plan:
     queued: bool = False  # at a concurrency limit when planned: the job will wait in the queue
     resolved: Resolved | None = None  # where each value came from (and member settings passed over)
     key_owner: int | None = None  # the member whose own key pays; None: the server's key
-    reserved: bool = False  # `reserve()` done (a personal-key plan reserves no server credits)
 
     @property
     def private(self) -> bool:
@@ -107,6 +113,7 @@ class ImagineService:
     def __init__(
         self,
         *,
+        db: Database,
         settings: GuildSettingsStore,
         catalog: ModelCatalog,
         keys: KeyVault,
@@ -117,6 +124,7 @@ class ImagineService:
         members: MemberSettingsStore,
         filter_runner: filters.FilterRunner | None = None,
     ) -> None:
+        self.db = db
         self.settings = settings
         self.catalog = catalog
         self.keys = keys
@@ -301,17 +309,15 @@ class ImagineService:
         """Reserve the exact cost; atomic, so racing requests can never over-spend a budget. A plan
         paid with the member's own key reserves nothing of the server's budget."""
         if plan.key_owner is not None:
-            return replace(plan, reserved=True)
+            return plan
         request = plan.request
         try:
             reservation = await self.ledger.reserve(
                 request.guild_id, request.user_id, request.role_ids, plan.cost
             )
         except QuotaExceeded as exc:
-            raise Refusal(
-                RefusalCode.QUOTA_EXCEEDED, cost=plan.cost, remaining=exc.remaining, resets_at=exc.resets_at
-            ) from None
-        return replace(plan, reservation_id=reservation.id, reserved=True)
+            raise _quota_refusal(plan.cost, exc) from None
+        return replace(plan, reservation_id=reservation.id)
 
     async def abandon(self, plan: Plan) -> None:
         """Give a reserved plan's credits back (the request could not be started)."""
@@ -343,54 +349,79 @@ class ImagineService:
         upload_limit: int | None = None,
         locale: str | None = None,
         token_issued_at: datetime | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> Job:
-        """Store the job for a reserved plan. All or nothing: any failure releases the credits.
+        """Store the job for a plan. All or nothing: any failure holds no credits.
+
+        ONE write transaction (shared with concurrent launches: group commit): the reservation
+        (unless `reserve()` made it already, for a request with references), the queue's length
+        check, the job row, its tie to the credits and the server's promotion. A refusal
+        (`QUOTA_EXCEEDED`, a full queue) rolls back this launch alone. `lease` (owner, seconds):
+        the job is born leased, so no worker takes it before the caller `release`s it (once
+        its status message is known).
 
         The interaction token lives 15 minutes from the interaction's creation (`token_issued_at`,
         its snowflake time), not from now: checks and downloads before this may have taken a while."""
-        assert plan.reserved, "reserve() first"
         request = plan.request
         created = token_issued_at or datetime.now(UTC)
-        job: Job | None = None
-        try:
-            job = await self.jobs.create(
-                guild_id=request.guild_id,
-                channel_id=request.channel_id,
-                user_id=request.user_id,
-                application_id=application_id,
-                interaction_token=interaction_token,
-                token_expires_at=created + INTERACTION_TOKEN_LIFETIME if interaction_token else None,
-                params=plan.params,
-                cost=plan.cost,
-                reservation_id=plan.reservation_id,
-                status_message_id=status_message_id,
-                upload_limit=upload_limit,
-                locale=locale,
-                # Every job starts `queued`: only the queue's locked promotion makes jobs
-                # active, which keeps the concurrency limits exact.
-                status=JobStatus.QUEUED,
-                admit=self.queue.admission(request.guild_id, request.user_id, plan.config),
-                source=request.source,
-                private=plan.private,
-                key_owner=plan.key_owner,
-            )
-            if plan.reservation_id is not None:
-                await self.ledger.attach(plan.reservation_id, job.id)
-        except BaseException as exc:
-            if job is not None:  # stored but not tied to its credits: it must never run
-                await self.jobs.update_if(
-                    job.id, (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT), status=JobStatus.CANCELLED
+        values = self.jobs.new_row(
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            user_id=request.user_id,
+            application_id=application_id,
+            interaction_token=interaction_token,
+            token_expires_at=created + INTERACTION_TOKEN_LIFETIME if interaction_token else None,
+            params=plan.params,
+            cost=plan.cost,
+            status_message_id=status_message_id,
+            upload_limit=upload_limit,
+            locale=locale,
+            # Every job starts `queued`: only the queue's locked promotion makes jobs
+            # active, which keeps the concurrency limits exact.
+            status=JobStatus.QUEUED,
+            lease=lease,
+            source=request.source,
+            private=plan.private,
+            key_owner=plan.key_owner,
+        )
+
+        async def work(s: AsyncSession) -> tuple[Job, list[int]]:
+            reservation_id = plan.reservation_id
+            if reservation_id is None and plan.key_owner is None:  # the member's own key: none
+                reservation = await self.ledger.reserve_in(
+                    s, request.guild_id, request.user_id, request.role_ids, plan.cost
                 )
-            await self.abandon(plan)
+                reservation_id = reservation.id
+            starts = await self.queue.admit_in(s, request.guild_id, request.user_id, plan.config)
+            row = {**values, "reservation_id": reservation_id}
+            if starts:  # what the promotion would do, without its queries: it starts at once
+                row.update(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=self.jobs.now())
+            job = await self.jobs.insert_in(s, row)
+            if reservation_id is not None:
+                await self.ledger.attach_in(s, reservation_id, job.id)
+            promoted: list[int] = []
+            if not starts:
+                try:
+                    async with s.begin_nested():  # a failed promotion is the engine's to retry
+                        promoted = await self.queue.promote_in(s, job.guild_id, plan.config)
+                except Exception:
+                    log.exception(kv("imagine.promote_failed", job=job.id))
+                if job.id in promoted:
+                    job = await self.jobs.get_in(s, job.id) or job
+            return job, promoted
+
+        try:
+            job, promoted = await self.db.run(work)
+        except BaseException as exc:
+            await self.abandon(plan)  # only a reservation made before: this one rolled back
             if isinstance(exc, QueueFull):  # lost a race for the last place in the queue
                 raise _queue_refusal(exc) from None
+            if isinstance(exc, QuotaExceeded):
+                raise _quota_refusal(plan.cost, exc) from None
             raise
+        if promoted:
+            log.info(kv("queue.promoted", guild=job.guild_id, jobs=",".join(map(str, promoted))))
         self.reference_cache.put(job.id, references)
-        try:
-            if job.id in await self.queue.promote(job.guild_id, plan.config):
-                job = await self.jobs.get(job.id) or job
-        except Exception:
-            log.exception(kv("imagine.promote_failed", job=job.id))  # the engine promotes it later
         return job
 
     async def _fetch_checked(self, attachment: Attachment, fetch: Fetch) -> Reference:
@@ -403,6 +434,10 @@ class ImagineService:
             raise Refusal(RefusalCode.REFERENCE_DOWNLOAD_FAILED, filename=attachment.filename) from None
         checked = check_reference(attachment.filename, data)  # a `BadReference` refuses
         return Reference(data=checked.data, filename=checked.filename, content_type=checked.content_type)
+
+
+def _quota_refusal(cost: int, exc: QuotaExceeded) -> Refusal:
+    return Refusal(RefusalCode.QUOTA_EXCEEDED, cost=cost, remaining=exc.remaining, resets_at=exc.resets_at)
 
 
 def _queue_refusal(full: QueueFull) -> Refusal:

@@ -196,6 +196,64 @@ class JobStore:
 
         `admit` runs first in the same transaction and may refuse by raising (the queue's
         length check: `JobQueue.admission`), so a limit counted there holds under races."""
+        values = self.new_row(
+            guild_id=guild_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            params=params,
+            cost=cost,
+            application_id=application_id,
+            interaction_token=interaction_token,
+            token_expires_at=token_expires_at,
+            status_message_id=status_message_id,
+            upload_limit=upload_limit,
+            reply_to_message_id=reply_to_message_id,
+            reservation_id=reservation_id,
+            status=status,
+            next_poll_at=next_poll_at,
+            locale=locale,
+            source=source,
+            private=private,
+            key_owner=key_owner,
+        )
+
+        async def work(s: AsyncSession) -> Job:
+            if admit is not None:
+                await admit(s)
+            return await self.insert_in(s, values)
+
+        return await self._db.run(work)
+
+    async def insert_in(self, s: AsyncSession, values: Mapping[str, Any]) -> Job:
+        """Insert a `new_row` inside the caller's write transaction."""
+        row = (await s.execute(insert(JobRow).values(**values).returning(*_COLUMNS))).one()
+        return _snapshot(row)
+
+    def new_row(
+        self,
+        *,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        params: JobParams,
+        cost: int,
+        application_id: int | None = None,
+        interaction_token: str | None = None,
+        token_expires_at: datetime | None = None,
+        status_message_id: int | None = None,
+        upload_limit: int | None = None,
+        reply_to_message_id: int | None = None,
+        reservation_id: int | None = None,
+        status: JobStatus = JobStatus.PENDING_SUBMIT,
+        next_poll_at: datetime | None = None,
+        lease: tuple[str, float] | None = None,
+        locale: str | None = None,
+        source: JobSource | None = None,
+        private: bool = False,
+        key_owner: int | None = None,
+    ) -> dict[str, Any]:
+        """The column values of a new job (see `create`). `lease`: (owner, seconds) — the job is
+        born leased, so no worker claims it before its creator lets go (`release`)."""
         status = JobStatus(status)
         if status not in (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT):
             raise ValueError("a job starts as queued or pending_submit")
@@ -227,8 +285,8 @@ class JobStore:
             "delivered_images": 0,
             "charged_credits": None,
             "posted_message_ids": [],
-            "lease_owner": None,
-            "lease_until": None,
+            "lease_owner": lease[0] if lease else None,
+            "lease_until": now + timedelta(seconds=lease[1]) if lease else None,
             "created_at": now,
             "submitted_at": None,
             "finished_at": None,
@@ -239,14 +297,16 @@ class JobStore:
             "private": private,
             "key_owner": key_owner,
         }
+        return values
 
-        async def work(s: AsyncSession) -> Job:
-            if admit is not None:
-                await admit(s)
-            row = (await s.execute(insert(JobRow).values(**values).returning(*_COLUMNS))).one()
-            return _snapshot(row)
+    def now(self) -> datetime:
+        """This store's clock (a job's times are written by it)."""
+        return self._clock()
 
-        return await self._db.run(work)
+    async def get_in(self, s: AsyncSession, job_id: int) -> Job | None:
+        """The job as the caller's transaction sees it."""
+        row = (await s.execute(select(*_COLUMNS).where(JobRow.id == job_id))).one_or_none()
+        return None if row is None else _snapshot(row)
 
     async def get(self, job_id: int, guild_id: int | None = None) -> Job | None:
         """The job, or None (also when it belongs to another server than `guild_id`)."""
@@ -326,36 +386,56 @@ class JobStore:
     # -- leases ------------------------------------------------------------------------------
 
     async def claim_due(
-        self, owner: str, limit: int, lease_seconds: float, *, exclude: Collection[int] = ()
+        self,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        exclude: Collection[int] = (),
+        deliveries: int | None = None,
     ) -> list[Job]:
         """Lease up to `limit` due ACTIVE jobs to `owner` for `lease_seconds`, oldest due first.
 
         `exclude`: jobs the caller is still working on (never claim a job twice in one process,
-        even if its lease ran out under a slow step)."""
-        if limit <= 0:
+        even if its lease ran out under a slow step). `deliveries`: when given, `succeeded` jobs
+        (results to post) have that many places of their own, and `limit` counts only the others,
+        so results being posted never hold back polls (and polls never hold back posting)."""
+        if limit <= 0 and not deliveries:
             return []
         skip = sorted(exclude)
+        succeeded = JobStatus.SUCCEEDED.value
+
+        async def due(s: AsyncSession, now: datetime, statuses: Sequence[str], count: int) -> list[int]:
+            if count <= 0:
+                return []
+            query = (
+                select(JobRow.id)
+                .where(
+                    JobRow.status.in_(statuses),
+                    JobRow.next_poll_at <= now,
+                    or_(JobRow.lease_until.is_(None), JobRow.lease_until <= now),
+                    JobRow.id.not_in(skip) if skip else JobRow.id.is_not(None),
+                )
+                .order_by(JobRow.next_poll_at, JobRow.id)
+                .limit(count)
+                .with_for_update(skip_locked=True)
+            )
+            return list((await s.execute(query)).scalars().all())
+
+        async def find(s: AsyncSession) -> list[int]:
+            now = self._clock()
+            if deliveries is None:
+                return await due(s, now, _ACTIVE_VALUES, limit)
+            others = [v for v in _ACTIVE_VALUES if v != succeeded]
+            return await due(s, now, others, limit) + await due(s, now, [succeeded], deliveries)
+
+        # A read first: a loop pass that finds nothing due costs no write transaction (no commit).
+        if not await self._db.run(find, write=False):
+            return []
 
         async def work(s: AsyncSession) -> list[Job]:
             now = self._clock()
-            ids = (
-                (
-                    await s.execute(
-                        select(JobRow.id)
-                        .where(
-                            JobRow.status.in_(_ACTIVE_VALUES),
-                            JobRow.next_poll_at <= now,
-                            or_(JobRow.lease_until.is_(None), JobRow.lease_until <= now),
-                            JobRow.id.not_in(skip) if skip else JobRow.id.is_not(None),
-                        )
-                        .order_by(JobRow.next_poll_at, JobRow.id)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            ids = await find(s)
             if not ids:
                 return []
             rows = (

@@ -17,6 +17,8 @@ HUB_LATENCY = Histogram(
 )
 POLLS = Counter("imagehub_polls_total", "Generation status polls sent to the hub")
 QUEUE_DEPTH = Gauge("imagehub_queue_depth", "Jobs claimed and being worked by this process")
+DB_COMMITS = Counter("imagehub_db_commits_total", "Write transactions committed (a group counts once)")
+DB_WRITES = Counter("imagehub_db_writes_total", "Writes committed (each caller's work, grouped or not)")
 DISCORD_ERRORS = Counter("imagehub_discord_errors_total", "Discord API errors while publishing", ["kind"])
 LOOP_LAG = Histogram(
     "imagehub_event_loop_lag_seconds",

@@ -242,21 +242,11 @@ class JobQueue:
         ).all()
         return {int(u): int(n) for u, n in rows}
 
-    async def _queued(self, s: AsyncSession, guild_id: int) -> dict[int, int]:
-        rows = (
-            await s.execute(
-                select(JobRow.user_id, func.count())
-                .where(JobRow.guild_id == guild_id, JobRow.status == _QUEUED)
-                .group_by(JobRow.user_id)
-            )
-        ).all()
-        return {int(u): int(n) for u, n in rows}
-
     async def room(self, guild_id: int, user_id: int, config: GuildConfig) -> bool:
         """A cheap read before anything is reserved: whether a new job would wait; `QueueFull`
         when its queue is full. (`admission` decides for good, under the lock.)"""
         async with self._db.session() as s:
-            active, queued = await self._active(s, guild_id), await self._queued(s, guild_id)
+            active, queued = await self._counts(s, guild_id)
         return check_room(config, user_id, active, queued)
 
     def admission(
@@ -267,10 +257,34 @@ class JobQueue:
         and raises `QueueFull`, so simultaneous requests cannot all pass a length of one."""
 
         async def admit(s: AsyncSession) -> None:
-            await advisory_lock(s, "queue", guild_id)
-            check_room(config, user_id, await self._active(s, guild_id), await self._queued(s, guild_id))
+            await self.admit_in(s, guild_id, user_id, config)
 
         return admit
+
+    async def admit_in(self, s: AsyncSession, guild_id: int, user_id: int, config: GuildConfig) -> bool:
+        """The queue-length check inside the caller's write transaction (see `admission`). True
+        when the new job may start at once: within the limits and nobody waiting in the server
+        (then promoting would pick it and it alone, so it can be stored active)."""
+        await advisory_lock(s, "queue", guild_id)
+        active, queued = await self._counts(s, guild_id)
+        waits = check_room(config, user_id, active, queued)
+        return not waits and not any(queued.values())
+
+    async def _counts(self, s: AsyncSession, guild_id: int) -> tuple[dict[int, int], dict[int, int]]:
+        """The server's active and queued jobs per member, in one query."""
+        is_queued = JobRow.status == _QUEUED
+        rows = (
+            await s.execute(
+                select(JobRow.user_id, is_queued, func.count())
+                .where(JobRow.guild_id == guild_id, JobRow.status.in_([*_ACTIVE_VALUES, _QUEUED]))
+                .group_by(JobRow.user_id, is_queued)
+            )
+        ).all()
+        active: dict[int, int] = {}
+        queued: dict[int, int] = {}
+        for user, waiting, count in rows:
+            (queued if waiting else active)[int(user)] = int(count)
+        return active, queued
 
     async def _room(self, guild_id: int, config: GuildConfig) -> bool:
         """A cheap read: could anything start now? (The locked transaction decides.)"""
@@ -297,35 +311,37 @@ class JobQueue:
         config = config or await self._settings.get(guild_id)
         if not await self._room(guild_id, config):
             return []
-
-        async def work(s: AsyncSession) -> list[int]:
-            await advisory_lock(s, "queue", guild_id)
-            waiting = await self._waiting(s, guild_id, lock=True)
-            if not waiting:
-                return []
-            active = await self._active(s, guild_id)
-            served = await self._last_served(s, guild_id, sorted({w.user_id for w in waiting}))
-            chosen = select_promotions(
-                waiting,
-                served,
-                active,
-                per_member=config.max_concurrent_per_member,
-                per_guild=config.max_concurrent_per_guild,
-            )
-            if not chosen:
-                return []
-            result = await s.execute(
-                update(JobRow)
-                .where(JobRow.id.in_([w.job_id for w in chosen]), JobRow.status == _QUEUED)
-                .values(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=self._clock())
-                .returning(JobRow.id)
-            )
-            return sorted(int(i) for i in result.scalars())
-
-        promoted = await self._db.run(work)
+        settled = config
+        promoted = await self._db.run(lambda s: self.promote_in(s, guild_id, settled))
         if promoted:
             log.info(kv("queue.promoted", guild=guild_id, jobs=",".join(map(str, promoted))))
         return promoted
+
+    async def promote_in(self, s: AsyncSession, guild_id: int, config: GuildConfig) -> list[int]:
+        """`promote` inside the caller's write transaction (a launch promotes in the transaction
+        that stores its job). Takes the server's queue lock."""
+        await advisory_lock(s, "queue", guild_id)
+        waiting = await self._waiting(s, guild_id, lock=True)
+        if not waiting:
+            return []
+        active = await self._active(s, guild_id)
+        served = await self._last_served(s, guild_id, sorted({w.user_id for w in waiting}))
+        chosen = select_promotions(
+            waiting,
+            served,
+            active,
+            per_member=config.max_concurrent_per_member,
+            per_guild=config.max_concurrent_per_guild,
+        )
+        if not chosen:
+            return []
+        result = await s.execute(
+            update(JobRow)
+            .where(JobRow.id.in_([w.job_id for w in chosen]), JobRow.status == _QUEUED)
+            .values(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=self._clock())
+            .returning(JobRow.id)
+        )
+        return sorted(int(i) for i in result.scalars())
 
     async def average_seconds(self, guild_id: int) -> float:
         """The server's recent generation time (submitted → finished), or a default."""

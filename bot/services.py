@@ -67,7 +67,7 @@ class Services:
     async def open(cls, settings: Settings, *, timings: Timings | None = None) -> Services:
         """Every service for `settings`; `timings` default to production's (tests pass shorter ones)."""
         timings = timings or Timings.from_settings(settings)
-        db = await Database.open(settings.database_url)
+        db = await Database.open(settings.database_url, group_window=timings.group_window)
         session = aiohttp.ClientSession()
         address_policy = AddressPolicy(parse_allowed(settings.allow_private_image_hosts))
         images_session = aiohttp.ClientSession(
@@ -94,6 +94,7 @@ class Services:
         queue = JobQueue(db, jobs, guilds)
         queue_runner = QueueRunner(queue, timings=timings)
         imagine = ImagineService(
+            db=db,
             settings=guilds,
             catalog=catalog,
             keys=keys,

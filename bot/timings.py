@@ -57,6 +57,11 @@ class Timings:
     hub_retries: int = 3
     hub_backoff: float = 0.5
 
+    # -- the database -------------------------------------------------------------------------------
+    #: after a commit, the next group transaction waits this long for more writes to share it
+    #: (group commit), unless a few are waiting already (`bot.db.engine.GROUP_ENOUGH`)
+    group_window: float = 0.05
+
     # -- the local queue ----------------------------------------------------------------------------
     #: queued jobs' positions are shown again at least this often
     queue_refresh_interval: float = 30.0
@@ -73,7 +78,7 @@ class Timings:
     #: a "thinking…" answer goes out when /imagine's own answer takes longer than this
     early_answer: float = 0.15
     #: requests checked and started at once (the others wait, answered early)
-    launch_concurrency: int = 32
+    launch_concurrency: int = 128
     #: a reference's signed CDN URL with less than this left (seconds) is renewed before use
     url_margin: float = 600.0
     #: a form closed without sending is forgotten after this long: the imagine form, the key form

@@ -1,9 +1,10 @@
-"""The one path every generation takes from an interaction: check, answer, reserve, store.
+"""The one path every generation takes from an interaction: check, store, answer.
 
 /imagine, the "Imagine with these images" form, Reroll, "Use as reference" and the per-image
 Upscale and Vary all end in `launch`. The checks and the money are the core's
-(`bot.imagine.ImagineService`); this module answers Discord in time (`FirstAnswer`), renews
-expiring reference URLs from their message, and tells the moderator log what it must know
+(`bot.imagine.ImagineService`); this module answers Discord in time (`FirstAnswer`: the status
+naming the job when the one transaction that stores it is done in time, else "thinking…" first),
+renews expiring reference URLs from their message, and tells the moderator log what it must know
 (blocked prompts, skipped filter patterns, a channel where the bot can't post results itself).
 
 Languages: refusals and warnings (ephemeral) are in the member's (`interaction.locale`); the public
@@ -27,8 +28,9 @@ import discord
 
 from bot import metrics
 from bot.imagine import ImagineRequest, Plan
-from bot.jobs import JobStatus
+from bot.jobs import Job, JobStatus
 from bot.logs import kv
+from bot.queue import Place
 from bot.references import Attachment, Fetch
 from bot.refusals import Blocked, Refusal, RefusalCode
 from bot.scopes import is_personal
@@ -169,16 +171,25 @@ class FirstAnswer:
     def cancel(self) -> None:
         self._timer.cancel()
 
-    async def public(self, embed: discord.Embed) -> int | None:
+    async def public(self, embed: discord.Embed, view: discord.ui.View | None = None) -> int | None:
         """Answer publicly (replacing the "thinking…" answer), or only to the member when their results
         are private; the message's id."""
         self._timer.cancel()
         self.answered = True
         async with self._lock:
             if not self.deferred:
-                callback = await self.interaction.response.send_message(embed=embed, ephemeral=self.private)
+                if view is None:
+                    callback = await self.interaction.response.send_message(
+                        embed=embed, ephemeral=self.private
+                    )
+                else:
+                    callback = await self.interaction.response.send_message(
+                        embed=embed, view=view, ephemeral=self.private
+                    )
                 return callback.message_id
-        return (await self.interaction.edit_original_response(embed=embed)).id
+        if view is None:
+            return (await self.interaction.edit_original_response(embed=embed)).id
+        return (await self.interaction.edit_original_response(embed=embed, view=view)).id
 
     async def refuse(self, embed: discord.Embed) -> None:
         """Answer only to the member when nothing was said yet; after a "thinking…" answer, that answer
@@ -201,14 +212,16 @@ def launch_slots(bot: ImageHubBot) -> asyncio.Semaphore:
 
 
 async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest) -> None:
-    """Check, answer, reserve, store: see the module docstring. Never raises.
+    """Check, store, answer: see the module docstring. Never raises.
 
-    Cheap checks and the reservation come first so a refusal is the first, ephemeral answer;
-    with references a download slot is taken too (bounded per member and per server), the public
-    answer goes next, then their bytes are downloaded and checked (a bad one releases the
-    reservation). Under load the first answer is "thinking…" (see `FirstAnswer`): a member
-    always hears back within `Timings.early_answer`. Requests checked at once are bounded
-    (`Timings.launch_concurrency`), which keeps the event loop's turns short.
+    Cheap checks come first, then the one transaction that reserves and stores the job, so a
+    refusal is the first, ephemeral answer and an accepted job's first answer names it. With
+    references the reservation comes first and a download slot is taken too (bounded per member
+    and per server), the public answer goes next, then their bytes are downloaded and checked (a
+    bad one releases the reservation) and the job is stored. Under load the first answer is
+    "thinking…" (see `FirstAnswer`): a member always hears back within `Timings.early_answer`.
+    Requests checked at once are bounded (`Timings.launch_concurrency`), which keeps the event
+    loop's turns short.
     """
     answer = FirstAnswer(interaction, bot.services.timings.early_answer)
     try:
@@ -239,6 +252,30 @@ async def _launch(
             plan = await services.imagine.plan(request)
         finally:
             await tell_skipped_patterns(bot)
+        locale = _job_locale(interaction, answer, plan, member)
+        if not plan.request.attachments:
+            # Nothing to download: reserve, store and promote in one transaction, then answer
+            # with the status naming the job.
+            try:
+                job = await services.imagine.start(
+                    plan,
+                    [],
+                    application_id=interaction.application_id,
+                    interaction_token=interaction.token,
+                    upload_limit=interaction.filesize_limit,
+                    token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
+                    locale=locale,  # every later edit of its public messages speaks the same language
+                    lease=(services.engine.owner, services.timings.lease_seconds),
+                )
+            except Refusal:
+                raise
+            except Exception:  # nothing was stored or held (one transaction): say so, once
+                log.exception(kv("imagine.start_failed", guild=request.guild_id, user=request.user_id))
+                await answer.refuse(embeds.refusal(member("error.unexpected")))
+                return
+            await _answer_with_status(bot, interaction, answer, job, messages.words(locale))
+            await tell_skipped_settings(interaction, member, plan)
+            return
         # Reserved before anything is downloaded: a member who can't pay makes the bot fetch nothing.
         plan = await services.imagine.reserve(plan)
         slot = services.imagine.claim_downloads(plan)  # None without references
@@ -250,12 +287,6 @@ async def _launch(
         if isinstance(refusal, Blocked):
             await report_blocked(bot, request, refusal)
         return
-    # A private result (ephemeral status, a DM; always in a member's own space) is read by the
-    # member alone: their language. A public one: the server's.
-    if answer.private:
-        locale = member.language
-    else:
-        locale = messages.public_locale(plan.config.language, interaction.guild_locale)
     public = messages.words(locale)
     try:
         with slot or contextlib.nullcontext():
@@ -293,15 +324,9 @@ async def _launch(
             failed = embeds.refusal(public("error.unexpected"))
             await interaction.edit_original_response(embed=failed, view=None)
         return
-    metrics.COMMANDS.labels("imagine", "accepted").inc()
-    log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
+    accepted(bot, job)
     services.engine.wake()
-    place = None
-    if job.status is JobStatus.QUEUED:
-        services.queue_runner.changed(job.guild_id)  # a newcomer may go ahead of others' backlog
-        place = await services.queue.place(job)
-        if place is not None:
-            services.queue_runner.shown(job, place)
+    place = await _place(bot, job)
     try:
         finish = services.eta.finish(job, discord.utils.utcnow(), place.starts_at if place else None)
         services.eta.shown(job.id, finish)
@@ -327,6 +352,65 @@ async def tell_skipped_settings(interaction: discord.Interaction, w: messages.Wo
         await interaction.followup.send(embed=embeds.refusal("\n".join(lines)), ephemeral=True)
     except discord.HTTPException as exc:
         log.info(kv("imagine.settings_note_failed", status=exc.status))
+
+
+def _job_locale(
+    interaction: discord.Interaction, answer: FirstAnswer, plan: Plan, member: messages.Words
+) -> str:
+    """The language of the job's public messages, stored with it. A private result (ephemeral
+    status, a DM; always in a member's own space) is read by the member alone: their language.
+    A public one: the server's."""
+    if answer.private:
+        return member.language
+    return messages.public_locale(plan.config.language, interaction.guild_locale)
+
+
+def accepted(bot: ImageHubBot, job: Job) -> None:
+    metrics.COMMANDS.labels("imagine", "accepted").inc()
+    log.info(kv("imagine.accepted", guild=job.guild_id, user=job.user_id, job=job.id, cost=job.cost))
+
+
+async def _place(bot: ImageHubBot, job: Job) -> Place | None:
+    """A queued job's place, remembered as shown (the queue runner re-renders it when it moves)."""
+    if job.status is not JobStatus.QUEUED:
+        return None
+    services = bot.services
+    services.queue_runner.changed(job.guild_id)  # a newcomer may go ahead of others' backlog
+    place = await services.queue.place(job)
+    if place is not None:
+        services.queue_runner.shown(job, place)
+    return place
+
+
+async def _answer_with_status(
+    bot: ImageHubBot, interaction: discord.Interaction, answer: FirstAnswer, job: Job, public: messages.Words
+) -> None:
+    """The first answer of a stored job is its status message, naming it. The job was born
+    leased to this process's engine: it is let go (with its status message's id) once that
+    message exists, so no step runs with a job whose status message is not known yet. When
+    Discord refuses the answer, nobody saw the job: it is cancelled and its credits returned."""
+    services = bot.services
+    owner = services.engine.owner
+    status_message_id: int | None = None
+    try:
+        place = await _place(bot, job)
+        finish = services.eta.finish(job, discord.utils.utcnow(), place.starts_at if place else None)
+        services.eta.shown(job.id, finish)
+        embed = embeds.status_embed(public, job, place, finish)
+        status_message_id = await answer.public(embed, view=status_view(public, job))
+    except BaseException:
+        waiting = (JobStatus.QUEUED, JobStatus.PENDING_SUBMIT)
+        cancelled = await services.jobs.update_if(job.id, waiting, status=JobStatus.CANCELLED)
+        if cancelled is not None and job.reservation_id is not None:
+            await services.quotas.ledger.release(job.reservation_id)
+        raise
+    finally:
+        if status_message_id is not None:
+            await services.jobs.release(job.id, owner, status_message_id=status_message_id)
+            services.engine.launched()
+    accepted(bot, job)
+    if not is_personal(job.guild_id):  # a member's own space: the bot never posts in the channel
+        await warn_missing_permissions(bot, interaction)
 
 
 async def warn_missing_permissions(bot: ImageHubBot, interaction: discord.Interaction) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from cryptography.fernet import Fernet
 
 from bot.config import load_settings
 from bot.hub.emulator import EmulatorState, serving
-from bot.jobs import Job, JobStatus
+from bot.jobs import TERMINAL, Job, JobStatus
 from bot.scopes import personal_scope
 from bot.services import Services
 from bot.timings import Timings
@@ -90,10 +90,18 @@ class Bed:
 
     async def wait_job(self, job_id: int, *statuses: JobStatus, timeout: float = 10.0) -> Job:
         """Wait until the job row reaches one of `statuses` (woken by every Discord request)."""
+        return await self.wait_row(
+            job_id, lambda job: job.status in statuses, timeout=timeout, what=f"reached {statuses}"
+        )
+
+    async def wait_row(
+        self, job_id: int, ok: Callable[[Job], bool], *, timeout: float = 10.0, what: str = "matched"
+    ) -> Job:
+        """Wait until the job row satisfies `ok` (checked after every engine step)."""
 
         async def reached() -> Job | None:
             job = await self.services.jobs.get(job_id)
-            return job if job is not None and job.status in statuses else None
+            return job if job is not None and ok(job) else None
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -107,7 +115,7 @@ class Bed:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     current = await self.services.jobs.get(job_id)
-                    raise AssertionError(f"job {job_id} never reached {statuses}: {current}")
+                    raise AssertionError(f"job {job_id} never {what}: {current}")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(step, remaining)
             finally:
@@ -130,6 +138,15 @@ class Bed:
         job = await self.services.jobs.get(found)
         # The server's job, or one in the member's own space (a DM, a server without the bot).
         assert job is not None and job.guild_id in (it.guild_id, personal_scope(it.member.id)), job
+        if job.status_message_id is None and job.status not in TERMINAL:
+            # The first answer named the job before the launch stored its message id (it holds
+            # the job's lease until then, and the engine's next step comes after that write).
+            job = await self.wait_row(
+                found,
+                lambda j: j.status_message_id is not None or j.status in TERMINAL,
+                timeout=timeout,
+                what="had its status message stored",
+            )
         return job
 
     async def result_message(self, job: Job, timeout: float = 10.0) -> FakeMessage:
@@ -191,9 +208,14 @@ async def hub() -> AsyncIterator[tuple[str, EmulatorState]]:
 
 @contextlib.asynccontextmanager
 async def open_bed(
-    fake_discord: FakeDiscord, hub: tuple[str, EmulatorState], database_url: str, timings: Timings
+    fake_discord: FakeDiscord,
+    hub: tuple[str, EmulatorState],
+    database_url: str,
+    timings: Timings,
+    extra_settings: dict[str, str] | None = None,
 ) -> AsyncIterator[Bed]:
-    """The bot on `database_url` with `timings`, logged into `fake_discord`, its key set at `hub`."""
+    """The bot on `database_url` with `timings` (and `extra_settings`, environment names), logged into
+    `fake_discord`, its key set at `hub`."""
     hub_url, state = hub
     key = state.add_key(credits=10_000)
     encryption_key = Fernet.generate_key().decode()
@@ -202,6 +224,7 @@ async def open_bed(
         "ENCRYPTION_KEY": encryption_key,
         "DATABASE_URL": database_url,
         **hub_settings(hub_url),
+        **(extra_settings or {}),
     }
     bot, services = await start_bot(fake_discord, settings, timings)
     d = fake_discord.default
@@ -230,5 +253,8 @@ async def bed(
     bed_database_url: str,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Bed]:
-    async with open_bed(fake_discord, hub, bed_database_url, timings_for(request)) as bed:
+    extra: dict[str, str] = {}
+    for mark in reversed(list(request.node.iter_markers("settings"))):
+        extra.update(mark.kwargs)
+    async with open_bed(fake_discord, hub, bed_database_url, timings_for(request), extra) as bed:
         yield bed

@@ -5,21 +5,46 @@ A read session starts a plain (deferred) transaction and a write transaction sta
 read-check-write sequences (quota checks, job claims) atomic against every other connection
 and process. PostgreSQL uses row locks and advisory locks instead; see the services.
 `Database.open` migrates to the newest schema first (`bot.db.migrate`).
+
+Group commit: `run(work)` (a write) does not open a transaction of its own. It queues `work`,
+and ONE writer task per `Database` drains the queue: every write queued while the previous
+transaction was being written goes into the next one, each `work` in its own SAVEPOINT and its
+own session. A `work` that raises is rolled back to its savepoint alone and its caller gets the
+exception; the others commit. A caller learns its outcome only after the COMMIT (never before:
+a step that must be durable before a side effect stays so). A transient lock error (SQLite busy,
+a PostgreSQL deadlock or serialization failure) rolls back the whole transaction, which is
+written again (so `work` may run more than once, as before). A burst of writes thus costs a few
+commits instead of one each, and on SQLite the write lock changes hands once per transaction.
+After a commit of a single write the next transaction waits `group_window` for more writes,
+unless a few already wait (`GROUP_ENOUGH`): a steady trickle of writes is merged into fewer
+commits, and under load (groups already form) nothing waits. A group that deadlocks with
+another process's group (PostgreSQL) is written again one write per transaction.
+
+On SQLite (a file) the group transactions run on a thread of their own (`_WriterThread`), with
+its own event loop and engine: aiosqlite hands every statement to its connection's thread and
+back, and each hand-back waits for a turn of the loop that awaits it. On the bot's loop, busy with
+a burst of interactions, that turn costs milliseconds per statement; on the writer's idle loop,
+microseconds. The writes themselves (`work`) must therefore touch nothing bound to the bot's loop
+(they only use their session, as said above). Reads stay on the bot's loop and engine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.db.connect import WRITE_OPTION, create_engine
 from bot.db.migrate import migrate as run_migrations
 
@@ -29,6 +54,57 @@ T = TypeVar("T")
 
 # PostgreSQL errors worth retrying: serialization failure, deadlock.
 _PG_RETRY_STATES = {"40001", "40P01"}
+# Writes in one group transaction at most: bounds how long the write lock is held.
+GROUP_MAX = 200
+# With this many writes waiting, the next transaction starts at once (no window): under load the
+# queue itself makes the groups, and steps waiting on their writes would only be slowed down.
+GROUP_ENOUGH = 8
+
+
+class _Retry(Exception):
+    """The group transaction hit a transient lock error: roll it all back and write it again."""
+
+    def __init__(self, cause: DBAPIError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _WriterThread:
+    """A thread running an event loop and an engine of its own, for SQLite's group transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.engine = create_engine(url)
+        self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the writer's loop and wait for it from the caller's loop."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.call(self.engine.dispose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        await asyncio.to_thread(self._thread.join, 10)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class _Write:
+    """One queued write: its work and the future its caller awaits."""
+
+    __slots__ = ("failed", "future", "outcome", "work")
+
+    def __init__(self, work: Callable[[AsyncSession], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
+        self.work = work
+        self.future = future
+        self.outcome: Any = None
+        self.failed = False
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -47,9 +123,27 @@ def is_retryable(exc: BaseException) -> bool:
 class Database:
     """An opened database. Create with `await Database.open(url)`; close with `await db.close()`."""
 
-    def __init__(self, engine: AsyncEngine, *, retries: int = 6) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, retries: int = 6, group_commit: bool = True, group_window: float = 0.0
+    ) -> None:
         self.engine = engine
         self.retries = retries
+        self.group_commit = group_commit
+        # After a commit, the next transaction starts no sooner than this, unless GROUP_ENOUGH
+        # writes wait: writes that come in the meantime share it.
+        self.group_window = group_window
+        self._last_commit = -math.inf
+        self._last_group = 0  # writes in the last transaction
+        self.commits = 0  # write transactions committed (group transactions count once)
+        self.writes = 0  # writes (`run` calls) committed
+        self._pending: list[_Write] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._thread: _WriterThread | None = None
+        database = engine.url.database or ""
+        self._threaded = (
+            group_commit and engine.dialect.name == "sqlite" and database not in ("", ":memory:")
+            and not database.startswith("file:")
+        )
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
         )
@@ -70,10 +164,11 @@ class Database:
         pool_size: int | None = None,
         max_overflow: int | None = None,
         echo: bool = False,
+        group_window: float = 0.0,
     ) -> Database:
         """Create the engine (SQLite: create the file's folder) and, by default, migrate to head."""
         engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo)
-        db = cls(engine)
+        db = cls(engine, group_window=group_window)
         if migrate:
             try:
                 await run_migrations(engine)
@@ -112,17 +207,121 @@ class Database:
             yield s
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool = True) -> T:
-        """Run `work(session)` in its own transaction, retrying transient lock errors with backoff.
+        """Run `work(session)` in a transaction, retrying transient lock errors with backoff.
 
-        `work` may run more than once, so it must do nothing but database work. Exceptions it
-        raises itself (e.g. `QuotaExceeded`) roll back and propagate untouched.
+        A write shares its transaction with the writes queued beside it (group commit, see the
+        module docstring) and returns once that transaction is committed. `work` may run more
+        than once, so it must do nothing but database work, and it must not wait for another
+        write. Exceptions it raises itself (e.g. `QuotaExceeded`) roll back its own changes only
+        and propagate untouched.
         """
+        if write and self.group_commit:
+            future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            self._pending.append(_Write(work, future))
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write_pending(), name="db-group-commit")
+            return await future
+        return await self._run_alone(work, write=write)
+
+    async def _write_pending(self) -> None:
+        """The writer task: one transaction per batch of queued writes, until none are left."""
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            wait = self._last_commit + self.group_window - loop.time()
+            if wait > 0 and self._last_group == 1 and len(self._pending) < GROUP_ENOUGH:
+                await asyncio.sleep(wait)  # a trickle of single writes: let a few gather
+            batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
+            batch = [w for w in batch if not w.future.done()]  # a caller that gave up: not written
+            if not batch:
+                continue
+            try:
+                await self._write_batch(batch)
+            except BaseException as exc:  # the commit failed (or we are cancelled): all of them fail
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    for w in self._pending:
+                        w.future.cancel()
+                    self._pending = []
+                    raise
+                continue
+            for w in batch:
+                if w.future.done():
+                    continue
+                if w.failed:
+                    w.future.set_exception(w.outcome)
+                else:
+                    w.future.set_result(w.outcome)
+
+    async def _write_batch(self, batch: list[_Write]) -> None:
+        delay = 0.02
+        for attempt in range(self.retries + 1):
+            try:
+                if self._threaded:
+                    if self._thread is None:
+                        self._thread = _WriterThread(self.engine.url.render_as_string(hide_password=False))
+                    async with contextlib.AsyncExitStack() as stack:
+                        if self._write_lock is not None:  # this loop's own `transaction()` users
+                            await stack.enter_async_context(self._write_lock)
+                        await self._thread.call(self._transaction_of(batch, self._thread.engine))
+                else:
+                    await self._transaction_of(batch, self.engine, lock=True)
+                self._committed(len(batch))
+                return
+            except _Retry as retry:
+                if len(batch) > 1:
+                    # Deadlocked with another process's group (their locks in another order):
+                    # each write alone then, as without group commit, so every one progresses.
+                    await self._write_alone(batch)
+                    return
+                if attempt >= self.retries:
+                    raise retry.cause from None
+            except DBAPIError as exc:  # BEGIN or COMMIT itself
+                if attempt >= self.retries or not is_retryable(exc):
+                    raise
+            log.debug("database busy, writing the group again (attempt %d)", attempt + 1)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+    async def _write_alone(self, batch: list[_Write]) -> None:
+        for w in batch:
+            try:
+                w.outcome, w.failed = await self._run_alone(w.work, write=True), False
+            except Exception as exc:
+                w.outcome, w.failed = exc, True
+
+    async def _transaction_of(self, batch: list[_Write], engine: AsyncEngine, *, lock: bool = False) -> None:
+        """One transaction: each write in its own savepoint and session, then COMMIT."""
+        async with contextlib.AsyncExitStack() as stack:
+            if lock and self._write_lock is not None:
+                await stack.enter_async_context(self._write_lock)
+            conn: AsyncConnection = await stack.enter_async_context(engine.connect())
+            conn = await conn.execution_options(**{WRITE_OPTION: True})
+            await stack.enter_async_context(conn.begin())
+            for w in batch:
+                async with AsyncSession(
+                    bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
+                ) as s:
+                    try:
+                        async with s.begin():
+                            w.outcome, w.failed = await w.work(s), False
+                    except DBAPIError as exc:
+                        if is_retryable(exc):
+                            raise _Retry(exc) from None
+                        w.outcome, w.failed = exc, True
+                    except Exception as exc:
+                        w.outcome, w.failed = exc, True
+
+    async def _run_alone(self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool) -> T:
         delay = 0.02
         for attempt in range(self.retries + 1):
             try:
                 if write:
                     async with self.transaction() as s:
-                        return await work(s)
+                        result = await work(s)
+                    self._committed(1)
+                    return result
                 async with self.session() as s:
                     return await work(s)
             except DBAPIError as exc:
@@ -133,6 +332,14 @@ class Database:
                 delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")
 
+    def _committed(self, writes: int) -> None:
+        self._last_commit = asyncio.get_running_loop().time()
+        self._last_group = writes
+        self.commits += 1
+        self.writes += writes
+        metrics.DB_COMMITS.inc()
+        metrics.DB_WRITES.inc(writes)
+
     async def ping(self) -> bool:
         """True when the database answers a trivial query (for /healthz)."""
         async with self.engine.connect() as conn:
@@ -140,6 +347,13 @@ class Database:
         return True
 
     async def close(self) -> None:
+        writer = self._writer
+        if writer is not None and not writer.done():
+            with contextlib.suppress(Exception):
+                await writer  # the queued writes are committed (or fail) before the engine goes
+        if self._thread is not None:
+            await self._thread.close()
+            self._thread = None
         await self.engine.dispose()
 
     async def __aenter__(self) -> Database:

@@ -23,7 +23,7 @@ from bot.engine.outcomes import Publisher
 from bot.engine.policy import PollPolicy
 from bot.engine.settlement import reconcile
 from bot.engine.steps import Steps, Tools
-from bot.jobs import Job, LeaseLost
+from bot.jobs import Job, JobStatus, LeaseLost
 from bot.logs import kv
 from bot.queue import QueueRunner
 
@@ -39,6 +39,7 @@ class Engine:
         *,
         queue: QueueRunner | None = None,
         concurrency: int = 32,
+        deliveries: int | None = None,
         retention: timedelta = timedelta(days=30),
         policy: PollPolicy | None = None,
     ) -> None:
@@ -51,6 +52,10 @@ class Engine:
         self.policy = policy or PollPolicy.from_timings(tools.timings)
         self.steps: Steps | None = None  # from `start`
         self._concurrency = concurrency
+        # Results being posted have places of their own (as many as the polls by default): a
+        # slow upload never holds back polls, nor the other results (each its own step).
+        self._deliveries = deliveries if deliveries is not None else concurrency
+        self._delivering: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         # Wake-ups are for what changes the plan, not for every finished step (each loop pass
@@ -70,7 +75,14 @@ class Engine:
     def start(self, publisher: Publisher) -> None:
         """Run the loop in the background, handing results and notices to `publisher`."""
         assert self._task is None, "started twice"
-        self.steps = Steps(self.tools, publisher, self.policy, on_due=self._due_in, on_free=self._wake.set)
+        self.steps = Steps(
+            self.tools,
+            publisher,
+            self.policy,
+            on_due=self._due_in,
+            on_free=self._wake.set,
+            on_delivery=self._delivery_started,
+        )
         self._task = asyncio.create_task(self._run(publisher), name="scheduler")
         self._task.add_done_callback(self._ended)
 
@@ -110,14 +122,22 @@ class Engine:
         """A job became due now (a new submission, a freed slot): stop sleeping."""
         self._wake.set()
 
+    def launched(self) -> None:
+        """A launch let go of the job it stored (born leased to this engine until its status message
+        was known): claim it now, and let `wait_step` waiters look at it."""
+        self._wake.set()
+        self._stepped.set()
+        self._stepped = asyncio.Event()
+
     @property
     def steps_in_flight(self) -> int:
         """Steps under way now (for tests and health: 0 when the engine is idle)."""
         return len(self._in_flight)
 
     def wait_step(self) -> Awaitable[bool]:
-        """Wait for the next job step to finish (lets tests await progress, not sleep). The step is
-        the next one after this call, even when the awaiting starts later (no lost wake-up)."""
+        """Wait for the next job step (or launch) to finish (lets tests await progress, not sleep).
+        The step is the next one after this call, even when the awaiting starts later (no lost
+        wake-up)."""
         return self._stepped.wait()
 
     # -- housekeeping ------------------------------------------------------------------------
@@ -172,7 +192,7 @@ class Engine:
                     await self.queue.tick(publisher)
                 except Exception:
                     log.exception(kv("scheduler.before_claim_failed"))
-            free = self._concurrency - len(self._in_flight)
+            free, free_deliveries = self._free()
             if free <= 0:
                 self._saturated = True
                 await self._wait(self.timings.saturated_wait)  # finishing steps wake us sooner
@@ -181,16 +201,22 @@ class Engine:
             claimed: list[Job] = []
             try:
                 claimed = await self.jobs.claim_due(
-                    self.owner, free, self.timings.lease_seconds, exclude=self._in_flight.keys()
+                    self.owner,
+                    free,
+                    self.timings.lease_seconds,
+                    exclude=self._in_flight.keys(),
+                    deliveries=max(0, free_deliveries),
                 )
             except Exception:
                 log.exception(kv("scheduler.claim_failed"))
             metrics.QUEUE_DEPTH.set(len(self._in_flight) + len(claimed))
             for job in claimed:
+                if job.status is JobStatus.SUCCEEDED:
+                    self._delivering.add(job.id)
                 task = asyncio.create_task(self._run_step(job), name=f"job-{job.id}")
                 self._in_flight[job.id] = task
                 task.add_done_callback(functools.partial(self._step_done, job.id))
-            if claimed and len(claimed) == free:
+            if claimed and len(claimed) == free + max(0, free_deliveries):
                 await asyncio.sleep(0)  # there may be more due; let steps run first
                 continue
             sleep = await self._sleep_for()
@@ -221,9 +247,23 @@ class Engine:
             except Exception:
                 log.exception(kv("scheduler.renew_failed"))
 
+    def _free(self) -> tuple[int, int]:
+        """Free places: (polls and submissions, deliveries)."""
+        delivering = len(self._delivering)
+        return self._concurrency - (len(self._in_flight) - delivering), self._deliveries - delivering
+
+    def _delivery_started(self, job_id: int) -> None:
+        """A step moved on to posting its result: its poll place is free."""
+        if job_id in self._in_flight and job_id not in self._delivering:
+            self._delivering.add(job_id)
+            if self._saturated:
+                self._wake.set()
+
     def _step_done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(job_id, None)
-        if self._saturated and self._concurrency - len(self._in_flight) >= max(1, self._concurrency // 8):
+        self._delivering.discard(job_id)
+        free, free_deliveries = self._free()
+        if self._saturated and max(free, free_deliveries) >= max(1, self._concurrency // 8):
             self._wake.set()
         self._stepped.set()
         self._stepped = asyncio.Event()

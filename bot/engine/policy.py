@@ -6,14 +6,19 @@ often it was polled, and tell the policy how long finished generations took.
 
 from __future__ import annotations
 
+import bisect
+import math
+import statistics
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.engine.placement import place
 from bot.hub import Generation
 from bot.jobs import Job
 from bot.timings import Timings
+
+_KERNEL = (-1.5, -0.75, 0.0, 0.75, 1.5)  # standard normal points of the smoothing kernel
 
 
 @dataclass(slots=True)
@@ -24,29 +29,35 @@ class PollPolicy:
     of a job is never sent before `step * (k - 1) + margin` seconds, so a generation of T seconds
     gets at most 1 + ceil(T / step) polls, whatever happens.
 
-    Within that budget the policy learns recent generation times per model, tier and count
-    (the hub's own timestamps, so the estimate is not biased by when we looked). With history it
-    skips the start (the polls saved there are spent later), polls first just before the
-    `low_quantile` of recent durations, then at an even gap chosen so that the budget lasts until
-    `horizon` times the `high_quantile`; past that, as often as the budget allows. Without history: after
-    `first` seconds, then every `step` seconds.
+    Within that budget the policy learns recent generation times per model, tier and count (the
+    hub's own timestamps, so the estimate is not biased by when we looked), and places the polls
+    on that learned distribution with `bot.engine.placement.place`: the schedule that minimises
+    the share of jobs noticed later than each of `objective`'s delays (weighted), plus `price`
+    per poll, exactly, under the budget. The distribution is the recent durations themselves
+    (quantiles, not a mean), each widened by a small log-normal kernel so that one a little
+    beyond those seen is expected too, taken as `points` quantiles (which bounds the program's
+    work). The schedule is placed again after every `replace_every` new durations of its kind. Past the
+    schedule, polls go as often as the budget allows. Without history: after `first` seconds,
+    then every `step` seconds.
     """
 
     first: float = 1.0
     step: float = 3.0
     margin: float = 0.2
-    min_gap: float = 0.5
-    low_quantile: float = 0.05
-    high_quantile: float = 1.0  # the slowest of the recent ones...
-    horizon: float = 1.1  # ...and a little more, for one slower than any of them
-    window: int = 64
+    objective: tuple[tuple[float, float], ...] = ((0.5, 1.0), (1.4, 8.0))  # (delay, weight) pairs
+    price: float = 0.001  # of one poll, in the objective's units
+    smoothing: float = 1.5  # kernel width, times Silverman's rule, on log durations
+    points: int = 96  # the smoothed distribution as this many equally likely durations
+    window: int = 150
     min_samples: int = 5
+    replace_every: int = 24
     slow_after: float = 120.0
     slow_step: float = 10.0
     backoff: float = 1.0  # the n-th error in a row waits backoff * 2**n seconds...
     backoff_max: float = 60.0  # ...at most this long
     durations: dict[str, deque[float]] = field(default_factory=dict)
-    _bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _schedules: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    _fresh: dict[str, int] = field(default_factory=dict)  # durations seen since the last placement
 
     @classmethod
     def from_timings(cls, timings: Timings) -> PollPolicy:
@@ -63,51 +74,61 @@ class PollPolicy:
         """A generation of this kind took `seconds` from submission to its images."""
         if seconds > 0:
             self.durations.setdefault(key, deque(maxlen=self.window)).append(seconds)
-            self._bounds.pop(key, None)
+            self._fresh[key] = self._fresh.get(key, 0) + 1
 
-    def _range(self, key: str) -> tuple[float, float] | None:
-        """(low, high) quantiles of recent durations, or None without enough history."""
-        bounds = self._bounds.get(key)
-        if bounds is None:
-            recent = self.durations.get(key)
-            if recent is None or len(recent) < self.min_samples:
+    def schedule(self, key: str) -> tuple[float, ...] | None:
+        """The planned poll times (seconds since submission) for this kind, or None without
+        enough history. Placed again once `replace_every` new durations came in."""
+        recent = self.durations.get(key)
+        if recent is None or len(recent) < self.min_samples:
+            return None
+        planned = self._schedules.get(key)
+        if planned is None or self._fresh.get(key, 0) >= self.replace_every:
+            known = [d for d in recent if d < self.slow_after]
+            if not known:
                 return None
-            ordered = sorted(recent)
-            bounds = self._bounds[key] = (
-                _quantile(ordered, self.low_quantile),
-                _quantile(ordered, self.high_quantile) * self.horizon,
-            )
-        return bounds
+            smoothed = self._smoothed(known)
+            planned = place(
+                smoothed,
+                price=self.price,
+                loss=self.objective,
+                step=self.step,
+                margin=self.margin,
+                max_polls=math.ceil(smoothed[-1] / self.step) + 2,  # enough for a poll every step
+            ).times
+            self._schedules[key] = planned
+            self._fresh[key] = 0
+        return planned
+
+    def _smoothed(self, known: list[float]) -> list[float]:
+        """The recent durations as a smooth distribution (a log-normal kernel around each, so a
+        duration a little beyond the ones seen is expected too), as `points` quantiles."""
+        logs = [math.log(d) for d in known]
+        spread = statistics.pstdev(logs) if len(logs) > 1 else 0.0
+        width = self.smoothing * 1.06 * spread * len(logs) ** -0.2
+        spread_out = sorted(d * math.exp(width * z) for d in known for z in _KERNEL)
+        n = len(spread_out)
+        return [spread_out[min(n - 1, int((i + 0.5) * n / self.points))] for i in range(self.points)]
 
     def next_delay(self, key: str, elapsed: float, attempts: int) -> float:
         """Seconds until the next poll of a job `elapsed` seconds old that was polled `attempts` times."""
         earliest = self.step * attempts + self.margin  # the poll budget
         if elapsed >= self.slow_after:
             return max(self.slow_step, earliest - elapsed)
-        bounds = self._range(key)
-        if bounds is None:
+        planned = self.schedule(key)
+        if planned is None:
             target = max(self.first, earliest)
         else:
-            low, high = bounds
-            if elapsed < low:
-                target = low
-            else:
-                # Spend the polls saved before `low` evenly between `low` and `high`.
-                gap = self.step * (high - low) / high if high > 0 else self.step
-                target = elapsed + min(self.step, max(self.min_gap, gap))
+            # The next planned poll (a late step skips the ones it missed); past the plan, as
+            # often as the budget allows.
+            at = bisect.bisect_right(planned, elapsed + 0.01)
+            target = planned[at] if at < len(planned) else elapsed + self.step
             target = max(target, earliest)
         return max(0.05, target - elapsed)
 
     def error_delay(self, errors: int) -> float:
         """Seconds to wait after the `errors`-th error in a row."""
         return float(min(self.backoff_max, self.backoff * 2.0 ** min(errors, 16)))
-
-
-def _quantile(ordered: Sequence[float], q: float) -> float:
-    rank = (len(ordered) - 1) * q
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def policy_key(job: Job) -> str:

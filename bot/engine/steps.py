@@ -95,7 +95,8 @@ def _nothing(*_: object) -> None:
 
 class Steps:
     """See the module docstring. `on_due(delay)` is told when a job is handed back to be due in
-    `delay` seconds and `on_free()` when a job ends (its concurrency slot is free): the loop
+    `delay` seconds, `on_delivery(job)` when a step starts posting a result (it leaves the poll
+    places for the delivery places) and `on_free()` when a job ends (its concurrency slot is free): the loop
     wakes for them."""
 
     def __init__(
@@ -106,6 +107,7 @@ class Steps:
         *,
         on_due: Callable[[float], None] = _nothing,
         on_free: Callable[[], None] = _nothing,
+        on_delivery: Callable[[int], None] = _nothing,
     ) -> None:
         self.tools = tools
         self.jobs = tools.jobs
@@ -116,6 +118,7 @@ class Steps:
         self.policy = policy
         self._on_due = on_due
         self._on_free = on_free
+        self._on_delivery = on_delivery
 
     async def step(self, job: Job) -> None:
         """Move one claimed job forward by one state."""
@@ -337,6 +340,7 @@ class Steps:
 
     async def _deliver(self, job: Job) -> None:
         """Download the images and post them; retried on transient Discord errors."""
+        self._on_delivery(job.id)  # from here the step holds a delivery's place, not a poll's
         images = await download_images(self.tools.hubs.downloader(), job, self.timings)
         charged = job.charged_credits or 0
         elapsed = (job.submitted_at and (self.clock() - job.submitted_at).total_seconds()) or 0.0

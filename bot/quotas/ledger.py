@@ -195,37 +195,45 @@ class Ledger:
         Atomic per member across connections and processes. Unlimited members get a
         reservation too, so the ledger and reports see all use.
         """
-        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
-            raise ValueError("cost must be a whole number of at least 0")
         roles = list(role_ids)
 
         async def work(s: AsyncSession) -> Reservation:
-            await advisory_lock(s, "quota", guild_id, user_id)
-            now = self._clock()
-            policy = await self._policies.read(s, guild_id)
-            limit, _ = policy.resolve(user_id, roles)
-            if limit is not None:
-                start, end = period_bounds(policy.period, now)
-                spent, reserved, _ = await usage(s, guild_id, user_id, start, end)
-                remaining = limit - spent - reserved
-                if cost > remaining:
-                    raise QuotaExceeded(remaining=max(0, remaining), cost=cost, resets_at=end, limit=limit)
-            row = QuotaReservation(
-                guild_id=guild_id,
-                user_id=user_id,
-                credits=cost,
-                actual=None,
-                state=ReservationState.HELD.value,
-                job_id=None,
-                created_at=now,
-                closed_at=None,
-            )
-            s.add(row)
-            await s.flush()
-            _record(s, row, LedgerKind.RESERVE, -cost, now)
-            return _reservation(row)
+            return await self.reserve_in(s, guild_id, user_id, roles, cost)
 
         return await self._db.run(work)
+
+    async def reserve_in(
+        self, s: AsyncSession, guild_id: int, user_id: int, role_ids: Iterable[int], cost: int
+    ) -> Reservation:
+        """`reserve` inside the caller's write transaction (the launch: reservation, job and first
+        promotion in one transaction). The member's lock is held until that transaction ends."""
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+            raise ValueError("cost must be a whole number of at least 0")
+        roles = list(role_ids)
+        await advisory_lock(s, "quota", guild_id, user_id)
+        now = self._clock()
+        policy = await self._policies.read(s, guild_id)
+        limit, _ = policy.resolve(user_id, roles)
+        if limit is not None:
+            start, end = period_bounds(policy.period, now)
+            spent, reserved, _ = await usage(s, guild_id, user_id, start, end)
+            remaining = limit - spent - reserved
+            if cost > remaining:
+                raise QuotaExceeded(remaining=max(0, remaining), cost=cost, resets_at=end, limit=limit)
+        row = QuotaReservation(
+            guild_id=guild_id,
+            user_id=user_id,
+            credits=cost,
+            actual=None,
+            state=ReservationState.HELD.value,
+            job_id=None,
+            created_at=now,
+            closed_at=None,
+        )
+        s.add(row)
+        await s.flush()
+        _record(s, row, LedgerKind.RESERVE, -cost, now)
+        return _reservation(row)
 
     async def get_reservation(self, reservation_id: int) -> Reservation | None:
         async with self._db.session() as s:
@@ -234,14 +242,14 @@ class Ledger:
 
     async def attach(self, reservation_id: int, job_id: int) -> None:
         """Record which job a reservation pays for (so it is no longer an orphan)."""
+        await self._db.run(lambda s: self.attach_in(s, reservation_id, job_id))
 
-        async def work(s: AsyncSession) -> int:
-            result = await s.execute(
-                update(QuotaReservation).where(QuotaReservation.id == reservation_id).values(job_id=job_id)
-            )
-            return int(getattr(result, "rowcount", 0))
-
-        if not await self._db.run(work):
+    async def attach_in(self, s: AsyncSession, reservation_id: int, job_id: int) -> None:
+        """`attach` inside the caller's write transaction."""
+        result = await s.execute(
+            update(QuotaReservation).where(QuotaReservation.id == reservation_id).values(job_id=job_id)
+        )
+        if not getattr(result, "rowcount", 0):
             raise UnknownReservation(reservation_id)
 
     async def _close(self, reservation_id: int, kind: LedgerKind, actual: int | None) -> int:

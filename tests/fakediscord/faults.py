@@ -1,13 +1,16 @@
 """Injected HTTP failures: ``fake.fail_next(n, status, route_contains=...)`` answers the next matching
 requests with a 429 (shaped as Discord's, so discord.py retries) or a 5xx, before any other rule or handler
-runs.
+runs; ``fake.hold_next(n, route_contains=..., until=event)`` holds the next matching requests (a slow
+upload) until the test sets ``event``, then lets them through.
 (Other faults belong to their resource: ``delete_channel``/``deny_send`` in :mod:`.channels`,
 ``expire_interaction`` in :mod:`.interactions`, ``drop_shard`` and the other gateway controls in
 :mod:`.gateway`.)"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +42,59 @@ class FaultRule:
         )
 
 
+@dataclass(eq=False)
+class HoldRule:
+    remaining: int
+    route_contains: str | None
+    method: str | None
+    with_files: bool
+    until: asyncio.Event
+    held: int = 0  # requests waiting now
+    released: int = 0
+
+    def matches(self, rec: RecordedRequest) -> bool:
+        if self.remaining <= 0 or (self.with_files and not rec.files):
+            return False
+        if self.method is not None and rec.method != self.method.upper():
+            return False
+        return self.route_contains is None or self.route_contains in rec.path
+
+
 class Faults:
     def __init__(self) -> None:
         self.rules: list[FaultRule] = []
+        self.holds: list[HoldRule] = []
+        self.notify: Callable[[], None] = lambda: None
+
+    def hold_next(
+        self,
+        n: int = 1,
+        route_contains: str | None = None,
+        *,
+        until: asyncio.Event,
+        method: str | None = None,
+        with_files: bool = False,
+    ) -> HoldRule:
+        """Hold the next ``n`` matching requests (``with_files``: only those uploading files) once their
+        bodies arrived, as a slow upload would, until ``until`` is set; ``rule.held`` counts those
+        waiting (``fake.wait_for`` sees it change)."""
+        rule = HoldRule(n, route_contains, method, with_files, until)
+        self.holds.append(rule)
+        return rule
+
+    async def hold_for(self, rec: RecordedRequest) -> None:
+        rule = next((h for h in self.holds if h.matches(rec)), None)
+        if rule is None:
+            return
+        rule.remaining -= 1
+        rule.held += 1
+        self.notify()
+        try:
+            await rule.until.wait()
+        finally:
+            rule.held -= 1
+            rule.released += 1
+            self.notify()
 
     def fail_next(
         self,

@@ -530,19 +530,27 @@ class Interactions:
         force: bool = False,
         locale: str = "en-US",
         ready_timeout: float = 5.0,
+        dispatch: bool = True,
         _autocomplete_focus: str | None = None,
     ) -> FakeInteraction:
         """Invoke a slash command. ``command``: "name", "group sub" or ["group", "sub"]; ``options``: a dict
         of leaf option values (typed by the registered definition: FakeAttachment, FakeMember, FakeRole,
         channel id…), a nested dict ``{"sub": {"opt": 1}}``, or raw Discord option dicts. ``attachments``
         fill the command's attachment options in order. Refuses (``PermissionError``) when ``member`` lacks
-        the command's ``default_member_permissions``, unless ``force``."""
+        the command's ``default_member_permissions``, unless ``force``. ``dispatch=False``: the interaction
+        is created and its token works, but no gateway session gets it (a client answering over HTTP
+        with the id and token handed to it, e.g. a benchmark's baseline)."""
         guild = self.fake.guild(guild_id)
         _, path, data = self._slash_data(
             guild.id, channel_id, member, command, options, attachments, force, _autocomplete_focus
         )
         itype = AUTOCOMPLETE if _autocomplete_focus is not None else APPLICATION_COMMAND
         it = self._new_interaction(itype, " ".join(path), guild, channel_id, member, data, locale=locale)
+        if not dispatch:
+            self.fake.interactions.append(it)
+            self.fake._interactions_by_token[it.token] = it
+            it.created_at = asyncio.get_running_loop().time()
+            return it
         return await self._send_interaction(it, ready_timeout)
 
     def _slash_data(

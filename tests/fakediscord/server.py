@@ -134,6 +134,8 @@ class FakeDiscord(FakeState):
         self.request_reconnect = gateway.request_reconnect
         self.invalidate_session = gateway.invalidate_session
         self.fail_next = self._faults.fail_next
+        self.hold_next = self._faults.hold_next
+        self._faults.notify = self._notify
 
     # ------------------------------------------------------------------------------------------------------
     # lifecycle
@@ -246,6 +248,7 @@ class FakeDiscord(FakeState):
         limit_headers: dict[str, str] = {}
         try:
             await parse_body(request, rec)
+            await self._faults.hold_for(rec)
             fault = self._faults.fault_for(rec)
             if fault is None and api:
                 fault, limit_headers = self._rate_limit(rec)
