@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from bot.logs import make_handler
@@ -255,6 +256,7 @@ async def _ok(bed: Bed, command: list[str], options: dict[str, Any]) -> str:
     return text
 
 
+@pytest.mark.timings(early_answer=5.0)  # the refusal itself, not the early "thinking…" answer
 async def test_a_key_the_bot_can_no_longer_decrypt_is_refused_clearly(bed: Bed) -> None:
     from cryptography.fernet import Fernet, MultiFernet
 
