@@ -38,7 +38,14 @@ from bot.job_store import JobStore
 from bot.jobs import Job, JobParams, JobSource, JobStatus, ReferenceSpec
 from bot.keys import KeyUnreadable, KeyVault, PersonalKeyUnreadable
 from bot.logs import kv
-from bot.member_settings import MemberSettingsStore, Options, Resolved, ServerDefaults, resolve
+from bot.member_settings import (
+    MemberDefaults,
+    MemberSettingsStore,
+    Options,
+    Resolved,
+    ServerDefaults,
+    resolve,
+)
 from bot.queue import JobQueue, QueueFull
 from bot.quotas import Ledger, QuotaExceeded
 from bot.references import (
@@ -159,7 +166,14 @@ class ImagineService:
         untold, self._untold = self._untold, []
         return untold
 
-    async def plan(self, request: ImagineRequest) -> Plan:
+    async def plan(self, request: ImagineRequest, mine: MemberDefaults | None = None) -> Plan:
+        """Every check that needs only reads. `mine`: the member's settings, when the caller has
+        them already (the launch reads them first, to know whether the answers are private).
+
+        Without references the budget and the queue are not read here: `start()`'s one transaction
+        checks both exactly (and refuses the same way), so a read before it would only cost the
+        launch a second pass. With references they are read (`_check_capacity`) because the
+        reservation and the public answer come before the job is stored."""
         config = await self.settings.get(request.guild_id)
         if config.allowed_channel_ids and request.channel_id not in config.allowed_channel_ids:
             raise Refusal(RefusalCode.CHANNEL_NOT_ALLOWED, channels=tuple(config.allowed_channel_ids))
@@ -184,7 +198,7 @@ class ImagineService:
                 quality=request.quality,
                 count=request.count,
             ),
-            await self.members.get(request.guild_id, request.user_id),
+            mine if mine is not None else await self.members.get(request.guild_id, request.user_id),
             ServerDefaults(
                 model=config.default_model,
                 aspect=config.default_aspect,
@@ -230,7 +244,11 @@ class ImagineService:
                 RefusalCode.SIZE_UNSUPPORTED, model=model.id, aspect=aspect, resolution=tier
             ) from None
         cost = model.cost(tier, count)
-        queued = await self._check_capacity(request, config, cost, personal=key_owner is not None)
+        queued = (
+            await self._check_capacity(request, config, cost, personal=key_owner is not None)
+            if request.attachments
+            else False
+        )
         params = JobParams(
             model=model.id,
             prompt=prompt,

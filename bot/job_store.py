@@ -145,15 +145,19 @@ def dead_local_owner(other: str, me: str) -> bool:
     return False
 
 
-async def _write_groups(groups: Mapping[tuple[str, ...], list[dict[str, Any]]], s: AsyncSession) -> None:
+async def _write_groups(
+    groups: Mapping[tuple[bool, tuple[str, ...]], list[dict[str, Any]]], s: AsyncSession
+) -> None:
     """One executemany UPDATE per kind of hand-back (see `JobStore.hand_back`)."""
     table = _TABLE
-    for names, rows in groups.items():
+    for (keep, names), rows in groups.items():
         values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names}
+        if not keep:
+            values.update(lease_owner=None, lease_until=None)
         statement = (
             update(table)
             .where(table.c.id == bindparam("b_id"), table.c.lease_owner == bindparam("b_owner"))
-            .values(lease_owner=None, lease_until=None, **values)
+            .values(**values)
         )
         await s.execute(statement, rows)
 
@@ -164,7 +168,7 @@ class JobStore:
     def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
         self._db = db
         self._clock = clock
-        self._hand_backs: list[tuple[int, str, dict[str, Any], asyncio.Future[None]]] = []
+        self._hand_backs: list[tuple[int, str, bool, dict[str, Any], asyncio.Future[None]]] = []
         self._hand_back_writer: asyncio.Task[None] | None = None
 
     # -- creation and reads ---------------------------------------------------------------------
@@ -467,6 +471,40 @@ class JobStore:
 
         return await self._db.run(work)
 
+    async def held(self, owner: str, job_ids: Collection[int]) -> list[Job]:
+        """The jobs among `job_ids` still leased to `owner` and not finished, as they are now: an
+        engine that kept jobs between steps (`hand_back(keep=True)`) takes them back with a read,
+        not a claim's write. A job cancelled or taken over meanwhile is not among them."""
+        if not job_ids:
+            return []
+        async with self._db.session() as s:
+            rows = (
+                await s.execute(
+                    select(*_COLUMNS).where(
+                        JobRow.id.in_(sorted(job_ids)),
+                        JobRow.lease_owner == owner,
+                        JobRow.status.in_(_ACTIVE_VALUES),
+                    )
+                )
+            ).all()
+        return [_snapshot(r) for r in rows]
+
+    async def let_go(self, owner: str, job_ids: Collection[int]) -> int:
+        """Drop `owner`'s leases on jobs it kept between steps (a clean stop): due again at once
+        for any process instead of when the leases run out."""
+        if not job_ids:
+            return 0
+
+        async def work(s: AsyncSession) -> int:
+            result = await s.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(sorted(job_ids)), JobRow.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+            return int(getattr(result, "rowcount", 0))
+
+        return await self._db.run(work)
+
     async def with_held_reservation(self, limit: int = 500) -> list[Job]:
         """Finished (or succeeded) jobs whose reservation is still held: a crash came between
         the job's last write and settling its credits. Maintenance settles them from the job."""
@@ -498,8 +536,18 @@ class JobStore:
             return LeaseLost(job_id, owner)
         return JobConflict(job_id, JobStatus(row.status), expect)
 
-    async def update(self, job_id: int, owner: str | None, **fields: Any) -> Job:
+    async def update(
+        self,
+        job_id: int,
+        owner: str | None,
+        *,
+        also: Callable[[AsyncSession, Job], Awaitable[object]] | None = None,
+        **fields: Any,
+    ) -> Job:
         """Change some fields of a job; returns the new snapshot.
+
+        `also(session, job)`: more work in the same write (e.g. settling the job's credits as it
+        succeeds), so the two are committed together or not at all.
 
         `owner` must hold the job's lease, else `LeaseLost` (the lease counts as held until
         another worker claims the job or it is released). `owner=None` updates without a lease
@@ -508,7 +556,7 @@ class JobStore:
         `next_poll_at`; `submitted` sets `submitted_at` and `posted` sets `posted_at` if unset.
         `UnknownJob` when there is no such job.
         """
-        return await self._update(job_id, owner, None, fields)
+        return await self._update(job_id, owner, None, fields, also)
 
     async def update_if(self, job_id: int, expect_status: Collection[JobStatus], **fields: Any) -> Job | None:
         """Like `update` without a lease, but only while the job is in one of `expect_status`
@@ -528,6 +576,7 @@ class JobStore:
         owner: str | None,
         expect_status: frozenset[JobStatus] | None,
         fields: Mapping[str, Any],
+        also: Callable[[AsyncSession, Job], Awaitable[object]] | None = None,
     ) -> Job:
         values = {name: _convert(name, value) for name, value in fields.items()}
         now = self._clock()
@@ -555,7 +604,10 @@ class JobStore:
             row = (await s.execute(query.returning(*_COLUMNS))).one_or_none()
             if row is None:
                 raise await self._explain_miss(s, job_id, owner, expect_status)
-            return _snapshot(row)
+            job = _snapshot(row)
+            if also is not None:
+                await also(s, job)
+            return job
 
         return await self._db.run(work)
 
@@ -583,19 +635,23 @@ class JobStore:
 
         return await self._db.run(work)
 
-    async def hand_back(self, job_id: int, owner: str, next_poll_at: datetime, **fields: Any) -> None:
+    async def hand_back(
+        self, job_id: int, owner: str, next_poll_at: datetime, *, keep: bool = False, **fields: Any
+    ) -> None:
         """`release` for a worker that need not know whether it still held the lease.
 
         Hand-backs that come while earlier ones are being written are written together, in one
         transaction with one statement per kind of change: a scheduler polling thousands of
         jobs makes a few writes, not one per poll. Returns once this one is committed.
+        `keep`: the lease stays `owner`'s (an engine that keeps the job until its next step; see
+        `held`); only the fields and the due time are written.
         """
         changes = {name: _convert(name, value) for name, value in fields.items()}
         if "status" in changes and JobStatus(changes["status"]) in TERMINAL:
             raise ValueError("hand_back() does not finish jobs; use update()")
         changes["next_poll_at"] = as_utc(next_poll_at)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._hand_backs.append((job_id, owner, changes, future))
+        self._hand_backs.append((job_id, owner, keep, changes, future))
         if self._hand_back_writer is None or self._hand_back_writer.done():
             self._hand_back_writer = asyncio.create_task(self._write_hand_backs(), name="job-hand-backs")
         await future
@@ -603,10 +659,10 @@ class JobStore:
     async def _write_hand_backs(self) -> None:
         while self._hand_backs:
             batch, self._hand_backs = self._hand_backs[:HAND_BACK_BATCH], self._hand_backs[HAND_BACK_BATCH:]
-            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            for job_id, owner, changes, _ in batch:
+            groups: dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]] = {}
+            for job_id, owner, keep, changes, _ in batch:
                 params = {"b_id": job_id, "b_owner": owner, **{f"b_{k}": v for k, v in changes.items()}}
-                groups.setdefault(tuple(sorted(changes)), []).append(params)
+                groups.setdefault((keep, tuple(sorted(changes))), []).append(params)
 
             try:
                 await self._db.run(functools.partial(_write_groups, groups))

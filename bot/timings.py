@@ -58,8 +58,8 @@ class Timings:
     hub_backoff: float = 0.5
 
     # -- the database -------------------------------------------------------------------------------
-    #: after a commit, the next group transaction waits this long for more writes to share it
-    #: (group commit), unless a few are waiting already (`bot.db.engine.GROUP_ENOUGH`)
+    #: after a commit of a few writes, the next group transaction waits this long for more writes
+    #: to share it (group commit), unless a few are waiting already (`bot.db.engine.GROUP_ENOUGH`)
     group_window: float = 0.05
 
     # -- the local queue ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from bot import metrics
 from bot.imagine import ImagineRequest, Plan
 from bot.jobs import Job, JobStatus
 from bot.logs import kv
+from bot.member_settings import MemberDefaults
 from bot.queue import Place
 from bot.references import Attachment, Fetch
 from bot.refusals import Blocked, Refusal, RefusalCode
@@ -230,7 +231,7 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
         mine = await bot.services.members.get(request.guild_id, request.user_id)
         answer.private = mine.visibility == "private" or is_personal(request.guild_id)
         async with launch_slots(bot):
-            await _launch(bot, interaction, request, answer)
+            await _launch(bot, interaction, request, answer, mine)
     except Exception as exc:
         log.error(kv("imagine.failed", guild=request.guild_id, error=type(exc).__name__), exc_info=exc)
         if not answer.answered:  # never leave "thinking…" (or nothing at all) behind
@@ -241,7 +242,11 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
 
 
 async def _launch(
-    bot: ImageHubBot, interaction: discord.Interaction, request: ImagineRequest, answer: FirstAnswer
+    bot: ImageHubBot,
+    interaction: discord.Interaction,
+    request: ImagineRequest,
+    answer: FirstAnswer,
+    mine: MemberDefaults,
 ) -> None:
     services = bot.services
     member = messages.words(interaction.locale)  # for what only the member sees
@@ -249,7 +254,7 @@ async def _launch(
     try:
         request = await fresh_references(bot, request)
         try:
-            plan = await services.imagine.plan(request)
+            plan = await services.imagine.plan(request, mine)
         finally:
             await tell_skipped_patterns(bot)
         locale = _job_locale(interaction, answer, plan, member)
@@ -406,8 +411,16 @@ async def _answer_with_status(
         raise
     finally:
         if status_message_id is not None:
-            await services.jobs.release(job.id, owner, status_message_id=status_message_id)
-            services.engine.launched()
+            if job.status is JobStatus.PENDING_SUBMIT and services.engine.keeps_jobs:
+                # The engine keeps it (still leased to it) and submits it now: no claim.
+                now = services.jobs.now()
+                await services.jobs.hand_back(
+                    job.id, owner, now, keep=True, status_message_id=status_message_id
+                )
+                services.engine.launched(replace(job, status_message_id=status_message_id))
+            else:  # waiting in the queue: its promotion decides when it starts
+                await services.jobs.release(job.id, owner, status_message_id=status_message_id)
+                services.engine.launched()
     accepted(bot, job)
     if not is_personal(job.guild_id):  # a member's own space: the bot never posts in the channel
         await warn_missing_permissions(bot, interaction)

@@ -126,7 +126,7 @@ class DiscordPublisher:
     async def _forget(self, job: Job, exc: discord.HTTPException) -> None:
         """A 404 (message or webhook gone) or 401 (token dead): never use it again, here or after a
         restart (the job row forgets it too)."""
-        fields: dict[str, object] = {}
+        fields: dict[str, Any] = {}
         if exc.status == 401 or (exc.status == 404 and exc.code == 10015):  # the token: expired, unknown
             self._dead_tokens.add(job.id)
             fields["interaction_token"] = None

@@ -10,9 +10,14 @@ taken up front). `bot.db.engine` (sessions, transactions) and `bot.db.migrate` b
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -24,9 +29,20 @@ WRITE_OPTION = "image_hub_write"
 
 
 def create_engine(
-    url: str, *, pool_size: int | None = None, max_overflow: int | None = None, echo: bool = False
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    echo: bool = False,
+    inline: bool = False,
 ) -> AsyncEngine:
-    """The async engine for `url`, with the SQLite connection setup described in the module doc."""
+    """The async engine for `url`, with the SQLite connection setup described in the module doc.
+
+    `inline` (SQLite only): the driver's calls run on the calling thread instead of crossing to a
+    connection thread and back for every statement (`InlineConnection`). Only for an engine used
+    from a thread that does nothing else (the group-commit writer thread): there blocking on the
+    database is the point, and each hand-off saved is a wait for the GIL and a loop turn.
+    """
     parsed = make_url(url)
     # A failed statement's error must not carry its values (interaction tokens, prompts) to logs.
     kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
@@ -41,11 +57,52 @@ def create_engine(
         if not database or database == ":memory:":
             kwargs.pop("pool_size", None)
             kwargs.pop("max_overflow", None)
+        if inline:
+
+            async def connect_inline() -> aiosqlite.Connection:
+                args, options = engine.sync_engine.dialect.create_connect_args(engine.url)
+                connection: aiosqlite.Connection = await InlineConnection(
+                    partial(sqlite3.connect, *args, **options)
+                )
+                return connection
+
+            kwargs["async_creator"] = connect_inline
         engine = create_async_engine(parsed, **kwargs)
         _setup_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(parsed, **kwargs)
+
+
+class _InlineCalls:
+    """Stands in for aiosqlite's queue to its connection thread: runs each call at once, here."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+        else:
+            if future is not None and not future.done():
+                future.set_result(result)
+
+
+class InlineConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose calls run on the awaiting thread, with no thread of its own.
+
+    aiosqlite (and SQLAlchemy's adapter, for `isolation_level`) put every call on the queue `_tx`
+    and await a future; with the queue replaced by `_InlineCalls` the future is done before it is
+    awaited, so nothing suspends and no thread is involved.
+    """
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(connector, iter_chunk_size=64)
+        self._tx = _InlineCalls()  # type: ignore[assignment]
+
+    def __await__(self) -> Any:
+        return self._connect().__await__()  # no connection thread to start
 
 
 def _setup_sqlite(engine: AsyncEngine) -> None:

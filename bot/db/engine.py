@@ -15,17 +15,18 @@ a step that must be durable before a side effect stays so). A transient lock err
 a PostgreSQL deadlock or serialization failure) rolls back the whole transaction, which is
 written again (so `work` may run more than once, as before). A burst of writes thus costs a few
 commits instead of one each, and on SQLite the write lock changes hands once per transaction.
-After a commit of a single write the next transaction waits `group_window` for more writes,
-unless a few already wait (`GROUP_ENOUGH`): a steady trickle of writes is merged into fewer
+After a commit of fewer than `GROUP_ENOUGH` writes the next transaction waits `group_window` for
+more writes, unless that many already wait: a steady trickle of writes is merged into fewer
 commits, and under load (groups already form) nothing waits. A group that deadlocks with
 another process's group (PostgreSQL) is written again one write per transaction.
 
 On SQLite (a file) the group transactions run on a thread of their own (`_WriterThread`), with
-its own event loop and engine: aiosqlite hands every statement to its connection's thread and
-back, and each hand-back waits for a turn of the loop that awaits it. On the bot's loop, busy with
-a burst of interactions, that turn costs milliseconds per statement; on the writer's idle loop,
-microseconds. The writes themselves (`work`) must therefore touch nothing bound to the bot's loop
-(they only use their session, as said above). Reads stay on the bot's loop and engine.
+its own event loop and an engine whose driver calls run inline on that thread
+(`bot.db.connect.InlineConnection`): aiosqlite would hand every statement to a connection thread
+and back, each hand-back a wait for a loop turn and the GIL. The writes themselves (`work`) must
+therefore touch nothing bound to the bot's loop (they only use their session, as said above).
+Reads stay on the bot's loop, on an inline engine too: in WAL mode a reader never waits for the
+writer, and one statement costs less than the four thread hand-offs aiosqlite makes for it.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class _WriterThread:
 
     def __init__(self, url: str) -> None:
         self.loop = asyncio.new_event_loop()
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, inline=True)
         self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._thread.start()
 
@@ -141,11 +142,21 @@ class Database:
         self._thread: _WriterThread | None = None
         database = engine.url.database or ""
         self._threaded = (
-            group_commit and engine.dialect.name == "sqlite" and database not in ("", ":memory:")
+            group_commit
+            and engine.dialect.name == "sqlite"
+            and database not in ("", ":memory:")
             and not database.startswith("file:")
         )
+        # Reads on SQLite (a file) run inline on the awaiting loop's thread: in WAL mode a reader
+        # never waits for a writer, and a statement there costs less than the hand-offs to
+        # aiosqlite's thread and back (four per query), each a turn of the busy bot loop.
+        self._read_engine = (
+            create_engine(engine.url.render_as_string(hide_password=False), inline=True)
+            if self._threaded
+            else engine
+        )
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            engine, expire_on_commit=False
+            self._read_engine, expire_on_commit=False
         )
         self._write_maker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False, execution_options={WRITE_OPTION: True}
@@ -228,7 +239,7 @@ class Database:
         loop = asyncio.get_running_loop()
         while self._pending:
             wait = self._last_commit + self.group_window - loop.time()
-            if wait > 0 and self._last_group == 1 and len(self._pending) < GROUP_ENOUGH:
+            if wait > 0 and self._last_group < GROUP_ENOUGH and len(self._pending) < GROUP_ENOUGH:
                 await asyncio.sleep(wait)  # a trickle of single writes: let a few gather
             batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
             batch = [w for w in batch if not w.future.done()]  # a caller that gave up: not written
@@ -354,6 +365,8 @@ class Database:
         if self._thread is not None:
             await self._thread.close()
             self._thread = None
+        if self._read_engine is not self.engine:
+            await self._read_engine.dispose()
         await self.engine.dispose()
 
     async def __aenter__(self) -> Database:

@@ -5,18 +5,24 @@ way, promotes the local queue before every claim and does housekeeping; what a s
 `bot.engine.steps`. Leases (`bot.job_store`) let several processes share one database: a
 crashed process's jobs are taken over once its leases run out. The engine starts with the
 `Publisher` it will hand results to, and stops cleanly (steps under way finish their writes).
+Between steps a job stays with the engine that stepped it (`hold`): its lease is renewed, its due
+time kept in memory, and it is taken back with a read of its row instead of a claim's write
+(`_take_held`), so a poll costs no write unless the hub's status moved. A clean stop lets them go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
+import heapq
 import logging
 import math
 import time
 from collections.abc import Awaitable
 from datetime import timedelta
+from typing import NamedTuple
 
 from bot import metrics
 from bot.engine.outcomes import Publisher
@@ -28,6 +34,14 @@ from bot.logs import kv
 from bot.queue import QueueRunner
 
 log = logging.getLogger(__name__)
+
+
+class _Kept(NamedTuple):
+    """What the engine remembers of a job it keeps between steps, beside its row."""
+
+    delivery: bool  # a result to post: it takes a delivery's place
+    poll_attempts: int  # a poll that changed nothing wrote nothing
+    status_message_id: int | None  # a launch's job: written with its submission
 
 
 class Engine:
@@ -67,6 +81,11 @@ class Engine:
         self._saturated = False
         self._stepped = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        # Jobs kept between steps (still leased to this process): loop time due and what their
+        # row may not hold yet (`_Kept`); and a heap of (due, job) to find the due ones (entries
+        # no longer in `_held` are skipped). Thousands may be kept: a few numbers each.
+        self._held: dict[int, tuple[float, _Kept]] = {}
+        self._held_due: list[tuple[float, int]] = []
         self._renewer: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -82,6 +101,7 @@ class Engine:
             on_due=self._due_in,
             on_free=self._wake.set,
             on_delivery=self._delivery_started,
+            on_hold=self.hold,
         )
         self._task = asyncio.create_task(self._run(publisher), name="scheduler")
         self._task.add_done_callback(self._ended)
@@ -89,6 +109,11 @@ class Engine:
     def _ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.critical(kv("scheduler.died", error=repr(task.exception())), exc_info=task.exception())
+
+    @property
+    def keeps_jobs(self) -> bool:
+        """Running and not stopping: a job given to `launched` is kept and stepped."""
+        return self._task is not None and not self._task.done() and not self._stopping
 
     def alive(self) -> bool:
         """For /healthz: the loop is running (or has not been started yet)."""
@@ -115,6 +140,9 @@ class Engine:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
+        held, self._held, self._held_due = list(self._held), {}, []
+        with contextlib.suppress(Exception):
+            await self.jobs.let_go(self.owner, held)  # due at once for whoever runs next
         if self.queue is not None:
             await self.queue.close()
 
@@ -122,12 +150,25 @@ class Engine:
         """A job became due now (a new submission, a freed slot): stop sleeping."""
         self._wake.set()
 
-    def launched(self) -> None:
-        """A launch let go of the job it stored (born leased to this engine until its status message
-        was known): claim it now, and let `wait_step` waiters look at it."""
+    def launched(self, job: Job | None = None) -> None:
+        """A launch is done with the job it stored (born leased to this engine until its status
+        message was known): keep `job` (still leased to us) and step it now, or, without one (let
+        go), claim it; and let `wait_step` waiters look at it."""
+        if job is not None:
+            self.hold(job, 0.0)
         self._wake.set()
         self._stepped.set()
         self._stepped = asyncio.Event()
+
+    def hold(self, job: Job, delay: float) -> None:
+        """Keep a job leased to this engine between steps: stepped again in `delay` seconds, with
+        no claim (a read of its row, not a write; see `_take_held`)."""
+        # (While stopping too: a step that ends then leaves its job here, and `stop` lets it go.)
+        at = asyncio.get_running_loop().time() + delay
+        kept = _Kept(job.status is JobStatus.SUCCEEDED, job.poll_attempts, job.status_message_id)
+        self._held[job.id] = (at, kept)
+        heapq.heappush(self._held_due, (at, job.id))
+        self._due_in(delay)
 
     @property
     def steps_in_flight(self) -> int:
@@ -198,33 +239,90 @@ class Engine:
                 await self._wait(self.timings.saturated_wait)  # finishing steps wake us sooner
                 self._saturated = False
                 continue
-            claimed: list[Job] = []
+            taken: list[Job] = []
             try:
-                claimed = await self.jobs.claim_due(
-                    self.owner,
-                    free,
-                    self.timings.lease_seconds,
-                    exclude=self._in_flight.keys(),
-                    deliveries=max(0, free_deliveries),
-                )
+                taken = await self._take_held(free, free_deliveries)
             except Exception:
-                log.exception(kv("scheduler.claim_failed"))
-            metrics.QUEUE_DEPTH.set(len(self._in_flight) + len(claimed))
+                log.exception(kv("scheduler.take_held_failed"))
+            for job in taken:
+                self._start_step(job)
+            free, free_deliveries = self._free()
+            claimed: list[Job] = []
+            if free > 0 or free_deliveries > 0:
+                try:
+                    claimed = await self.jobs.claim_due(
+                        self.owner,
+                        max(0, free),
+                        self.timings.lease_seconds,
+                        exclude=self._in_flight.keys(),  # kept jobs: leased to us, not claimable
+                        deliveries=max(0, free_deliveries),
+                    )
+                except Exception:
+                    log.exception(kv("scheduler.claim_failed"))
+            metrics.QUEUE_DEPTH.set(len(self._in_flight) + len(self._held))
             for job in claimed:
-                if job.status is JobStatus.SUCCEEDED:
-                    self._delivering.add(job.id)
-                task = asyncio.create_task(self._run_step(job), name=f"job-{job.id}")
-                self._in_flight[job.id] = task
-                task.add_done_callback(functools.partial(self._step_done, job.id))
-            if claimed and len(claimed) == free + max(0, free_deliveries):
+                self._start_step(job)
+            if claimed and len(claimed) == max(0, free) + max(0, free_deliveries):
                 await asyncio.sleep(0)  # there may be more due; let steps run first
                 continue
             sleep = await self._sleep_for()
             now = asyncio.get_running_loop().time()
-            sleep = min(sleep, max(0.0, self._announced - now))
+            held_due = self._held_due[0][0] if self._held_due else math.inf
+            # (A kept job due already but with no place free of its kind: look again soon, no spin.)
+            sleep = min(sleep, max(0.0, self._announced - now), max(0.05, held_due - now))
             self._wake_at = now + sleep
             await self._wait(sleep)
             self._wake_at = None
+
+    def _start_step(self, job: Job) -> None:
+        self._held.pop(job.id, None)  # claimed again (its lease ran out meanwhile): one step at a time
+        if job.status is JobStatus.SUCCEEDED:
+            self._delivering.add(job.id)
+        task = asyncio.create_task(self._run_step(job), name=f"job-{job.id}")
+        self._in_flight[job.id] = task
+        task.add_done_callback(functools.partial(self._step_done, job.id))
+
+    async def _take_held(self, free: int, free_deliveries: int) -> list[Job]:
+        """The kept jobs that are due, as many as there are places, as their rows are now (one
+        read: a job cancelled or taken over meanwhile is dropped). What the row does not hold
+        (a poll that changed nothing wrote nothing) comes from the kept snapshot."""
+        now = asyncio.get_running_loop().time()
+        picked: dict[int, _Kept] = {}
+        skipped: list[tuple[float, int]] = []  # due, but no place of their kind is free
+        while self._held_due and self._held_due[0][0] <= now and (free > 0 or free_deliveries > 0):
+            at, job_id = heapq.heappop(self._held_due)
+            held = self._held.get(job_id)
+            if held is None or held[0] != at:
+                continue  # stepped meanwhile, or kept again for a later time
+            if job_id in self._in_flight:  # the step that kept it is still finishing: next pass
+                skipped.append((at, job_id))
+                continue
+            kept = held[1]
+            if kept.delivery:
+                if free_deliveries <= 0:
+                    skipped.append((at, job_id))
+                    continue
+                free_deliveries -= 1
+            else:
+                if free <= 0:
+                    skipped.append((at, job_id))
+                    continue
+                free -= 1
+            picked[job_id] = kept
+            del self._held[job_id]
+        for entry in skipped:
+            heapq.heappush(self._held_due, entry)
+        if not picked:
+            return []
+        current = await self.jobs.held(self.owner, picked.keys())
+        return [
+            dataclasses.replace(
+                row,
+                poll_attempts=max(row.poll_attempts, picked[row.id].poll_attempts),
+                status_message_id=row.status_message_id or picked[row.id].status_message_id,
+            )
+            for row in current
+        ]
 
     async def _run_step(self, job: Job) -> None:
         assert self.steps is not None
@@ -243,7 +341,7 @@ class Engine:
         while not self._stopping:
             await asyncio.sleep(lease / 3)
             try:
-                await self.jobs.renew(self.owner, list(self._in_flight), lease)
+                await self.jobs.renew(self.owner, [*self._in_flight, *self._held], lease)
             except Exception:
                 log.exception(kv("scheduler.renew_failed"))
 
@@ -262,6 +360,9 @@ class Engine:
     def _step_done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(job_id, None)
         self._delivering.discard(job_id)
+        held = self._held.get(job_id)
+        if held is not None and held[0] <= asyncio.get_running_loop().time():
+            self._wake.set()  # kept due by its own step, which only now let go of its place
         free, free_deliveries = self._free()
         if self._saturated and max(free, free_deliveries) >= max(1, self._concurrency // 8):
             self._wake.set()

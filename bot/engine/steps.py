@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
 from bot.alerts import BalanceWatcher
@@ -97,7 +99,10 @@ class Steps:
     """See the module docstring. `on_due(delay)` is told when a job is handed back to be due in
     `delay` seconds, `on_delivery(job)` when a step starts posting a result (it leaves the poll
     places for the delivery places) and `on_free()` when a job ends (its concurrency slot is free): the loop
-    wakes for them."""
+    wakes for them. With `on_hold(job, delay)` (the engine's loop) a job between steps is not
+    handed back but kept: its lease stays this process's, the loop steps it again in `delay`
+    seconds from the snapshot it is given, and a poll that changed nothing but the attempt count
+    writes nothing (after a crash the job is due at once; the lease keeps other processes off)."""
 
     def __init__(
         self,
@@ -108,6 +113,7 @@ class Steps:
         on_due: Callable[[float], None] = _nothing,
         on_free: Callable[[], None] = _nothing,
         on_delivery: Callable[[int], None] = _nothing,
+        on_hold: Callable[[Job, float], None] | None = None,
     ) -> None:
         self.tools = tools
         self.jobs = tools.jobs
@@ -119,6 +125,7 @@ class Steps:
         self._on_due = on_due
         self._on_free = on_free
         self._on_delivery = on_delivery
+        self._on_hold = on_hold
 
     async def step(self, job: Job) -> None:
         """Move one claimed job forward by one state."""
@@ -148,7 +155,7 @@ class Steps:
         charge: Charge,
         *,
         detail: str = "",
-        **fields: object,
+        **fields: Any,
     ) -> None:
         """Finish the job's row as `status`, settle its credits by `charge`, tell the member."""
         await self._finish(job, status, **fields)
@@ -240,7 +247,7 @@ class Steps:
             hub_status=gen.status,
             submitted_at=self.clock(),
         )
-        submitted = {
+        submitted: dict[str, Any] = {
             "status": job.status,
             "hub_generation_id": job.hub_generation_id,
             "hub_status": job.hub_status,
@@ -300,7 +307,9 @@ class Steps:
         attempts = job.poll_attempts + 1
         delay = self.policy.next_delay(policy_key(job), elapsed, attempts)
         progress = {"status": _status_of(gen), "hub_status": gen.status, "poll_attempts": attempts}
-        await self._release(job, delay, **progress)  # one write, then show a changed status
+        # One write when the hub's status moved (kept jobs: none otherwise), then show it.
+        changed = gen.status != job.hub_status or _status_of(gen) != job.status
+        await self._release(job, delay, changed=changed, **progress)
         shown = dataclasses.replace(
             job, status=_status_of(gen), hub_status=gen.status, poll_attempts=attempts
         )
@@ -323,9 +332,17 @@ class Steps:
         delivered = len(gen.images)
         charged = gen.usage.credits if gen.usage.credits is not None else job.cost * delivered // job.params.n
         charged = max(0, min(charged, job.cost))
+        ledger = self.tools.ledger
+
+        async def settle_charge(s: AsyncSession, done: Job) -> None:
+            if done.reservation_id is not None:
+                await ledger.settle_in(s, done.reservation_id, charged)
+
+        # Succeeded and charged in one write: a crash can't leave one without the other.
         job = await self.jobs.update(
             job.id,
             self.owner,
+            also=settle_charge,
             status=JobStatus.SUCCEEDED,
             error_attempts=0,  # from here on it counts posting attempts only
             hub_status=gen.status,
@@ -333,8 +350,6 @@ class Steps:
             delivered_images=delivered,
             charged_credits=charged,
         )
-        if job.reservation_id is not None:
-            await self.tools.ledger.settle(job.reservation_id, charged)
         metrics.CREDITS_SPENT.inc(charged)
         await self._deliver(job)
 
@@ -392,12 +407,19 @@ class Steps:
 
     # -- rows, the balance, the publisher ---------------------------------------------------------
 
-    async def _release(self, job: Job, delay: float, **fields: object) -> None:
-        """Hand the job back, due in `delay` seconds (with `fields` written in the same statement)."""
-        await self.jobs.hand_back(job.id, self.owner, self.clock() + timedelta(seconds=delay), **fields)
-        self._on_due(delay)
+    async def _release(self, job: Job, delay: float, *, changed: bool = True, **fields: Any) -> None:
+        """Due again in `delay` seconds, with `fields` written in the same statement: handed back,
+        or kept by the engine (`on_hold`; then nothing is written unless `changed`)."""
+        at = self.clock() + timedelta(seconds=delay)
+        if self._on_hold is None:
+            await self.jobs.hand_back(job.id, self.owner, at, **fields)
+            self._on_due(delay)
+            return
+        if changed:
+            await self.jobs.hand_back(job.id, self.owner, at, keep=True, **fields)
+        self._on_hold(dataclasses.replace(job, next_poll_at=at, **fields), delay)
 
-    async def _finish(self, job: Job, status: JobStatus, **fields: object) -> Job:
+    async def _finish(self, job: Job, status: JobStatus, **fields: Any) -> Job:
         metrics.GENERATIONS.labels(status.value).inc()
         self.tools.references.discard(job.id)
         self.tools.eta.forget(job.id)

@@ -253,27 +253,34 @@ class Ledger:
             raise UnknownReservation(reservation_id)
 
     async def _close(self, reservation_id: int, kind: LedgerKind, actual: int | None) -> int:
-        async def work(s: AsyncSession) -> int:
-            row = (
-                await s.execute(
-                    select(QuotaReservation).where(QuotaReservation.id == reservation_id).with_for_update()
-                )
-            ).scalar_one_or_none()
-            if row is None:
-                raise UnknownReservation(reservation_id)
-            if row.state != ReservationState.HELD.value:
-                return 0
-            now = self._clock()
-            if kind is LedgerKind.SETTLE_REFUND:
-                assert actual is not None
-                row.state, row.actual, returned = ReservationState.SETTLED.value, actual, row.credits - actual
-            else:
-                row.state, returned = ReservationState.RELEASED.value, row.credits
-            row.closed_at = now
-            _record(s, row, kind, returned, now)
-            return returned
+        return await self._db.run(lambda s: self._close_in(s, reservation_id, kind, actual))
 
-        return await self._db.run(work)
+    async def _close_in(
+        self, s: AsyncSession, reservation_id: int, kind: LedgerKind, actual: int | None
+    ) -> int:
+        row = (
+            await s.execute(
+                select(QuotaReservation).where(QuotaReservation.id == reservation_id).with_for_update()
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            raise UnknownReservation(reservation_id)
+        if row.state != ReservationState.HELD.value:
+            return 0
+        now = self._clock()
+        if kind is LedgerKind.SETTLE_REFUND:
+            assert actual is not None
+            row.state, row.actual, returned = ReservationState.SETTLED.value, actual, row.credits - actual
+        else:
+            row.state, returned = ReservationState.RELEASED.value, row.credits
+        row.closed_at = now
+        _record(s, row, kind, returned, now)
+        return returned
+
+    async def settle_in(self, s: AsyncSession, reservation_id: int, actual: int) -> int:
+        """`settle` inside the caller's write transaction (a job's success and its charge together)."""
+        actual = credits_arg(actual, name="actual") or 0
+        return await self._close_in(s, reservation_id, LedgerKind.SETTLE_REFUND, actual)
 
     async def settle(self, reservation_id: int, actual: int) -> int:
         """Charge the actual cost; returns the credits given back (reserved - actual).
