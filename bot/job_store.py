@@ -458,14 +458,23 @@ class JobStore:
 
     async def renew(self, owner: str, job_ids: Collection[int], lease_seconds: float) -> int:
         """Extend `owner`'s leases on jobs it is still working on; returns how many it still holds."""
+        return await self._set_leases(owner, job_ids, keep_for=timedelta(seconds=lease_seconds))
+
+    async def _set_leases(self, owner: str, job_ids: Collection[int], *, keep_for: timedelta | None) -> int:
+        """`owner`'s leases on `job_ids`: extended by `keep_for` from now, or dropped (None)."""
         if not job_ids:
             return 0
+        values: dict[str, Any] = (
+            {"lease_until": self._clock() + keep_for}
+            if keep_for is not None
+            else {"lease_owner": None, "lease_until": None}
+        )
 
         async def work(s: AsyncSession) -> int:
             result = await s.execute(
                 update(JobRow)
                 .where(JobRow.id.in_(sorted(job_ids)), JobRow.lease_owner == owner)
-                .values(lease_until=self._clock() + timedelta(seconds=lease_seconds))
+                .values(**values)
             )
             return int(getattr(result, "rowcount", 0))
 
@@ -492,18 +501,7 @@ class JobStore:
     async def let_go(self, owner: str, job_ids: Collection[int]) -> int:
         """Drop `owner`'s leases on jobs it kept between steps (a clean stop): due again at once
         for any process instead of when the leases run out."""
-        if not job_ids:
-            return 0
-
-        async def work(s: AsyncSession) -> int:
-            result = await s.execute(
-                update(JobRow)
-                .where(JobRow.id.in_(sorted(job_ids)), JobRow.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
-            return int(getattr(result, "rowcount", 0))
-
-        return await self._db.run(work)
+        return await self._set_leases(owner, job_ids, keep_for=None)
 
     async def with_held_reservation(self, limit: int = 500) -> list[Job]:
         """Finished (or succeeded) jobs whose reservation is still held: a crash came between
