@@ -174,52 +174,14 @@ class JobStore:
     # -- creation and reads ---------------------------------------------------------------------
 
     async def create(
-        self,
-        *,
-        guild_id: int,
-        channel_id: int,
-        user_id: int,
-        params: JobParams,
-        cost: int,
-        application_id: int | None = None,
-        interaction_token: str | None = None,
-        token_expires_at: datetime | None = None,
-        status_message_id: int | None = None,
-        upload_limit: int | None = None,
-        locale: str | None = None,
-        reply_to_message_id: int | None = None,
-        reservation_id: int | None = None,
-        status: JobStatus = JobStatus.PENDING_SUBMIT,
-        next_poll_at: datetime | None = None,
-        admit: Callable[[AsyncSession], Awaitable[None]] | None = None,
-        source: JobSource | None = None,
-        private: bool = False,
-        key_owner: int | None = None,
+        self, *, admit: Callable[[AsyncSession], Awaitable[None]] | None = None, **fields: Any
     ) -> Job:
-        """A new job, `pending_submit` (due now) by default, or `queued` (not due until promoted).
+        """A new job with `new_row`'s `fields`: `pending_submit` (due now) by default, or `queued`
+        (not due until promoted).
 
         `admit` runs first in the same transaction and may refuse by raising (the queue's
         length check: `JobQueue.admission`), so a limit counted there holds under races."""
-        values = self.new_row(
-            guild_id=guild_id,
-            channel_id=channel_id,
-            user_id=user_id,
-            params=params,
-            cost=cost,
-            application_id=application_id,
-            interaction_token=interaction_token,
-            token_expires_at=token_expires_at,
-            status_message_id=status_message_id,
-            upload_limit=upload_limit,
-            reply_to_message_id=reply_to_message_id,
-            reservation_id=reservation_id,
-            status=status,
-            next_poll_at=next_poll_at,
-            locale=locale,
-            source=source,
-            private=private,
-            key_owner=key_owner,
-        )
+        values = self.new_row(**fields)
 
         async def work(s: AsyncSession) -> Job:
             if admit is not None:

@@ -12,10 +12,11 @@ import logging
 
 import discord
 
-from bot.hub import HubError, InvalidApiKey, MissingApiKey
+from bot.hub import Credits, HubError, InvalidApiKey, MissingApiKey
 from bot.imagine import ImagineRequest
 from bot.logs import kv
 from bot.references import Attachment
+from bot.services import Services
 from cogs import embeds, errors, messages
 from cogs.checks import in_guild, is_moderator, member_roles, require_manage_server
 from cogs.client import ImageHubBot
@@ -107,12 +108,7 @@ class KeyModal(Form):
         w = messages.words(interaction.locale)
         services = self.bot.services
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            balance = await services.hubs.with_key(raw).get_credits()
-        except (InvalidApiKey, MissingApiKey):
-            raise Denied("denied.key_not_recognised") from None
-        except HubError as exc:
-            raise Denied("denied.key_not_checked", reason=messages.hub_error(w, exc)) from None
+        balance = await _verified(services, raw, w)
         await services.keys.set_key(here.guild_id, raw, interaction.user.id)
         info = await services.keys.key_info(here.guild_id)
         log.info(kv("config.key_set", guild=here.guild_id, user=interaction.user.id))
@@ -137,12 +133,7 @@ class PersonalKeyModal(Form):
         w = messages.words(interaction.locale)
         services = self.bot.services
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            balance = await services.hubs.with_key(raw).get_credits()
-        except (InvalidApiKey, MissingApiKey):
-            raise Denied("denied.key_not_recognised") from None
-        except HubError as exc:
-            raise Denied("denied.key_not_checked", reason=messages.hub_error(w, exc)) from None
+        balance = await _verified(services, raw, w)
         try:
             info = await services.keys.set_personal_key(interaction.user.id, raw)
         except ValueError:
@@ -150,3 +141,14 @@ class PersonalKeyModal(Form):
         log.info(kv("mykey.set", user=interaction.user.id))
         saved = w("mykey.saved", masked=info.masked, count=balance.credits)
         await interaction.followup.send(embed=embeds.plain(saved, colour=embeds.OK), ephemeral=True)
+
+
+async def _verified(services: Services, raw: str, w: Words) -> Credits:
+    """The balance behind a key typed into a form: the hub's answer proves the key works (a key
+    the hub doesn't know, or can't be asked about now, is refused, with the hub's reason)."""
+    try:
+        return await services.hubs.with_key(raw).get_credits()
+    except (InvalidApiKey, MissingApiKey):
+        raise Denied("denied.key_not_recognised") from None
+    except HubError as exc:
+        raise Denied("denied.key_not_checked", reason=messages.hub_error(w, exc)) from None

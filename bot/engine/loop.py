@@ -41,7 +41,6 @@ class _Kept(NamedTuple):
 
     delivery: bool  # a result to post: it takes a delivery's place
     poll_attempts: int  # a poll that changed nothing wrote nothing
-    status_message_id: int | None  # a launch's job: written with its submission
 
 
 class Engine:
@@ -165,7 +164,7 @@ class Engine:
         no claim (a read of its row, not a write; see `_take_held`)."""
         # (While stopping too: a step that ends then leaves its job here, and `stop` lets it go.)
         at = asyncio.get_running_loop().time() + delay
-        kept = _Kept(job.status is JobStatus.SUCCEEDED, job.poll_attempts, job.status_message_id)
+        kept = _Kept(job.status is JobStatus.SUCCEEDED, job.poll_attempts)
         self._held[job.id] = (at, kept)
         heapq.heappush(self._held_due, (at, job.id))
         self._due_in(delay)
@@ -316,11 +315,7 @@ class Engine:
             return []
         current = await self.jobs.held(self.owner, picked.keys())
         return [
-            dataclasses.replace(
-                row,
-                poll_attempts=max(row.poll_attempts, picked[row.id].poll_attempts),
-                status_message_id=row.status_message_id or picked[row.id].status_message_id,
-            )
+            dataclasses.replace(row, poll_attempts=max(row.poll_attempts, picked[row.id].poll_attempts))
             for row in current
         ]
 
