@@ -192,7 +192,7 @@ class JobStore:
 
     async def insert_in(self, s: AsyncSession, values: Mapping[str, Any]) -> Job:
         """Insert a `new_row` inside the caller's write transaction."""
-        row = (await s.execute(insert(JobRow).values(**values).returning(*_COLUMNS))).one()
+        row = (await s.execute(insert(_TABLE).values(**values).returning(*_COLUMNS))).one()
         return _snapshot(row)
 
     def new_row(
@@ -406,7 +406,7 @@ class JobStore:
                 return []
             rows = (
                 await s.execute(
-                    update(JobRow)
+                    update(_TABLE)
                     .where(JobRow.id.in_(ids))
                     .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
                     .returning(*_COLUMNS)
@@ -434,7 +434,7 @@ class JobStore:
 
         async def work(s: AsyncSession) -> int:
             result = await s.execute(
-                update(JobRow)
+                update(_TABLE)
                 .where(JobRow.id.in_(sorted(job_ids)), JobRow.lease_owner == owner)
                 .values(**values)
             )
@@ -555,7 +555,7 @@ class JobStore:
                 values.setdefault("posted_at", func.coalesce(JobRow.posted_at, now))
 
         async def work(s: AsyncSession) -> Job:
-            query = update(JobRow).where(JobRow.id == job_id)
+            query = update(_TABLE).where(JobRow.id == job_id)
             if owner is not None:
                 query = query.where(JobRow.lease_owner == owner)
             if expect_status is not None:
@@ -589,7 +589,7 @@ class JobStore:
             if next_poll_at is not None:
                 values["next_poll_at"] = as_utc(next_poll_at)
             result = await s.execute(
-                update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == owner).values(**values)
+                update(_TABLE).where(JobRow.id == job_id, JobRow.lease_owner == owner).values(**values)
             )
             return bool(getattr(result, "rowcount", 0))
 
@@ -644,7 +644,7 @@ class JobStore:
         now = self._clock()
 
         async def work(s: AsyncSession) -> bool:
-            query = update(JobRow).where(JobRow.id == job_id, JobRow.status == JobStatus.SUCCEEDED.value)
+            query = update(_TABLE).where(JobRow.id == job_id, JobRow.status == JobStatus.SUCCEEDED.value)
             if owner is not None:
                 query = query.where(JobRow.lease_owner == owner)
             result = await s.execute(
@@ -721,7 +721,7 @@ class JobStore:
             )
             rows = (
                 await s.execute(
-                    update(JobRow)
+                    update(_TABLE)
                     .where(JobRow.status == JobStatus.SUBMITTING.value, not_live)
                     .values(
                         status=JobStatus.UNKNOWN.value,
@@ -736,7 +736,7 @@ class JobStore:
                 )
             ).all()
             await s.execute(
-                update(JobRow).where(JobRow.lease_owner.in_(stale)).values(lease_owner=None, lease_until=None)
+                update(_TABLE).where(JobRow.lease_owner.in_(stale)).values(lease_owner=None, lease_until=None)
             )
             return sorted((_snapshot(r) for r in rows), key=lambda j: j.id)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, as_utc, utcnow
@@ -55,6 +55,7 @@ RECENT_GENERATIONS = 20
 REFRESH_ATTEMPTS = 4
 
 _ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
+_JOBS: Table = JobRow.__table__  # type: ignore[assignment]  # plain UPDATEs: no ORM bookkeeping
 _QUEUED = JobStatus.QUEUED.value
 
 
@@ -336,7 +337,7 @@ class JobQueue:
         if not chosen:
             return []
         result = await s.execute(
-            update(JobRow)
+            update(_JOBS)
             .where(JobRow.id.in_([w.job_id for w in chosen]), JobRow.status == _QUEUED)
             .values(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=self._clock())
             .returning(JobRow.id)
