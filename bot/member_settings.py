@@ -11,6 +11,7 @@ is never skipped: `ImagineService.plan` refuses it, as before. Visibility is the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -216,15 +217,38 @@ def check_setting(name: str, value: Any, models: Sequence[HubModel]) -> Any:
 
 
 class MemberSettingsStore:
-    """Members' defaults, one row per member and server (absent: nothing set)."""
+    """Members' defaults, one row per member and server (absent: nothing set).
+
+    Reads are cached for `CACHE_SECONDS` (every /imagine reads them), as the server's settings
+    are: a change made through this store applies at once, one made by another process within
+    that time."""
+
+    CACHE_SECONDS = 5.0
+    CACHE_SIZE = 10_000
 
     def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
         self._db = db
         self._clock = clock
+        self._cache: dict[tuple[int, int], tuple[float, MemberDefaults]] = {}
+        self._changes = 0  # writes through this store: a read racing one is not cached
 
     async def get(self, guild_id: int, user_id: int) -> MemberDefaults:
+        key = (guild_id, user_id)
+        cached = self._cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
+            return cached[1]
+        read_at, changes = time.monotonic(), self._changes
         async with self._db.session() as s:
-            return await _read(s, guild_id, user_id)
+            defaults = await _read(s, guild_id, user_id)
+        if changes == self._changes:
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = (read_at, defaults)
+        return defaults
+
+    def _forget(self, guild_id: int, user_id: int) -> None:
+        self._changes += 1
+        self._cache.pop((guild_id, user_id), None)
 
     async def update(self, guild_id: int, user_id: int, **values: Any) -> MemberDefaults:
         """Set the given settings (a value of None resets that one) in one upsert, so two changes
@@ -244,7 +268,10 @@ class MemberSettingsStore:
                 await s.execute(_where(delete(MemberSettings), guild_id, user_id))
             return current
 
-        return await self._db.run(work)
+        try:
+            return await self._db.run(work)
+        finally:
+            self._forget(guild_id, user_id)
 
     async def reset(self, guild_id: int, user_id: int) -> None:
         """Forget every setting of the member in the server."""
@@ -252,7 +279,10 @@ class MemberSettingsStore:
         async def work(s: AsyncSession) -> None:
             await s.execute(_where(delete(MemberSettings), guild_id, user_id))
 
-        await self._db.run(work)
+        try:
+            await self._db.run(work)
+        finally:
+            self._forget(guild_id, user_id)
 
 
 def _where(statement: Any, guild_id: int, user_id: int) -> Any:
