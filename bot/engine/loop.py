@@ -238,30 +238,32 @@ class Engine:
                 await self._wait(self.timings.saturated_wait)  # finishing steps wake us sooner
                 self._saturated = False
                 continue
-            taken: list[Job] = []
-            try:
-                taken = await self._take_held(free, free_deliveries)
-            except Exception:
-                log.exception(kv("scheduler.take_held_failed"))
-            for job in taken:
-                self._start_step(job)
-            free, free_deliveries = self._free()
+            # Claimable jobs first (oldest due first: after a restart, all of them), then the kept
+            # ones in the places left: jobs nobody has stepped for a while go before jobs just stepped.
             claimed: list[Job] = []
-            if free > 0 or free_deliveries > 0:
-                try:
-                    claimed = await self.jobs.claim_due(
-                        self.owner,
-                        max(0, free),
-                        self.timings.lease_seconds,
-                        exclude=self._in_flight.keys(),  # kept jobs: leased to us, not claimable
-                        deliveries=max(0, free_deliveries),
-                    )
-                except Exception:
-                    log.exception(kv("scheduler.claim_failed"))
-            metrics.QUEUE_DEPTH.set(len(self._in_flight) + len(self._held))
+            try:
+                claimed = await self.jobs.claim_due(
+                    self.owner,
+                    free,
+                    self.timings.lease_seconds,
+                    exclude=self._in_flight.keys(),  # kept jobs: leased to us, not claimable
+                    deliveries=max(0, free_deliveries),
+                )
+            except Exception:
+                log.exception(kv("scheduler.claim_failed"))
             for job in claimed:
                 self._start_step(job)
-            if claimed and len(claimed) == max(0, free) + max(0, free_deliveries):
+            taken: list[Job] = []
+            left, left_deliveries = self._free()
+            if left > 0 or left_deliveries > 0:
+                try:
+                    taken = await self._take_held(left, left_deliveries)
+                except Exception:
+                    log.exception(kv("scheduler.take_held_failed"))
+            for job in taken:
+                self._start_step(job)
+            metrics.QUEUE_DEPTH.set(len(self._in_flight) + len(self._held))
+            if claimed and len(claimed) == free + max(0, free_deliveries):
                 await asyncio.sleep(0)  # there may be more due; let steps run first
                 continue
             sleep = await self._sleep_for()
