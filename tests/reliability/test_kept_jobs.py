@@ -4,9 +4,17 @@ together with its charge."""
 
 from __future__ import annotations
 
-from bot.jobs import JobStatus
-from tests.bed import Bed
-from tests.reliability.conftest import failing_write, spent
+import pytest
+
+from bot.hub.emulator import EmulatorState
+from bot.jobs import JobParams, JobStatus
+from tests.bed import Bed, open_bed, timings_for
+from tests.fakediscord import FakeDiscord
+from tests.reliability.conftest import FAST, failing_write, spent
+
+PARAMS = JobParams(
+    model="gpt-image-2", prompt="p", aspect="1:1", tier="1K", quality="auto", n=1, size="1024x1024"
+)
 
 
 async def test_polls_of_a_kept_job_claim_nothing_and_write_nothing(rbed: Bed) -> None:
@@ -77,3 +85,36 @@ async def test_a_success_and_its_charge_are_one_write(rbed: Bed) -> None:
         assert await spent(rbed) == held
     posted = await rbed.wait_job(job.id, JobStatus.POSTED, timeout=20)
     assert posted.charged_credits is not None and await spent(rbed) == posted.charged_credits
+
+
+async def test_a_job_nobody_stepped_yet_is_not_starved_by_kept_ones(
+    fake_discord: FakeDiscord,
+    hub: tuple[str, EmulatorState],
+    bed_database_url: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """One engine place; five kept jobs due again every 0.1 s while each poll takes 0.05 s, so some
+    kept job is always due. A job stored meanwhile (as after a restart, or released by another
+    process) is still claimed and submitted at the next pass."""
+    settings = {"MAX_CONCURRENT_POLLS": "1"}
+    async with open_bed(fake_discord, hub, bed_database_url, timings_for(request, FAST), settings) as bed:
+        bed.hub.set_hold(True)
+        bed.hub.slow(0.05)
+        d = bed.d
+
+        async def store() -> int:
+            job = await bed.services.jobs.create(
+                guild_id=d.guild.id, channel_id=d.images, user_id=d.alice.id, params=PARAMS, cost=0
+            )
+            bed.services.engine.wake()
+            return job.id
+
+        for _ in range(5):
+            await store()
+        await bed.hub.wait_generation_created(5)
+        for gen in list(bed.hub.generations.values()):
+            await bed.hub.wait_polls(gen.id, 2)  # all five kept, and polled in turn
+        late = await store()
+        created = await bed.hub.wait_generation_created(6, within=5.0)
+        row = await bed.wait_job(late, JobStatus.SUBMITTED, JobStatus.RUNNING)
+        assert row.hub_generation_id == created.id
