@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 
 from babel import Locale
 from babel.dates import format_date, format_skeleton
@@ -92,9 +92,7 @@ class Words:
 
     def number(self, value: int | float) -> str:
         """A number as this language writes it (grouping and decimal marks; whole numbers for floats)."""
-        if isinstance(value, float):
-            return format_decimal(value, format="#,##0", locale=self.locale)
-        return format_decimal(value, locale=self.locale)
+        return _number(self.language, value)
 
     def full_date(self, value: datetime) -> str:
         """A calendar date as this language writes it (for dates that are not moments: expiries)."""
@@ -113,6 +111,15 @@ class Words:
 @cache
 def _babel_locale(language: str) -> Locale:
     return Locale.parse(language)
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _number(language: str, value: int | float) -> str:
+    """`Words.number`, remembered: Babel takes tens of µs per number, and every status and result
+    embed shows a few (costs, counts), the same ones again and again."""
+    if isinstance(value, float):
+        return format_decimal(value, format="#,##0", locale=_babel_locale(language))
+    return format_decimal(value, locale=_babel_locale(language))
 
 
 def words(locale: object) -> Words:
