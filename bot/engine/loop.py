@@ -315,7 +315,13 @@ class Engine:
             heapq.heappush(self._held_due, entry)
         if not picked:
             return []
-        current = await self.jobs.held(self.owner, picked.keys())
+        try:
+            current = await self.jobs.held(self.owner, picked.keys())
+        except Exception:
+            for job_id, kept in picked.items():  # kept as they were, due now: the next pass tries again
+                self._held[job_id] = (now, kept)
+                heapq.heappush(self._held_due, (now, job_id))
+            raise
         return [
             dataclasses.replace(row, poll_attempts=max(row.poll_attempts, picked[row.id].poll_attempts))
             for row in current
