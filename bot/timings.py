@@ -79,6 +79,9 @@ class Timings:
     early_answer: float = 0.15
     #: requests checked and started at once (the others wait, answered early)
     launch_concurrency: int = 128
+    #: while members wait for first answers, the engine starts no new steps for up to this long
+    #: per pass (a burst of /imagine is answered first; submissions and status edits can wait)
+    launch_priority: float = 0.5
     #: a reference's signed CDN URL with less than this left (seconds) is renewed before use
     url_margin: float = 600.0
     #: a form closed without sending is forgotten after this long: the imagine form, the key form

@@ -226,12 +226,13 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     """
     answer = FirstAnswer(interaction, bot.services.timings.early_answer)
     try:
-        # One keyed read, well within the early answer: a "thinking…" for a member whose results are
-        # private must already be ephemeral (Discord can't make a public answer private later).
-        mine = await bot.services.members.get(request.guild_id, request.user_id)
-        answer.private = mine.visibility == "private" or is_personal(request.guild_id)
-        async with launch_slots(bot):
-            await _launch(bot, interaction, request, answer, mine)
+        with bot.services.engine.launching():  # members waiting for an answer go first
+            # One keyed read, well within the early answer: a "thinking…" for a member whose results
+            # are private must already be ephemeral (Discord can't make a public answer private later).
+            mine = await bot.services.members.get(request.guild_id, request.user_id)
+            answer.private = mine.visibility == "private" or is_personal(request.guild_id)
+            async with launch_slots(bot):
+                await _launch(bot, interaction, request, answer, mine)
     except Exception as exc:
         log.error(kv("imagine.failed", guild=request.guild_id, error=type(exc).__name__), exc_info=exc)
         if not answer.answered:  # never leave "thinking…" (or nothing at all) behind
