@@ -429,7 +429,7 @@ class ImagineService:
             return job, promoted
 
         try:
-            job, promoted = await self.db.run(work)
+            job, promoted = await self.db.run(work, urgent=True)  # the member waits for this
         except BaseException as exc:
             await self.abandon(plan)  # only a reservation made before: this one rolled back
             if isinstance(exc, QueueFull):  # lost a race for the last place in the queue

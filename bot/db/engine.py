@@ -139,6 +139,10 @@ class Database:
         self.writes = 0  # writes (`run` calls) committed
         self._pending: list[_Write] = []
         self._writer: asyncio.Task[None] | None = None
+        # An urgent write is waiting (a member waits for its answer): no window. `_hurry` is what
+        # the writer waits on during a window.
+        self._urgent = False
+        self._hurry: asyncio.Future[None] | None = None
         self._thread: _WriterThread | None = None
         database = engine.url.database or ""
         self._threaded = (
@@ -217,18 +221,25 @@ class Database:
         async with self._write_lock, self._write_maker() as s, s.begin():
             yield s
 
-    async def run(self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool = True) -> T:
+    async def run(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool = True, urgent: bool = False
+    ) -> T:
         """Run `work(session)` in a transaction, retrying transient lock errors with backoff.
 
         A write shares its transaction with the writes queued beside it (group commit, see the
         module docstring) and returns once that transaction is committed. `work` may run more
         than once, so it must do nothing but database work, and it must not wait for another
         write. Exceptions it raises itself (e.g. `QuotaExceeded`) roll back its own changes only
-        and propagate untouched.
+        and propagate untouched. `urgent`: a member waits for this write (a launch), so the next
+        transaction starts now, with whatever is queued, instead of waiting out the group window.
         """
         if write and self.group_commit:
             future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
             self._pending.append(_Write(work, future))
+            if urgent:
+                self._urgent = True
+                if self._hurry is not None and not self._hurry.done():
+                    self._hurry.set_result(None)
             if self._writer is None or self._writer.done():
                 self._writer = asyncio.create_task(self._write_pending(), name="db-group-commit")
             return await future
@@ -239,8 +250,17 @@ class Database:
         loop = asyncio.get_running_loop()
         while self._pending:
             wait = self._last_commit + self.group_window - loop.time()
-            if wait > 0 and self._last_group < GROUP_ENOUGH and len(self._pending) < GROUP_ENOUGH:
-                await asyncio.sleep(wait)  # a trickle of single writes: let a few gather
+            if (
+                wait > 0
+                and self._last_group < GROUP_ENOUGH
+                and len(self._pending) < GROUP_ENOUGH
+                and not self._urgent
+            ):
+                self._hurry = loop.create_future()  # a trickle of single writes: let a few gather
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry, wait)
+                self._hurry = None
+            self._urgent = False  # every write queued until now goes into this transaction
             batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
             batch = [w for w in batch if not w.future.done()]  # a caller that gave up: not written
             if not batch:
