@@ -45,6 +45,9 @@ _ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
 _TERMINAL_VALUES = sorted(s.value for s in TERMINAL)
 _TABLE: Table = JobRow.__table__  # type: ignore[assignment]
 _COLUMNS = tuple(_TABLE.columns)
+# Hot statements are built once, with named parameters: SQLAlchemy takes several times longer to
+# build and key a statement than to run it, and every launch and step runs one of these.
+_INSERT = insert(_TABLE).returning(*_COLUMNS)
 # Hand-backs written in one transaction at most (see `JobStore.hand_back`).
 HAND_BACK_BATCH = 500
 # A job's source (an Upscale or Vary of an earlier job's image) is set when it is created, for good.
@@ -145,21 +148,69 @@ def dead_local_owner(other: str, me: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=256)
+def _update_statement(
+    names: tuple[str, ...], first: frozenset[str], by_owner: bool, statuses: tuple[str, ...] | None
+) -> Any:
+    """`UPDATE jobs SET <names> WHERE id = :b_id [AND lease_owner = :b_owner] [AND status IN
+    statuses] RETURNING *`, built once per shape (a few dozen in the code): the values are
+    parameters `b_<name>`; a name in `first` keeps the row's value when it has one."""
+    values: dict[str, Any] = {}
+    for name in names:
+        column = _TABLE.c[name]
+        param = bindparam(f"b_{name}", type_=column.type)
+        values[name] = func.coalesce(column, param) if name in first else param
+    query = update(_TABLE).where(_TABLE.c.id == bindparam("b_id"))
+    if by_owner:
+        query = query.where(_TABLE.c.lease_owner == bindparam("b_owner"))
+    if statuses is not None:
+        query = query.where(_TABLE.c.status.in_(statuses))
+    query = query.values(**values) if values else query.values(id=_TABLE.c.id)
+    return query.returning(*_COLUMNS)
+
+
 async def _write_groups(
     groups: Mapping[tuple[bool, tuple[str, ...]], list[dict[str, Any]]], s: AsyncSession
 ) -> None:
     """One executemany UPDATE per kind of hand-back (see `JobStore.hand_back`)."""
-    table = _TABLE
     for (keep, names), rows in groups.items():
-        values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names}
-        if not keep:
-            values.update(lease_owner=None, lease_until=None)
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.lease_owner == bindparam("b_owner"))
-            .values(**values)
-        )
-        await s.execute(statement, rows)
+        await s.execute(_hand_back_statement(keep, names), rows)
+
+
+@functools.lru_cache(maxsize=64)
+def _hand_back_statement(keep: bool, names: tuple[str, ...]) -> Any:
+    """A kind of hand-back's UPDATE, built once (see `_update_statement`)."""
+    values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names}
+    if not keep:
+        values.update(lease_owner=None, lease_until=None)
+    return (
+        update(_TABLE)
+        .where(_TABLE.c.id == bindparam("b_id"), _TABLE.c.lease_owner == bindparam("b_owner"))
+        .values(**values)
+    )
+
+
+def _posted_statement(by_owner: bool) -> Any:
+    query = update(_TABLE).where(
+        _TABLE.c.id == bindparam("b_id"), _TABLE.c.status == JobStatus.SUCCEEDED.value
+    )
+    if by_owner:
+        query = query.where(_TABLE.c.lease_owner == bindparam("b_owner"))
+    now = bindparam("b_now", type_=_TABLE.c.posted_at.type)
+    return query.values(
+        status=JobStatus.POSTED.value,
+        posted_message_ids=bindparam("b_messages", type_=_TABLE.c.posted_message_ids.type),
+        posted_at=now,
+        finished_at=now,
+        interaction_token=None,
+        next_poll_at=None,
+        lease_owner=None,
+        lease_until=None,
+    )
+
+
+# `mark_posted`'s UPDATE, without and with the lease check.
+_POSTED = (_posted_statement(False), _posted_statement(True))
 
 
 class JobStore:
@@ -192,7 +243,7 @@ class JobStore:
 
     async def insert_in(self, s: AsyncSession, values: Mapping[str, Any]) -> Job:
         """Insert a `new_row` inside the caller's write transaction."""
-        row = (await s.execute(insert(_TABLE).values(**values).returning(*_COLUMNS))).one()
+        row = (await s.execute(_INSERT, dict(values))).one()
         return _snapshot(row)
 
     def new_row(
@@ -540,28 +591,31 @@ class JobStore:
     ) -> Job:
         values = {name: _convert(name, value) for name, value in fields.items()}
         now = self._clock()
+        first: set[str] = set()  # set to `now` unless the row has a value already
         status = JobStatus(values["status"]) if "status" in values else None
         if status is not None:
             if status in TERMINAL:
-                values.setdefault("finished_at", func.coalesce(JobRow.finished_at, now))
+                if "finished_at" not in values:
+                    values["finished_at"] = now
+                    first.add("finished_at")
                 values["interaction_token"] = None
                 values.setdefault("next_poll_at", None)
                 if owner is None:  # finished from outside: take it away from any worker
                     values["lease_owner"] = None
                     values["lease_until"] = None
-            if status is JobStatus.SUBMITTED:
-                values.setdefault("submitted_at", func.coalesce(JobRow.submitted_at, now))
-            if status is JobStatus.POSTED:
-                values.setdefault("posted_at", func.coalesce(JobRow.posted_at, now))
+            for kept, when in (("submitted_at", JobStatus.SUBMITTED), ("posted_at", JobStatus.POSTED)):
+                if status is when and kept not in values:
+                    values[kept] = now
+                    first.add(kept)
+        statuses = None if expect_status is None else tuple(sorted(x.value for x in expect_status))
+        statement = _update_statement(tuple(sorted(values)), frozenset(first), owner is not None, statuses)
+        params = {f"b_{name}": value for name, value in values.items()}
+        params["b_id"] = job_id
+        if owner is not None:
+            params["b_owner"] = owner
 
         async def work(s: AsyncSession) -> Job:
-            query = update(_TABLE).where(JobRow.id == job_id)
-            if owner is not None:
-                query = query.where(JobRow.lease_owner == owner)
-            if expect_status is not None:
-                query = query.where(JobRow.status.in_([x.value for x in expect_status]))
-            query = query.values(**values) if values else query.values(id=JobRow.id)
-            row = (await s.execute(query.returning(*_COLUMNS))).one_or_none()
+            row = (await s.execute(statement, params)).one_or_none()
             if row is None:
                 raise await self._explain_miss(s, job_id, owner, expect_status)
             job = _snapshot(row)
@@ -643,22 +697,12 @@ class JobStore:
         """
         now = self._clock()
 
+        params: dict[str, Any] = {"b_id": job_id, "b_now": now, "b_messages": [int(i) for i in message_ids]}
+        if owner is not None:
+            params["b_owner"] = owner
+
         async def work(s: AsyncSession) -> bool:
-            query = update(_TABLE).where(JobRow.id == job_id, JobRow.status == JobStatus.SUCCEEDED.value)
-            if owner is not None:
-                query = query.where(JobRow.lease_owner == owner)
-            result = await s.execute(
-                query.values(
-                    status=JobStatus.POSTED.value,
-                    posted_message_ids=[int(i) for i in message_ids],
-                    posted_at=now,
-                    finished_at=now,
-                    interaction_token=None,
-                    next_poll_at=None,
-                    lease_owner=None,
-                    lease_until=None,
-                )
-            )
+            result = await s.execute(_POSTED[owner is not None], params)
             if getattr(result, "rowcount", 0):
                 return True
             row = (

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, as_utc, utcnow
@@ -57,6 +57,13 @@ REFRESH_ATTEMPTS = 4
 _ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
 _JOBS: Table = JobRow.__table__  # type: ignore[assignment]  # plain UPDATEs: no ORM bookkeeping
 _QUEUED = JobStatus.QUEUED.value
+# A server's active and queued jobs per member: every launch runs it (built once, see `bot.job_store`).
+_IS_QUEUED = _JOBS.c.status == _QUEUED
+_COUNTS = (
+    select(_JOBS.c.user_id, _IS_QUEUED, func.count())
+    .where(_JOBS.c.guild_id == bindparam("guild_id"), _JOBS.c.status.in_([*_ACTIVE_VALUES, _QUEUED]))
+    .group_by(_JOBS.c.user_id, _IS_QUEUED)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,14 +280,7 @@ class JobQueue:
 
     async def _counts(self, s: AsyncSession, guild_id: int) -> tuple[dict[int, int], dict[int, int]]:
         """The server's active and queued jobs per member, in one query."""
-        is_queued = JobRow.status == _QUEUED
-        rows = (
-            await s.execute(
-                select(JobRow.user_id, is_queued, func.count())
-                .where(JobRow.guild_id == guild_id, JobRow.status.in_([*_ACTIVE_VALUES, _QUEUED]))
-                .group_by(JobRow.user_id, is_queued)
-            )
-        ).all()
+        rows = (await s.execute(_COUNTS, {"guild_id": guild_id})).all()
         active: dict[int, int] = {}
         queued: dict[int, int] = {}
         for user, waiting, count in rows:
