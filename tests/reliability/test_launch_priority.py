@@ -1,0 +1,37 @@
+"""Members waiting for a first answer go first: while launches are under way the engine starts no
+new steps (a burst of /imagine is answered before submissions and status edits), for a bounded time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.jobs import JobStatus
+from tests.bed import Bed
+
+
+@pytest.mark.timings(launch_priority=600.0)
+async def test_no_submission_starts_while_a_launch_is_under_way(rbed: Bed) -> None:
+    engine = rbed.services.engine
+    with engine.launching():  # another member's launch, still under way
+        job = await rbed.job_of(await rbed.imagine())  # this one is answered meanwhile
+        assert job.status_message_id is not None
+        created = asyncio.create_task(rbed.hub.wait_generation_created())
+        done, _ = await asyncio.wait({created}, timeout=0.5)
+        assert not done  # stored and answered, not submitted
+        assert rbed.hub.generations == {}
+        assert (await rbed.services.jobs.get(job.id)).status is JobStatus.PENDING_SUBMIT  # type: ignore[union-attr]
+    # The last launch ended: the engine goes on at once.
+    gen = await asyncio.wait_for(created, timeout=30)
+    posted = await rbed.wait_job(job.id, JobStatus.POSTED)
+    assert posted.hub_generation_id == gen.id
+    assert len((await rbed.result_message(posted)).attachments) == 1
+
+
+@pytest.mark.timings(launch_priority=0.05)
+async def test_launches_hold_the_engine_back_only_briefly(rbed: Bed) -> None:
+    with rbed.services.engine.launching():  # a launch that never ends (a stuck request)
+        job = await rbed.job_of(await rbed.imagine())
+        posted = await rbed.wait_job(job.id, JobStatus.POSTED)  # stepped all the same
+    assert len((await rbed.result_message(posted)).attachments) == 1
