@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.health import HealthServer
 from bot.logs import kv, setup_logging
 from bot.services import Services
-from cogs import i18n
+from cogs import i18n, messages
 from cogs.client import ImageHubBot
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,7 @@ def _stop(bot: discord.Client, sig: signal.Signals, stopping: set[asyncio.Task[N
 def run(settings: Settings) -> int:
     setup_logging(settings.log_level)
     try:
-        for language in i18n.LANGUAGES:  # a broken install stops here, before anything connects
-            i18n.catalog(language)
+        messages.load_languages()  # a broken install stops here, before anything connects
     except i18n.CatalogMissing as exc:
         log.error(str(exc))
         return 4
