@@ -85,14 +85,20 @@ async def measure(args: argparse.Namespace) -> Report:
             )
         submitted = len(w.hub.generations)
         all_in_flight_after = loop.time() - t0
+        # What the bot's CPU goes to: polls alone while every generation is held, then the finishes.
+        held_polls, held_cpu = sum(g.polls for g in w.hub.generations.values()), bot.cpu()
         await asyncio.sleep(args.hold)
+        held_polls = sum(g.polls for g in w.hub.generations.values()) - held_polls
+        held_cpu = bot.cpu() - held_cpu
         released = time.time()
+        drain_cpu = bot.cpu()
         gate.set()
         with contextlib.suppress(TimeoutError):
             await wait_until(
                 lambda: len(w.fake.posted_jobs()) >= args.jobs, 240, 0.25, what="every result posted"
             )
         drained = time.time() - released
+        drain_cpu = bot.cpu() - drain_cpu
         sampling = False
         await sampler
         bot.check_alive()
@@ -198,6 +204,12 @@ async def measure(args: argparse.Namespace) -> Report:
     report.add("result lag under load p50 / p99", f"{secs(ld['p50'])} / {secs(ld['p99'])}")
     report.add("/imagine callback p99 at this rate", ms(callbacks["p99"]))
     report.add("hub polls while held", str(polls))
+    report.add(
+        "bot CPU while held (polls only)",
+        f"{held_cpu:.1f} s in {args.hold:g} s: {held_polls / args.hold:.0f} polls/s, "
+        f"{held_cpu / max(held_polls, 1) * 1000:.2f} ms each",
+    )
+    report.add("bot CPU from release to the last result", f"{drain_cpu:.1f} s in {drained:.1f} s")
     report.add("errors in the bot's log", str(len(errors)), "0", not errors)
     refused, clean = w.fake.refusals()
     report.add("requests Discord would refuse", refused, "none", clean)
