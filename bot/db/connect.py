@@ -39,9 +39,9 @@ def create_engine(
     """The async engine for `url`, with the SQLite connection setup described in the module doc.
 
     `inline` (SQLite only): the driver's calls run on the calling thread instead of crossing to a
-    connection thread and back for every statement (`InlineConnection`). Only for an engine used
-    from a thread that does nothing else (the group-commit writer thread): there blocking on the
-    database is the point, and each hand-off saved is a wait for the GIL and a loop turn.
+    connection thread and back for every statement (`InlineConnection`). A statement then blocks
+    the loop for its own time (tens of µs on a local file), and each hand-off saved is a wait for
+    the GIL and a loop turn (see `bot.db.engine`).
     """
     parsed = make_url(url)
     # A failed statement's error must not carry its values (interaction tokens, prompts) to logs.
