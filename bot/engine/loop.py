@@ -41,6 +41,7 @@ class _Kept(NamedTuple):
 
     delivery: bool  # a result to post: it takes a delivery's place
     poll_attempts: int  # a poll that changed nothing wrote nothing
+    status_message_id: int | None  # a new job's: written with its submission (see `launched`)
 
 
 class Engine:
@@ -156,12 +157,19 @@ class Engine:
     def launched(self, job: Job | None = None) -> None:
         """A launch is done with the job it stored (born leased to this engine until its status
         message was known): keep `job` (still leased to us) and step it now, or, without one (let
-        go), claim it; and let `wait_step` waiters look at it."""
+        go), claim it; and let `wait_step` waiters look at it. A kept new job's status message id
+        is remembered here and written by its first step (`Steps._submit`), not by a write of its
+        own: one commit fewer per job."""
         if job is not None:
             self.hold(job, 0.0)
         self._wake.set()
         self._stepped.set()
         self._stepped = asyncio.Event()
+
+    @property
+    def launches(self) -> int:
+        """Launches under way (see `launching`): more than one is a burst."""
+        return self._launches
 
     @contextlib.contextmanager
     def launching(self) -> Iterator[None]:
@@ -184,7 +192,7 @@ class Engine:
         no claim (a read of its row, not a write; see `_take_held`)."""
         # (While stopping too: a step that ends then leaves its job here, and `stop` lets it go.)
         at = asyncio.get_running_loop().time() + delay
-        kept = _Kept(job.status is JobStatus.SUCCEEDED, job.poll_attempts)
+        kept = _Kept(job.status is JobStatus.SUCCEEDED, job.poll_attempts, job.status_message_id)
         self._held[job.id] = (at, kept)
         heapq.heappush(self._held_due, (at, job.id))
         self._due_in(delay)
@@ -346,7 +354,11 @@ class Engine:
                 heapq.heappush(self._held_due, (now, job_id))
             raise
         return [
-            dataclasses.replace(row, poll_attempts=max(row.poll_attempts, picked[row.id].poll_attempts))
+            dataclasses.replace(
+                row,
+                poll_attempts=max(row.poll_attempts, picked[row.id].poll_attempts),
+                status_message_id=row.status_message_id or picked[row.id].status_message_id,
+            )
             for row in current
         ]
 

@@ -218,7 +218,11 @@ class Steps:
             log.warning(kv("job.references_unavailable", job=job.id, error=type(exc).__name__))
             await self.end(job, JobStatus.FAILED, NoticeKind.REFERENCES_GONE, Charge.NOTHING)
             return
-        job = await self.jobs.update(job.id, self.owner, status=JobStatus.SUBMITTING)
+        # (A new job's status message id comes with this write: see `Engine.launched`.)
+        shown: dict[str, Any] = {}
+        if job.status_message_id is not None:
+            shown["status_message_id"] = job.status_message_id
+        job = await self.jobs.update(job.id, self.owner, status=JobStatus.SUBMITTING, **shown)
         p = job.params
         started = time.monotonic()
         try:
