@@ -368,6 +368,7 @@ class ImagineService:
         locale: str | None = None,
         token_issued_at: datetime | None = None,
         lease: tuple[str, float] | None = None,
+        urgent: bool = False,
     ) -> Job:
         """Store the job for a plan. All or nothing: any failure holds no credits.
 
@@ -379,7 +380,9 @@ class ImagineService:
         its status message is known).
 
         The interaction token lives 15 minutes from the interaction's creation (`token_issued_at`,
-        its snowflake time), not from now: checks and downloads before this may have taken a while."""
+        its snowflake time), not from now: checks and downloads before this may have taken a while.
+        `urgent`: the transaction starts at once instead of waiting out the group window (which is
+        there to merge a trickle's writes; see `Database.run`)."""
         request = plan.request
         created = token_issued_at or datetime.now(UTC)
         values = self.jobs.new_row(
@@ -429,7 +432,7 @@ class ImagineService:
             return job, promoted
 
         try:
-            job, promoted = await self.db.run(work, urgent=True)  # the member waits for this
+            job, promoted = await self.db.run(work, urgent=urgent)
         except BaseException as exc:
             await self.abandon(plan)  # only a reservation made before: this one rolled back
             if isinstance(exc, QueueFull):  # lost a race for the last place in the queue

@@ -220,13 +220,16 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     references the reservation comes first and a download slot is taken too (bounded per member
     and per server), the public answer goes next, then their bytes are downloaded and checked (a
     bad one releases the reservation) and the job is stored. Under load the first answer is
-    "thinking…" (see `FirstAnswer`): a member always hears back within `Timings.early_answer`.
+    "thinking…" (see `FirstAnswer`): a member always hears back within `Timings.early_answer`
+    (`early_answer_in_burst` when many launches are under way).
     Requests checked at once are bounded (`Timings.launch_concurrency`), which keeps the event
     loop's turns short.
     """
-    answer = FirstAnswer(interaction, bot.services.timings.early_answer)
+    timings, engine = bot.services.timings, bot.services.engine
+    burst = engine.launches >= timings.burst_launches
+    answer = FirstAnswer(interaction, timings.early_answer_in_burst if burst else timings.early_answer)
     try:
-        with bot.services.engine.launching():  # members waiting for an answer go first
+        with engine.launching():  # members waiting for an answer go first
             # One keyed read, well within the early answer: a "thinking…" for a member whose results
             # are private must already be ephemeral (Discord can't make a public answer private later).
             mine = await bot.services.members.get(request.guild_id, request.user_id)
@@ -272,6 +275,8 @@ async def _launch(
                     token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
                     locale=locale,  # every later edit of its public messages speaks the same language
                     lease=(services.engine.owner, services.timings.lease_seconds),
+                    # In a burst, no group window: groups form by themselves and members wait.
+                    urgent=services.engine.launches > 1,
                 )
             except Refusal:
                 raise
@@ -392,8 +397,9 @@ async def _answer_with_status(
     bot: ImageHubBot, interaction: discord.Interaction, answer: FirstAnswer, job: Job, public: messages.Words
 ) -> None:
     """The first answer of a stored job is its status message, naming it. The job was born
-    leased to this process's engine: it is let go (with its status message's id) once that
-    message exists, so no step runs with a job whose status message is not known yet. When
+    leased to this process's engine: it is let go (with its status message's id) or given to the
+    engine with that id once that message exists, so no step runs with a job whose status message
+    is not known yet. When
     Discord refuses the answer, nobody saw the job: it is cancelled and its credits returned."""
     services = bot.services
     owner = services.engine.owner
@@ -413,11 +419,8 @@ async def _answer_with_status(
     finally:
         if status_message_id is not None:
             if job.status is JobStatus.PENDING_SUBMIT and services.engine.keeps_jobs:
-                # The engine keeps it (still leased to it) and submits it now: no claim.
-                now = services.jobs.now()
-                await services.jobs.hand_back(
-                    job.id, owner, now, keep=True, status_message_id=status_message_id
-                )
+                # The engine keeps it (still leased to it) and submits it now: no claim, and the
+                # status message's id is written with the submission (no write of its own).
                 services.engine.launched(replace(job, status_message_id=status_message_id))
             else:  # waiting in the queue: its promotion decides when it starts
                 await services.jobs.release(job.id, owner, status_message_id=status_message_id)

@@ -9,6 +9,7 @@ import io
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet, MultiFernet
 from PIL import Image
 
@@ -289,6 +290,25 @@ async def test_a_refusal_after_thinking_edits_the_deferred_answer(bed: Bed) -> N
     assert "no model called" in text(shown) and not shown.loading
     assert not it.followups and not it.original_deleted
     assert [r.method for r in bed.fake.requests if it.token in r.path] == ["POST", "PATCH"]
+
+
+@pytest.mark.timings(burst_launches=1)
+async def test_in_a_burst_a_slow_launch_answers_without_thinking_first(bed: Bed) -> None:
+    bed.hub.slow(0.5)  # longer than the early answer's 150 ms, shorter than the burst's 1 s
+    bed.services.catalog.invalidate()
+    with bed.services.engine.launching():  # another launch under way: a burst (burst_launches=1)
+        it = await bed.imagine()
+        cb = await it.callback()
+    assert cb.type == 4 and not cb.ephemeral  # the status itself, not "thinking…"
+    job = await bed.job_of(it)
+    assert f"#{job.id}" in text(await it.original())
+
+    # Alone, the same slow launch says "thinking…" first, then edits it into the status.
+    bed.services.catalog.invalidate()
+    alone = await bed.imagine()
+    assert (await alone.callback()).type == 5
+    later = await bed.job_of(alone)
+    assert f"#{later.id}" in text(await alone.original())
 
 
 # -- no loop of invalid requests -------------------------------------------------------------------
