@@ -15,17 +15,20 @@ from tests.bed import Bed
 async def test_no_submission_starts_while_a_launch_is_under_way(rbed: Bed) -> None:
     engine = rbed.services.engine
     with engine.launching():  # another member's launch, still under way
-        job = await rbed.job_of(await rbed.imagine())  # this one is answered meanwhile
-        assert job.status_message_id is not None
+        it = await rbed.imagine()  # this one is stored and answered meanwhile
+        assert (await it.callback()).type == 4
+        [job] = await rbed.services.jobs.list_by_status([JobStatus.PENDING_SUBMIT])
+        assert f"#{job.id}" in (await it.original()).embeds[0]["footer"]["text"]
         created = asyncio.create_task(rbed.hub.wait_generation_created())
         done, _ = await asyncio.wait({created}, timeout=0.5)
-        assert not done  # stored and answered, not submitted
+        assert not done  # not submitted
         assert rbed.hub.generations == {}
         assert (await rbed.services.jobs.get(job.id)).status is JobStatus.PENDING_SUBMIT  # type: ignore[union-attr]
     # The last launch ended: the engine goes on at once.
     gen = await asyncio.wait_for(created, timeout=30)
     posted = await rbed.wait_job(job.id, JobStatus.POSTED)
     assert posted.hub_generation_id == gen.id
+    assert posted.status_message_id is not None  # written with the submission
     assert len((await rbed.result_message(posted)).attachments) == 1
 
 
