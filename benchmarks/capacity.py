@@ -105,11 +105,17 @@ async def measure(args: argparse.Namespace) -> Report:
         text = await bot.metrics()
         status = bot.bot_status()
         posted = w.fake.posted_jobs()
-        lags = [
-            posted[j.id] - w.hub.finished_at[j.hub_generation_id]
-            for j in await w.jobs()
-            if j.id in posted and j.hub_generation_id in w.hub.finished_at
-        ]
+        lags, detect, deliver = [], [], []
+        for j in await w.jobs():
+            gen_id = j.hub_generation_id
+            if j.id not in posted or gen_id not in w.hub.finished_at:
+                continue
+            finished = w.hub.finished_at[gen_id]
+            lags.append(posted[j.id] - finished)
+            seen = [t for t in w.hub.poll_times.get(gen_id, []) if t >= finished]
+            if seen:
+                detect.append(seen[0] - finished)
+                deliver.append(posted[j.id] - seen[0])
         callbacks = dist(w.fake.callback_latencies(interactions))
         polls = sum(g.polls for g in w.hub.generations.values())
         errors = bot.log_errors()
@@ -202,6 +208,9 @@ async def measure(args: argparse.Namespace) -> Report:
     report.add("results posted", f"{len(posted)}/{args.jobs}", str(args.jobs), len(posted) >= args.jobs)
     report.add("all posted after release", secs(drained))
     report.add("result lag under load p50 / p99", f"{secs(ld['p50'])} / {secs(ld['p99'])}")
+    dd, dl = dist(detect), dist(deliver)
+    report.add("  of which: finish -> detecting poll p50 / p99", f"{secs(dd['p50'])} / {secs(dd['p99'])}")
+    report.add("  of which: detecting poll -> posted p50 / p99", f"{secs(dl['p50'])} / {secs(dl['p99'])}")
     report.add("/imagine callback p99 at this rate", ms(callbacks["p99"]))
     report.add("hub polls while held", str(polls))
     report.add(

@@ -77,15 +77,16 @@ class Timings:
     report_every: float = 3600.0
     #: a "thinking…" answer goes out when /imagine's own answer takes longer than this
     early_answer: float = 0.15
-    #: ... or this, in a burst (at least `burst_launches` other launches under way): a "thinking…"
-    #: answer costs one more request and an edit, CPU that every launch queued behind it waits for
-    #: (500 /imagine in one second: 165-396 real first answers at 0.15 s, 500 at 1 s)
+    #: ... or this, in a burst: a "thinking…" answer costs one more request and an edit, CPU that
+    #: every launch queued behind it waits for (500 /imagine in one second: 165-396 real first
+    #: answers at 0.15 s, 500 at 1 s)
     early_answer_in_burst: float = 1.0
-    burst_launches: int = 16
+    #: a burst: this many launches under way at once (a steady 50 /imagine per second is 1-2)
+    burst_launches: int = 8
     #: requests checked and started at once (the others wait, answered early)
     launch_concurrency: int = 128
-    #: while members wait for first answers, the engine starts no new steps for up to this long
-    #: per pass (a burst of /imagine is answered first; submissions and status edits can wait)
+    #: in a burst (see `burst_launches`), the engine starts no new steps for up to this long per
+    #: pass (a burst of /imagine is answered first; submissions and status edits can wait)
     launch_priority: float = 0.5
     #: a reference's signed CDN URL with less than this left (seconds) is renewed before use
     url_margin: float = 600.0

@@ -226,7 +226,7 @@ async def launch(bot: ImageHubBot, interaction: discord.Interaction, request: Im
     loop's turns short.
     """
     timings, engine = bot.services.timings, bot.services.engine
-    burst = engine.launches >= timings.burst_launches
+    burst = engine.launches >= timings.burst_launches  # (this launch not counted yet)
     answer = FirstAnswer(interaction, timings.early_answer_in_burst if burst else timings.early_answer)
     try:
         with engine.launching():  # members waiting for an answer go first
