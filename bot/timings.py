@@ -78,9 +78,9 @@ class Timings:
     #: a "thinking…" answer goes out when /imagine's own answer takes longer than this
     early_answer: float = 0.15
     #: ... or this, in a burst: a "thinking…" answer costs one more request and an edit, CPU that
-    #: every launch queued behind it waits for (500 /imagine in one second: 165-396 real first
-    #: answers at 0.15 s, 500 at 1 s)
-    early_answer_in_burst: float = 1.0
+    #: every launch queued behind it waits for (500 /imagine in one second on SQLite: 165-396 real
+    #: first answers at 0.15 s, 500 at 0.3 s; at 1 s, PostgreSQL's slower launches waited 1 s)
+    early_answer_in_burst: float = 0.3
     #: a burst: this many launches under way at once (a steady 50 /imagine per second is 1-2)
     burst_launches: int = 8
     #: requests checked and started at once (the others wait, answered early)
