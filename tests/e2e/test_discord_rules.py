@@ -292,9 +292,9 @@ async def test_a_refusal_after_thinking_edits_the_deferred_answer(bed: Bed) -> N
     assert [r.method for r in bed.fake.requests if it.token in r.path] == ["POST", "PATCH"]
 
 
-@pytest.mark.timings(burst_launches=1)
+@pytest.mark.timings(burst_launches=1, early_answer_in_burst=5.0)
 async def test_in_a_burst_a_slow_launch_answers_without_thinking_first(bed: Bed) -> None:
-    bed.hub.slow(0.5)  # longer than the early answer's 150 ms, shorter than the burst's 1 s
+    bed.hub.slow(0.5)  # longer than the early answer's 150 ms, shorter than the burst's 5 s
     bed.services.catalog.invalidate()
     with bed.services.engine.launching():  # another launch under way: a burst (burst_launches=1)
         it = await bed.imagine()
