@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, as_utc, utcnow
@@ -121,6 +122,21 @@ _INSERT_RESERVATION = insert(_RESERVATIONS).returning(_RESERVATIONS.c.id)
 _INSERT_LEDGER_ROW = insert(_LEDGER)
 _R = _RESERVATIONS.c
 _ATTACH = update(_RESERVATIONS).where(_R.id == bindparam("b_id")).values(job_id=bindparam("b_job"))
+# Settling or releasing (every finished job): the row locked, then closed.
+_LOCK = (
+    select(_R.id, _R.guild_id, _R.user_id, _R.job_id, _R.credits, _R.actual, _R.state)
+    .where(_R.id == bindparam("b_id"))
+    .with_for_update()
+)
+_CLOSE = (
+    update(_RESERVATIONS)
+    .where(_R.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        actual=bindparam("b_actual", type_=_R.actual.type),
+        closed_at=bindparam("b_at", type_=_R.closed_at.type),
+    )
+)
 _USAGE = select(
     func.coalesce(func.sum(_R.actual).filter(_R.state == ReservationState.SETTLED.value), 0),
     func.coalesce(func.sum(_R.credits).filter(_R.state == ReservationState.HELD.value), 0),
@@ -147,7 +163,11 @@ def _reservation(row: QuotaReservation) -> Reservation:
 
 
 async def _record(
-    s: AsyncSession, row: QuotaReservation | Reservation, kind: LedgerKind, credits: int, at: datetime
+    s: AsyncSession,
+    row: QuotaReservation | Reservation | Row[*tuple[Any, ...]],
+    kind: LedgerKind,
+    credits: int,
+    at: datetime,
 ) -> None:
     """The ledger row for one movement of a reservation's credits (a plain INSERT: the launch's
     transaction writes one for every /imagine, and the ORM's unit of work costs several times more)."""
@@ -283,11 +303,7 @@ class Ledger:
     async def _close_in(
         self, s: AsyncSession, reservation_id: int, kind: LedgerKind, actual: int | None
     ) -> int:
-        row = (
-            await s.execute(
-                select(QuotaReservation).where(QuotaReservation.id == reservation_id).with_for_update()
-            )
-        ).scalar_one_or_none()
+        row = (await s.execute(_LOCK, {"b_id": reservation_id})).one_or_none()
         if row is None:
             raise UnknownReservation(reservation_id)
         if row.state != ReservationState.HELD.value:
@@ -295,10 +311,10 @@ class Ledger:
         now = self._clock()
         if kind is LedgerKind.SETTLE_REFUND:
             assert actual is not None
-            row.state, row.actual, returned = ReservationState.SETTLED.value, actual, row.credits - actual
+            state, returned = ReservationState.SETTLED.value, int(row.credits) - actual
         else:
-            row.state, returned = ReservationState.RELEASED.value, row.credits
-        row.closed_at = now
+            state, actual, returned = ReservationState.RELEASED.value, row.actual, int(row.credits)
+        await s.execute(_CLOSE, {"b_id": reservation_id, "b_state": state, "b_actual": actual, "b_at": now})
         await _record(s, row, kind, returned, now)
         return returned
 
