@@ -275,7 +275,7 @@ async def _launch(
                     token_issued_at=interaction.created_at,  # the token's 15 minutes count from here
                     locale=locale,  # every later edit of its public messages speaks the same language
                     lease=(services.engine.owner, services.timings.lease_seconds),
-                    # In a burst, no group window: groups form by themselves and members wait.
+                    # With other launches under way, no group window: groups form by themselves.
                     urgent=services.engine.launches > 1,
                 )
             except Refusal:
@@ -399,8 +399,8 @@ async def _answer_with_status(
     """The first answer of a stored job is its status message, naming it. The job was born
     leased to this process's engine: it is let go (with its status message's id) or given to the
     engine with that id once that message exists, so no step runs with a job whose status message
-    is not known yet. When
-    Discord refuses the answer, nobody saw the job: it is cancelled and its credits returned."""
+    is not known yet. When Discord refuses the answer, nobody saw the job: it is cancelled and its
+    credits returned."""
     services = bot.services
     owner = services.engine.owner
     status_message_id: int | None = None
