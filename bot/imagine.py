@@ -25,6 +25,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -107,6 +108,24 @@ class Plan:
         if is_personal(self.request.guild_id):
             return True
         return self.resolved is not None and self.resolved.visibility.value == "private"
+
+
+@dataclass(frozen=True, slots=True)
+class _Launch:
+    """One launch's write (`ImagineService.start`): its plan and the job row to store."""
+
+    plan: Plan
+    values: dict[str, Any]
+
+    @property
+    def guild_id(self) -> int:
+        return self.plan.request.guild_id
+
+    @property
+    def pays_here(self) -> bool:
+        """Its credits are reserved by the launch: not before it (a request with references), and
+        not paid with the member's own key."""
+        return self.plan.reservation_id is None and self.plan.key_owner is None
 
 
 def clean_prompt(text: str) -> str:
@@ -406,33 +425,8 @@ class ImagineService:
             key_owner=plan.key_owner,
         )
 
-        async def work(s: AsyncSession) -> tuple[Job, list[int]]:
-            reservation_id = plan.reservation_id
-            if reservation_id is None and plan.key_owner is None:  # the member's own key: none
-                reservation = await self.ledger.reserve_in(
-                    s, request.guild_id, request.user_id, request.role_ids, plan.cost
-                )
-                reservation_id = reservation.id
-            starts = await self.queue.admit_in(s, request.guild_id, request.user_id, plan.config)
-            row = {**values, "reservation_id": reservation_id}
-            if starts:  # what the promotion would do, without its queries: it starts at once
-                row.update(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=self.jobs.now())
-            job = await self.jobs.insert_in(s, row)
-            if reservation_id is not None:
-                await self.ledger.attach_in(s, reservation_id, job.id)
-            promoted: list[int] = []
-            if not starts:
-                try:
-                    async with s.begin_nested():  # a failed promotion is the engine's to retry
-                        promoted = await self.queue.promote_in(s, job.guild_id, plan.config)
-                except Exception:
-                    log.exception(kv("imagine.promote_failed", job=job.id))
-                if job.id in promoted:
-                    job = await self.jobs.get_in(s, job.id) or job
-            return job, promoted
-
         try:
-            job, promoted = await self.db.run(work, urgent=urgent)
+            job, promoted = await self.db.run_together(self._store, _Launch(plan, values), urgent=urgent)
         except BaseException as exc:
             await self.abandon(plan)  # only a reservation made before: this one rolled back
             if isinstance(exc, QueueFull):  # lost a race for the last place in the queue
@@ -444,6 +438,77 @@ class ImagineService:
             log.info(kv("queue.promoted", guild=job.guild_id, jobs=",".join(map(str, promoted))))
         self.reference_cache.put(job.id, references)
         return job
+
+    async def _store(
+        self, s: AsyncSession, launches: list[_Launch]
+    ) -> list[tuple[Job, list[int]] | Exception]:
+        """The launches that share a transaction (`Database.run_together`), stored in order as if
+        one after the other: each one's credits and queue place are checked against what the
+        earlier ones took (`QuotaExceeded` or `QueueFull` refuses that one alone); then the
+        reservations, the jobs and their ties to the credits go in a statement each, and each
+        server with a job left waiting promotes once. Locks are taken as a single launch takes
+        them: credits before queues, each in id order (so no two groups deadlock)."""
+        paying: dict[int, set[int]] = {}  # server -> members whose credits are reserved here
+        for launch in launches:
+            if launch.pays_here:
+                paying.setdefault(launch.guild_id, set()).add(launch.plan.request.user_id)
+        allowances = {g: await self.ledger.allowances_in(s, g, users) for g, users in sorted(paying.items())}
+        admissions = {g: await self.queue.admissions_in(s, g) for g in sorted({x.guild_id for x in launches})}
+        refused: dict[int, Exception] = {}
+        accepted: list[tuple[int, _Launch, bool]] = []  # (index, launch, starts at once)
+        for i, launch in enumerate(launches):
+            request, cost = launch.plan.request, launch.plan.cost
+            allowance = allowances[launch.guild_id][request.user_id] if launch.pays_here else None
+            try:
+                if allowance is not None:
+                    allowance.check(request.role_ids, cost)
+                starts = admissions[launch.guild_id].admit(launch.plan.config, request.user_id)
+            except (QuotaExceeded, QueueFull) as exc:
+                refused[i] = exc
+                continue
+            if allowance is not None:
+                allowance.spend(cost)
+            accepted.append((i, launch, starts))
+        reservations: dict[int, int | None] = {i: launch.plan.reservation_id for i, launch, _ in accepted}
+        for g in sorted(paying):
+            asks = [(i, launch) for i, launch, _ in accepted if launch.pays_here and launch.guild_id == g]
+            costs = [(x.plan.request.user_id, x.plan.cost) for _, x in asks]
+            held = await self.ledger.reserve_many_in(s, g, costs)
+            reservations.update((i, r.id) for (i, _), r in zip(asks, held, strict=True))
+        now = self.jobs.now()
+        rows = []
+        for i, launch, starts in accepted:
+            row = {**launch.values, "reservation_id": reservations[i]}
+            if starts:  # what the promotion would do, without its queries: it starts at once
+                row.update(status=JobStatus.PENDING_SUBMIT.value, next_poll_at=now)
+            rows.append(row)
+        jobs = await self.jobs.insert_many_in(s, rows) if rows else []
+        ties: list[tuple[int, int]] = []  # (reservation, job)
+        for (i, _, _), job in zip(accepted, jobs, strict=True):
+            reservation_id = reservations[i]
+            if reservation_id is not None:
+                ties.append((reservation_id, job.id))
+        await self.ledger.attach_many_in(s, ties)
+        promoted: dict[int, list[int]] = {}
+        for _, launch, starts in accepted:
+            if starts or launch.guild_id in promoted:
+                continue
+            promoted[launch.guild_id] = []
+            try:
+                async with s.begin_nested():  # a failed promotion is the engine's to retry
+                    started = await self.queue.promote_in(s, launch.guild_id, launch.plan.config)
+                promoted[launch.guild_id] = started
+            except Exception:
+                log.exception(kv("imagine.promote_failed", guild=launch.guild_id))
+        stored: dict[int, tuple[Job, list[int]]] = {}
+        told: set[int] = set()  # servers whose promotions a launch reports (once each)
+        for (i, _, _), job in zip(accepted, jobs, strict=True):
+            started = promoted.get(job.guild_id, [])
+            if job.id in started:
+                job = await self.jobs.get_in(s, job.id) or job
+            stored[i] = (job, [] if job.guild_id in told else started)
+            told.add(job.guild_id)
+        return [refused[i] if i in refused else stored[i] for i in range(len(launches))]
 
     async def _fetch_checked(self, attachment: Attachment, fetch: Fetch) -> Reference:
         try:

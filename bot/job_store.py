@@ -48,6 +48,7 @@ _COLUMNS = tuple(_TABLE.columns)
 # Hot statements are built once, with named parameters: SQLAlchemy takes several times longer to
 # build and key a statement than to run it, and every launch and step runs one of these.
 _INSERT = insert(_TABLE).returning(*_COLUMNS)
+_INSERT_MANY = insert(_TABLE).returning(*_COLUMNS, sort_by_parameter_order=True)
 # Hand-backs written in one transaction at most (see `JobStore.hand_back`).
 HAND_BACK_BATCH = 500
 # A job's source (an Upscale or Vary of an earlier job's image) is set when it is created, for good.
@@ -245,6 +246,13 @@ class JobStore:
         """Insert a `new_row` inside the caller's write transaction."""
         row = (await s.execute(_INSERT, dict(values))).one()
         return _snapshot(row)
+
+    async def insert_many_in(self, s: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[Job]:
+        """Insert `new_row`s (all with the same keys) in one statement, inside the caller's write
+        transaction; the jobs in the rows' order."""
+        if len(rows) == 1:
+            return [await self.insert_in(s, rows[0])]
+        return [_snapshot(row) for row in (await s.execute(_INSERT_MANY, [dict(r) for r in rows])).all()]
 
     def new_row(
         self,

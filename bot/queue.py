@@ -182,6 +182,24 @@ def check_room(
     return waits
 
 
+@dataclass(slots=True)
+class Admissions:
+    """A server's jobs per member (`active`, `queued`), counted under its queue lock: the launches
+    stored in that transaction are admitted against it in order (`admit`)."""
+
+    active: dict[int, int]
+    queued: dict[int, int]
+
+    def admit(self, config: GuildConfig, user_id: int) -> bool:
+        """Count a new job of `user_id`; True when it may start at once: within the limits and
+        nobody waiting in the server (promoting would then pick it and it alone). `QueueFull`
+        (nothing counted) when it would wait and a queue is full."""
+        starts = not check_room(config, user_id, self.active, self.queued) and not any(self.queued.values())
+        counts = self.active if starts else self.queued
+        counts[user_id] = counts.get(user_id, 0) + 1
+        return starts
+
+
 class JobQueue:
     """Promotion and positions; see the module docstring."""
 
@@ -271,12 +289,15 @@ class JobQueue:
 
     async def admit_in(self, s: AsyncSession, guild_id: int, user_id: int, config: GuildConfig) -> bool:
         """The queue-length check inside the caller's write transaction (see `admission`). True
-        when the new job may start at once: within the limits and nobody waiting in the server
-        (then promoting would pick it and it alone, so it can be stored active)."""
+        when the new job may start at once (`Admissions.admit`)."""
+        return (await self.admissions_in(s, guild_id)).admit(config, user_id)
+
+    async def admissions_in(self, s: AsyncSession, guild_id: int) -> Admissions:
+        """The server's counts under its queue lock, inside the caller's write transaction (which
+        stores the jobs it admits)."""
         await advisory_lock(s, "queue", guild_id)
         active, queued = await self._counts(s, guild_id)
-        waits = check_room(config, user_id, active, queued)
-        return not waits and not any(queued.values())
+        return Admissions(active, queued)
 
     async def _counts(self, s: AsyncSession, guild_id: int) -> tuple[dict[int, int], dict[int, int]]:
         """The server's active and queued jobs per member, in one query."""

@@ -113,8 +113,9 @@ class BotProcess:
         if self.profile:
             out = self.log_path.with_suffix(".speedscope.json")
             py_spy = str(Path(sys.executable).with_name("py-spy"))
-            gil = ["--gil"] if self.profile == "gil" else []  # only the thread holding the GIL: CPU
-            argv = [py_spy, "record", "-r", "200", *gil, "-f", "speedscope", "-o", str(out), "--", *argv]
+            # "gil": only the thread holding the GIL (CPU); "idle": idle samples too, so sample n is at n/200 s
+            mode = {"gil": ["--gil"], "idle": ["--idle"]}.get(self.profile, [])
+            argv = [py_spy, "record", "-r", "200", *mode, "-f", "speedscope", "-o", str(out), "--", *argv]
         self.started_at = time.time()
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(

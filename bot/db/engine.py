@@ -36,7 +36,7 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -51,6 +51,7 @@ from bot.db.migrate import migrate as run_migrations
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 # PostgreSQL errors worth retrying: serialization failure, deadlock.
 _PG_RETRY_STATES = {"40001", "40P01"}
@@ -69,14 +70,26 @@ class _Retry(Exception):
         self.cause = cause
 
 
+# Writes of one kind that cost less written together (see `Database.run_together`): given the
+# items, it stores them all and returns each one's outcome, a refusal as an exception object.
+Together = Callable[[AsyncSession, list[Any]], Awaitable[Sequence[Any]]]
+
+
 class _Write:
-    """One queued write: its work and the future its caller awaits."""
+    """One queued write: its work and the future its caller awaits; `together`: its kind and item
+    when it may be written with others of its kind."""
 
-    __slots__ = ("failed", "future", "outcome", "work")
+    __slots__ = ("failed", "future", "outcome", "together", "work")
 
-    def __init__(self, work: Callable[[AsyncSession], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self,
+        work: Callable[[AsyncSession], Awaitable[Any]],
+        future: asyncio.Future[Any],
+        together: tuple[Together, Any] | None = None,
+    ) -> None:
         self.work = work
         self.future = future
+        self.together = together
         self.outcome: Any = None
         self.failed = False
 
@@ -199,9 +212,42 @@ class Database:
         and propagate untouched. `urgent`: a member waits for this write (a launch), so the next
         transaction starts now, with whatever is queued, instead of waiting out the group window.
         """
+        return await self._queue(work, write=write, urgent=urgent)
+
+    async def run_together(
+        self,
+        many: Callable[[AsyncSession, list[Item]], Awaitable[Sequence[T | Exception]]],
+        item: Item,
+        *,
+        urgent: bool = False,
+    ) -> T:
+        """Write `item` as `run` would, but together with the other items of its kind (`many`) that
+        share its transaction: `many(session, items)` stores them all in one savepoint and returns
+        each one's outcome (an exception object for one it refuses, raised to that caller alone).
+
+        The writes of a kind that costs several statements each (a launch: credits, queue counts,
+        the job) then cost a few statements for the whole group. If `many` itself raises, each
+        item is written again alone (`many` with that item only) in its own savepoint."""
+
+        async def alone(s: AsyncSession) -> T:
+            (outcome,) = await many(s, [item])
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+        return await self._queue(alone, write=True, urgent=urgent, together=(many, item))
+
+    async def _queue(
+        self,
+        work: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        write: bool,
+        urgent: bool,
+        together: tuple[Together, Any] | None = None,
+    ) -> T:
         if write and self.group_commit:
             future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-            self._pending.append(_Write(work, future))
+            self._pending.append(_Write(work, future, together))
             if urgent:
                 self._urgent = True
                 if self._hurry is not None and not self._hurry.done():
@@ -288,19 +334,58 @@ class Database:
             conn: AsyncConnection = await stack.enter_async_context(engine.connect())
             conn = await conn.execution_options(**{WRITE_OPTION: True})
             await stack.enter_async_context(conn.begin())
-            for w in batch:
-                async with AsyncSession(
-                    bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
-                ) as s:
-                    try:
-                        async with s.begin():
-                            w.outcome, w.failed = await w.work(s), False
-                    except DBAPIError as exc:
-                        if is_retryable(exc):
-                            raise _Retry(exc) from None
-                        w.outcome, w.failed = exc, True
-                    except Exception as exc:
-                        w.outcome, w.failed = exc, True
+            written: set[int] = set()  # writes done together with an earlier one of their kind
+            for at, w in enumerate(batch):
+                if id(w) in written:
+                    continue
+                if w.together is not None:
+                    kind = w.together[0]
+                    group = [x for x in batch[at:] if x.together is not None and x.together[0] == kind]
+                    written.update(id(x) for x in group)
+                    if len(group) > 1 and await self._together(conn, kind, group):
+                        continue
+                    for x in group:  # one of its kind, or `many` failed: each alone
+                        await self._one(conn, x)
+                    continue
+                await self._one(conn, w)
+
+    async def _one(self, conn: AsyncConnection, w: _Write) -> None:
+        """One write in its own savepoint and session: its failure rolls back its changes alone."""
+        async with AsyncSession(
+            bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        ) as s:
+            try:
+                async with s.begin():
+                    w.outcome, w.failed = await w.work(s), False
+            except DBAPIError as exc:
+                if is_retryable(exc):
+                    raise _Retry(exc) from None
+                w.outcome, w.failed = exc, True
+            except Exception as exc:
+                w.outcome, w.failed = exc, True
+
+    async def _together(self, conn: AsyncConnection, many: Together, group: list[_Write]) -> bool:
+        """Writes of one kind in one savepoint (see `run_together`). False, with nothing written,
+        when `many` raised: the caller writes them one by one."""
+        async with AsyncSession(
+            bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        ) as s:
+            try:
+                async with s.begin():
+                    outcomes = await many(s, [w.together[1] for w in group if w.together is not None])
+            except DBAPIError as exc:
+                if is_retryable(exc):
+                    raise _Retry(exc) from None
+                log.warning("writing %d together failed, writing them one by one: %r", len(group), exc)
+                return False
+            except Exception as exc:
+                log.warning("writing %d together failed, writing them one by one: %r", len(group), exc)
+                return False
+        if len(outcomes) != len(group):
+            raise AssertionError("`many` must return one outcome per item")
+        for w, outcome in zip(group, outcomes, strict=True):
+            w.outcome, w.failed = outcome, isinstance(outcome, Exception)
+        return True
 
     async def _run_alone(self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool) -> T:
         delay = 0.02

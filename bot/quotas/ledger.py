@@ -26,7 +26,7 @@ from bot.db import Database
 from bot.db.models import QuotaLedger, QuotaReservation
 from bot.db.sql import advisory_lock
 from bot.quotas.periods import Period, period_bounds
-from bot.quotas.policies import LimitSource, QuotaPolicies, credits_arg
+from bot.quotas.policies import LimitSource, QuotaPolicies, QuotaPolicy, credits_arg
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,41 @@ _USAGE = select(
     _R.created_at >= bindparam("start"),
     _R.created_at < bindparam("end"),
 )
+# The same per member, for the members of a group of launches (`Ledger.allowances_in`).
+_USAGE_BY_MEMBER = (
+    select(_R.user_id, *_USAGE.selected_columns)
+    .where(
+        _R.guild_id == bindparam("guild_id"),
+        _R.user_id.in_(bindparam("user_ids", expanding=True)),
+        _R.created_at >= bindparam("start"),
+        _R.created_at < bindparam("end"),
+    )
+    .group_by(_R.user_id)
+)
+_INSERT_RESERVATIONS = insert(_RESERVATIONS).returning(_RESERVATIONS.c.id, sort_by_parameter_order=True)
+
+
+@dataclass(slots=True)
+class Allowance:
+    """What one member may still reserve this period, read under their lock: a group of launches
+    stored together spends it in order (`check`, then `spend` once the launch is accepted)."""
+
+    user_id: int
+    policy: QuotaPolicy
+    resets_at: datetime
+    used: int  # spent and still reserved this period
+
+    def check(self, role_ids: Iterable[int], cost: int) -> None:
+        """`QuotaExceeded` unless `cost` fits in what is left."""
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+            raise ValueError("cost must be a whole number of at least 0")
+        limit, _ = self.policy.resolve(self.user_id, list(role_ids))
+        if limit is not None and cost > limit - self.used:
+            remaining = max(0, limit - self.used)
+            raise QuotaExceeded(remaining=remaining, cost=cost, resets_at=self.resets_at, limit=limit)
+
+    def spend(self, cost: int) -> None:
+        self.used += cost
 
 
 def _reservation(row: QuotaReservation) -> Reservation:
@@ -239,48 +274,80 @@ class Ledger:
     async def reserve_in(
         self, s: AsyncSession, guild_id: int, user_id: int, role_ids: Iterable[int], cost: int
     ) -> Reservation:
-        """`reserve` inside the caller's write transaction (the launch: reservation, job and first
-        promotion in one transaction). The member's lock is held until that transaction ends."""
-        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
-            raise ValueError("cost must be a whole number of at least 0")
-        roles = list(role_ids)
-        await advisory_lock(s, "quota", guild_id, user_id)
-        now = self._clock()
-        policy = await self._policies.read(s, guild_id)
-        limit, _ = policy.resolve(user_id, roles)
-        if limit is not None:
-            start, end = period_bounds(policy.period, now)
-            spent, reserved, _ = await usage(s, guild_id, user_id, start, end)
-            remaining = limit - spent - reserved
-            if cost > remaining:
-                raise QuotaExceeded(remaining=max(0, remaining), cost=cost, resets_at=end, limit=limit)
-        reservation_id = (
-            await s.execute(
-                _INSERT_RESERVATION,
-                {
-                    "guild_id": guild_id,
-                    "user_id": user_id,
-                    "credits": cost,
-                    "actual": None,
-                    "state": ReservationState.HELD.value,
-                    "job_id": None,
-                    "created_at": now,
-                    "closed_at": None,
-                },
-            )
-        ).scalar_one()
-        reservation = Reservation(
-            id=reservation_id,
-            guild_id=guild_id,
-            user_id=user_id,
-            credits=cost,
-            created_at=now,
-            state=ReservationState.HELD,
-            actual=None,
-            job_id=None,
-        )
-        await _record(s, reservation, LedgerKind.RESERVE, -cost, now)
+        """`reserve` inside the caller's write transaction. The member's lock is held until that
+        transaction ends."""
+        allowance = (await self.allowances_in(s, guild_id, [user_id]))[user_id]
+        allowance.check(role_ids, cost)
+        (reservation,) = await self.reserve_many_in(s, guild_id, [(user_id, cost)])
         return reservation
+
+    async def allowances_in(
+        self, s: AsyncSession, guild_id: int, user_ids: Iterable[int]
+    ) -> dict[int, Allowance]:
+        """What each of these members may still reserve, read under their locks (taken in id
+        order, so groups of launches in several processes cannot deadlock), inside the caller's
+        write transaction: the launches it stores spend it (`Allowance`)."""
+        users = sorted(set(user_ids))
+        for user_id in users:
+            await advisory_lock(s, "quota", guild_id, user_id)
+        policy = await self._policies.read(s, guild_id)
+        start, end = period_bounds(policy.period, self._clock())
+        used = dict.fromkeys(users, 0)
+        # Nobody here has a limit: nothing to count.
+        limited = policy.default is not None or policy.roles or any(u in policy.members for u in users)
+        if limited and len(users) == 1:  # the usual single launch: the statement without a list
+            spent, reserved, _ = await usage(s, guild_id, users[0], start, end)
+            used[users[0]] = spent + reserved
+        elif limited:
+            bounds = {"guild_id": guild_id, "user_ids": users, "start": start, "end": end}
+            for user_id, spent, reserved, _ in (await s.execute(_USAGE_BY_MEMBER, bounds)).all():
+                used[int(user_id)] = int(spent or 0) + int(reserved or 0)
+        return {u: Allowance(user_id=u, policy=policy, resets_at=end, used=used[u]) for u in users}
+
+    async def reserve_many_in(
+        self, s: AsyncSession, guild_id: int, asks: list[tuple[int, int]]
+    ) -> list[Reservation]:
+        """Hold credits for each (member, cost), already checked against their `Allowance`s, inside
+        the caller's write transaction: the reservations and their ledger rows, a statement each
+        for the whole list."""
+        if not asks:
+            return []
+        now = self._clock()
+        rows = [
+            {
+                "guild_id": guild_id,
+                "user_id": user_id,
+                "credits": cost,
+                "actual": None,
+                "state": ReservationState.HELD.value,
+                "job_id": None,
+                "created_at": now,
+                "closed_at": None,
+            }
+            for user_id, cost in asks
+        ]
+        if len(rows) == 1:
+            ids = [(await s.execute(_INSERT_RESERVATION, rows[0])).scalar_one()]
+        else:
+            ids = list((await s.execute(_INSERT_RESERVATIONS, rows)).scalars())
+        reservations = [
+            Reservation(id=int(i), guild_id=guild_id, user_id=user_id, credits=cost, created_at=now)
+            for i, (user_id, cost) in zip(ids, asks, strict=True)
+        ]
+        entries = [
+            {
+                "guild_id": guild_id,
+                "user_id": r.user_id,
+                "at": now,
+                "reservation_id": r.id,
+                "job_id": None,
+                "credits": -r.credits,
+                "kind": LedgerKind.RESERVE.value,
+            }
+            for r in reservations
+        ]
+        await s.execute(_INSERT_LEDGER_ROW, entries[0] if len(entries) == 1 else entries)
+        return reservations
 
     async def get_reservation(self, reservation_id: int) -> Reservation | None:
         async with self._db.session() as s:
@@ -290,6 +357,14 @@ class Ledger:
     async def attach(self, reservation_id: int, job_id: int) -> None:
         """Record which job a reservation pays for (so it is no longer an orphan)."""
         await self._db.run(lambda s: self.attach_in(s, reservation_id, job_id))
+
+    async def attach_many_in(self, s: AsyncSession, pairs: list[tuple[int, int]]) -> None:
+        """`attach` for each (reservation, job), one statement, inside the caller's transaction
+        (reservations it made itself)."""
+        if len(pairs) == 1:
+            await self.attach_in(s, *pairs[0])
+        elif pairs:
+            await s.execute(_ATTACH, [{"b_id": r, "b_job": j} for r, j in pairs])
 
     async def attach_in(self, s: AsyncSession, reservation_id: int, job_id: int) -> None:
         """`attach` inside the caller's write transaction."""
