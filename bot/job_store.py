@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock, as_utc, utcnow
 from bot.db import Database
 from bot.db.models import JobRow, QuotaReservation
+from bot.db.sql import insert_many
 from bot.jobs import (
     ACTIVE,
     TERMINAL,
@@ -48,7 +49,6 @@ _COLUMNS = tuple(_TABLE.columns)
 # Hot statements are built once, with named parameters: SQLAlchemy takes several times longer to
 # build and key a statement than to run it, and every launch and step runs one of these.
 _INSERT = insert(_TABLE).returning(*_COLUMNS)
-_INSERT_MANY = insert(_TABLE).returning(*_COLUMNS, sort_by_parameter_order=True)
 # Hand-backs written in one transaction at most (see `JobStore.hand_back`).
 HAND_BACK_BATCH = 500
 # A job's source (an Upscale or Vary of an earlier job's image) is set when it is created, for good.
@@ -252,7 +252,7 @@ class JobStore:
         transaction; the jobs in the rows' order."""
         if len(rows) == 1:
             return [await self.insert_in(s, rows[0])]
-        return [_snapshot(row) for row in (await s.execute(_INSERT_MANY, [dict(r) for r in rows])).all()]
+        return [_snapshot(row) for row in await insert_many(s, _TABLE, rows, _COLUMNS)]
 
     def new_row(
         self,

@@ -113,7 +113,7 @@ class BotProcess:
         if self.profile:
             out = self.log_path.with_suffix(".speedscope.json")
             py_spy = str(Path(sys.executable).with_name("py-spy"))
-            # "gil": only the thread holding the GIL (CPU); "idle": idle samples too, so sample n is at n/200 s
+            # "gil": only the thread holding the GIL (CPU); "idle": idle samples too (sample n: n/200 s)
             mode = {"gil": ["--gil"], "idle": ["--idle"]}.get(self.profile, [])
             argv = [py_spy, "record", "-r", "200", *mode, "-f", "speedscope", "-o", str(out), "--", *argv]
         self.started_at = time.time()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, Insert, Row, Select, Table, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,3 +59,34 @@ async def advisory_lock(session: AsyncSession, *parts: int | str) -> None:
     """
     if dialect_name(session) == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(*parts)})
+
+
+@cache
+def _inserts(table: Table, returning: tuple[ColumnElement[Any], ...]) -> tuple[Insert, Insert, Select[Any]]:
+    """Built once per table (building a statement costs SQLAlchemy more than running it)."""
+    return (
+        insert(table).returning(*returning, sort_by_parameter_order=True),
+        insert(table).returning(*returning),
+        select(func.coalesce(func.max(table.c.id), 0)),
+    )
+
+
+async def insert_many(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    returning: tuple[ColumnElement[Any], ...],
+) -> list[Row[Any]]:
+    """INSERT `rows` (same keys) into a table with an integer `id` in one statement; the RETURNING
+    rows in the order of `rows`, which SQLAlchemy guarantees on PostgreSQL. SQLite cannot tie the
+    ids it makes to the rows (SQLAlchemy would then insert them one at a time), so there the ids
+    are given here: the next ones after the largest, the ones SQLite would give. The caller's
+    write transaction holds SQLite's only write lock, so nobody else inserts meanwhile. `returning`
+    must include `id`."""
+    ordered, plain, largest = _inserts(table, returning)
+    if dialect_name(session) != "sqlite":
+        return list((await session.execute(ordered, [dict(r) for r in rows])).all())
+    first = int((await session.execute(largest)).scalar_one()) + 1
+    given = [{**r, "id": first + k} for k, r in enumerate(rows)]
+    by_id = {int(row.id): row for row in (await session.execute(plain, given)).all()}
+    return [by_id[first + k] for k in range(len(rows))]

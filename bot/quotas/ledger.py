@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock, as_utc, utcnow
 from bot.db import Database
 from bot.db.models import QuotaLedger, QuotaReservation
-from bot.db.sql import advisory_lock
+from bot.db.sql import advisory_lock, insert_many
 from bot.quotas.periods import Period, period_bounds
 from bot.quotas.policies import LimitSource, QuotaPolicies, QuotaPolicy, credits_arg
 
@@ -158,7 +158,6 @@ _USAGE_BY_MEMBER = (
     )
     .group_by(_R.user_id)
 )
-_INSERT_RESERVATIONS = insert(_RESERVATIONS).returning(_RESERVATIONS.c.id, sort_by_parameter_order=True)
 
 
 @dataclass(slots=True)
@@ -329,7 +328,7 @@ class Ledger:
         if len(rows) == 1:
             ids = [(await s.execute(_INSERT_RESERVATION, rows[0])).scalar_one()]
         else:
-            ids = list((await s.execute(_INSERT_RESERVATIONS, rows)).scalars())
+            ids = [row.id for row in await insert_many(s, _RESERVATIONS, rows, (_RESERVATIONS.c.id,))]
         reservations = [
             Reservation(id=int(i), guild_id=guild_id, user_id=user_id, credits=cost, created_at=now)
             for i, (user_id, cost) in zip(ids, asks, strict=True)

@@ -11,12 +11,13 @@ import asyncio
 from collections import Counter
 
 import pytest
+from sqlalchemy import event
 
 from bot.imagine import ImagineRequest
 from bot.jobs import ACTIVE, JobStatus
 from bot.refusals import Refusal, RefusalCode
 from tests.bed import Bed
-from tests.reliability.conftest import reservations
+from tests.reliability.conftest import ledger, reservations
 
 BOTH = pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
 COST = 8
@@ -68,4 +69,54 @@ async def test_1000_concurrent_launches_keep_budgets_and_queue_lengths_exact(bed
     rows = await reservations(bed)
     assert sorted(r.job_id for r in rows if r.job_id is not None) == sorted(j.id for j in jobs)
     assert len(rows) == len(jobs)
+    bed.hub.set_hold(False)
+
+
+@BOTH
+@pytest.mark.timeout(240)
+async def test_concurrent_launches_are_stored_together_each_with_its_own_credits(bed: Bed) -> None:
+    """200 launches at once, all within the limits: a group's launches go to the database in a
+    few statements (not one INSERT each), and each job still holds exactly its own reservation."""
+    services = bed.services
+    await services.quotas.policies.set_default(bed.guild_id, 10 * COST)
+    await services.guilds.update(bed.guild_id, max_concurrent_per_guild=200, max_concurrent_per_member=10)
+    bed.hub.set_hold(True)
+    members = [bed.d.guild.add_member(f"together{i}") for i in range(100)]
+    job_inserts: list[int] = []
+
+    def seen(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO JOBS"):
+            job_inserts.append(1)
+
+    db = services.db
+    engines = {db.engine.sync_engine, db._inline_engine.sync_engine}  # the group writes on the latter
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
+    try:
+        plans = [
+            await services.imagine.plan(
+                ImagineRequest(
+                    guild_id=bed.guild_id, channel_id=bed.d.images, user_id=m.id, role_ids=(), prompt=f"t{i}"
+                )
+            )
+            for i in range(2)
+            for m in members
+        ]
+        jobs = await asyncio.gather(
+            *(services.imagine.start(p, [], application_id=None, interaction_token=None) for p in plans)
+        )
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
+
+    assert sorted(j.user_id for j in jobs) == sorted(p.request.user_id for p in plans)
+    assert all(j.status is JobStatus.PENDING_SUBMIT for j in jobs)  # within the limits: started at once
+    assert 1 <= len(job_inserts) <= len(jobs) // 4, len(job_inserts)
+    rows = await reservations(bed)
+    expected = sorted((j.id, j.user_id, COST) for j in jobs)
+    assert sorted((r.job_id, r.user_id, r.credits) for r in rows) == expected
+    assert sorted(await ledger(bed)) == [("reserve", -COST)] * len(jobs)
+    for member in members:
+        budget = await services.quotas.ledger.budget(bed.guild_id, member.id, ())
+        assert budget.reserved == 2 * COST
     bed.hub.set_hold(False)

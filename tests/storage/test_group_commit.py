@@ -74,3 +74,59 @@ async def test_a_refused_urgent_write_changes_nothing_and_the_others_commit(wind
         await asyncio.wait_for(windowed.run(refused, urgent=True), timeout=30)
     assert await asyncio.wait_for(trickle, timeout=30) == 2
     assert await _stored(windowed) == [1, 2]
+
+
+class _Keys:
+    """A kind of write stored together (`Database.run_together`): guild keys, refusing odd ids.
+    `fail_together`: `many` raises for more than one item (then each is written alone)."""
+
+    def __init__(self, *, fail_together: bool = False) -> None:
+        self.calls: list[list[int]] = []
+        self.fail_together = fail_together
+
+    async def many(self, s: AsyncSession, ids: list[int]) -> list[int | Exception]:
+        self.calls.append(list(ids))
+        outcomes: list[int | Exception] = []
+        for guild_id in ids:
+            if guild_id % 2:
+                outcomes.append(LookupError(f"refused {guild_id}"))
+                continue
+            await _key(guild_id)(s)
+            outcomes.append(guild_id)
+        if self.fail_together and len(ids) > 1:
+            raise RuntimeError("the group's statement failed")
+        return outcomes
+
+
+async def _together(db: Database, kind: _Keys, ids: list[int]) -> list[int | str]:
+    """Queue the items behind the window, then an urgent write that takes them all along."""
+    await db.run(_key(100))  # a commit just before: the next writes wait for company
+
+    async def one(guild_id: int) -> int | str:
+        try:
+            return await db.run_together(kind.many, guild_id)
+        except LookupError as exc:
+            return str(exc)
+
+    tasks = [asyncio.create_task(one(g)) for g in ids]
+    await asyncio.sleep(0)  # every item queued before the urgent write
+    await asyncio.wait_for(db.run(_key(200), urgent=True), timeout=30)
+    return await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+
+
+async def test_writes_of_one_kind_are_stored_together_and_refused_alone(windowed: Database) -> None:
+    kind = _Keys()
+    commits = windowed.commits
+    outcomes = await _together(windowed, kind, [2, 3, 4, 6])
+    assert outcomes == [2, "refused 3", 4, 6]
+    assert kind.calls == [[2, 3, 4, 6]]  # one call for the group, in the callers' order
+    assert windowed.commits == commits + 2  # the first write alone, then the group with the urgent one
+    assert await _stored(windowed) == [2, 4, 6, 100, 200]
+
+
+async def test_when_the_group_fails_each_write_is_stored_alone(windowed: Database) -> None:
+    kind = _Keys(fail_together=True)
+    outcomes = await _together(windowed, kind, [2, 3, 4])
+    assert outcomes == [2, "refused 3", 4]
+    assert kind.calls == [[2, 3, 4], [2], [3], [4]]  # the group's changes were rolled back first
+    assert await _stored(windowed) == [2, 4, 100, 200]
