@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
@@ -58,6 +59,11 @@ async def serve(settings: Settings) -> None:
         else None
     )
     assert settings.discord_token is not None
+    # What exists now lives as long as the process (modules, services, the client): full garbage
+    # collections need not walk it again. Each walk took 50-90 ms, a pause that every member whose
+    # /imagine was in flight waited out (most of a burst's p99 answer time). Garbage goes first.
+    gc.collect()
+    gc.freeze()
     try:
         await bot.start(settings.discord_token.get_secret_value())
     finally:
