@@ -52,6 +52,22 @@ def lock_key(*parts: int | str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+async def advisory_locks(session: AsyncSession, keys: Sequence[tuple[int | str, ...]]) -> None:
+    """`advisory_lock` on each of these ids, in one statement (one round trip instead of one per
+    key), in key order: two transactions locking overlapping sets wait for each other instead of
+    deadlocking."""
+    if dialect_name(session) != "postgresql" or not keys:
+        return
+    locks = sorted({lock_key(*parts) for parts in keys})
+    if len(locks) == 1:
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": locks[0]})
+        return
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) AS k"),  # in array order
+        {"ks": locks},
+    )
+
+
 async def advisory_lock(session: AsyncSession, *parts: int | str) -> None:
     """On PostgreSQL, hold a transaction-scoped lock on these ids (other processes included).
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock, as_utc, utcnow
 from bot.db import Database
 from bot.db.models import QuotaLedger, QuotaReservation
-from bot.db.sql import advisory_lock, insert_many
+from bot.db.sql import advisory_locks, insert_many
 from bot.quotas.periods import Period, period_bounds
 from bot.quotas.policies import LimitSource, QuotaPolicies, QuotaPolicy, credits_arg
 
@@ -283,12 +283,11 @@ class Ledger:
     async def allowances_in(
         self, s: AsyncSession, guild_id: int, user_ids: Iterable[int]
     ) -> dict[int, Allowance]:
-        """What each of these members may still reserve, read under their locks (taken in id
-        order, so groups of launches in several processes cannot deadlock), inside the caller's
-        write transaction: the launches it stores spend it (`Allowance`)."""
+        """What each of these members may still reserve, read under their locks (taken in one
+        statement, in key order, so groups of launches in several processes cannot deadlock),
+        inside the caller's write transaction: the launches it stores spend it (`Allowance`)."""
         users = sorted(set(user_ids))
-        for user_id in users:
-            await advisory_lock(s, "quota", guild_id, user_id)
+        await advisory_locks(s, [("quota", guild_id, user_id) for user_id in users])
         policy = await self._policies.read(s, guild_id)
         start, end = period_bounds(policy.period, self._clock())
         used = dict.fromkeys(users, 0)
