@@ -9,6 +9,9 @@ Baseline, same run and hub: 2,000 synchronous generations (`async: false`) held 
 one HTTP connection per in-flight generation: open connections to the hub and memory, as ratios.
 
     .venv/bin/python -m benchmarks.capacity [--jobs 2000] [--rate 50] [--hold 10] [--spread 20]
+
+`BENCH_DUMP=<file>`: also write each generation's creation, finish and poll times (JSON), to see
+where the late detections come from.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import random
 import time
+from pathlib import Path
 
 from benchmarks.common import (
     Report,
@@ -116,6 +122,11 @@ async def measure(args: argparse.Namespace) -> Report:
             if seen:
                 detect.append(seen[0] - finished)
                 deliver.append(posted[j.id] - seen[0])
+        dump = os.environ.get("BENCH_DUMP")  # diagnosis: every generation's times, to a JSON file
+        if dump:
+            h = w.hub
+            times = {g: [h.created_at.get(g), at, h.poll_times.get(g)] for g, at in h.finished_at.items()}
+            await asyncio.to_thread(Path(dump).write_text, json.dumps(times))
         callbacks = dist(w.fake.callback_latencies(interactions))
         polls = sum(g.polls for g in w.hub.generations.values())
         errors = bot.log_errors()
