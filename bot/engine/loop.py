@@ -21,12 +21,12 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from bot import metrics
 from bot.engine.outcomes import Publisher
-from bot.engine.policy import PollPolicy
+from bot.engine.policy import PollPolicy, policy_key
 from bot.engine.settlement import reconcile
 from bot.engine.steps import Steps, Tools
 from bot.jobs import Job, JobStatus, LeaseLost
@@ -42,6 +42,8 @@ class _Kept(NamedTuple):
     delivery: bool  # a result to post: it takes a delivery's place
     poll_attempts: int  # a poll that changed nothing wrote nothing
     status_message_id: int | None  # a new job's: written with its submission (see `launched`)
+    kind: str  # the poll policy's kind (`policy_key`): its next poll follows a new schedule
+    submitted_at: datetime | None  # None: not sent to the hub yet
 
 
 class Engine:
@@ -195,10 +197,41 @@ class Engine:
         no claim (a read of its row, not a write; see `_take_held`)."""
         # (While stopping too: a step that ends then leaves its job here, and `stop` lets it go.)
         at = asyncio.get_running_loop().time() + delay
-        kept = _Kept(job.status is JobStatus.SUCCEEDED, job.poll_attempts, job.status_message_id)
+        kept = _Kept(
+            job.status is JobStatus.SUCCEEDED,
+            job.poll_attempts,
+            job.status_message_id,
+            policy_key(job),
+            job.submitted_at if job.hub_generation_id is not None else None,
+        )
         self._held[job.id] = (at, kept)
         heapq.heappush(self._held_due, (at, job.id))
         self._due_in(delay)
+        self._follow_new_schedules()
+
+    def _follow_new_schedules(self) -> None:
+        """Kept jobs of a kind whose poll schedule was placed again are due at their next poll on
+        the new schedule, when that comes a budget step (3 s) sooner or more (`take_replaced`).
+        Moving for less cost polls and no lag: on a steady mix (benchmarks.lag) moving for any gain
+        took 4.18 polls per job to 4.45."""
+        kinds = self.policy.take_replaced()
+        if not kinds:
+            return
+        now, wall = asyncio.get_running_loop().time(), self.tools.clock()
+        for job_id, (at, kept) in list(self._held.items()):
+            if kept.kind not in kinds or kept.delivery or kept.submitted_at is None:
+                continue
+            elapsed = (wall - kept.submitted_at).total_seconds()
+            sooner = now + self.policy.next_delay(kept.kind, elapsed, kept.poll_attempts)
+            if sooner < at - self.policy.step:  # a small shift would only cost a poll more
+                self._held[job_id] = (sooner, kept)
+                heapq.heappush(self._held_due, (sooner, job_id))
+                self._due_in(sooner - now)
+
+    def due_in(self, job_id: int) -> float | None:
+        """Seconds until a kept job is stepped again (None: not kept). For tests and diagnosis."""
+        held = self._held.get(job_id)
+        return None if held is None else held[0] - asyncio.get_running_loop().time()
 
     @property
     def steps_in_flight(self) -> int:

@@ -9,6 +9,7 @@ HTTP, and a publisher that records what it was asked to show (an implementation 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +22,7 @@ from bot.alerts import BalanceWatcher
 from bot.clock import ManualClock
 from bot.db import Database
 from bot.engine import Notice, NoticeKind, PublishError, Result, Tools
+from bot.engine.loop import Engine
 from bot.engine.policy import PollPolicy
 from bot.engine.steps import Steps
 from bot.guild_settings import GuildSettingsStore
@@ -307,3 +309,37 @@ async def test_the_status_is_edited_for_the_eta_only_when_the_estimate_moves_a_l
     assert await poll_at(35) == edits + 1  # moved by 4 s: not worth an edit
     assert eta.finish(job, rig.clock()) == rig.clock() + timedelta(seconds=15)
 
+
+async def test_a_kept_job_follows_a_new_schedule_only_when_it_polls_a_step_sooner(rig: Rig) -> None:
+    """A job's next poll is chosen on its kind's schedule at its last poll. When what finished
+    since moves that schedule a budget step (3 s) sooner or more, the job follows; a small shift
+    would only cost a poll more, and the job keeps its time."""
+    policy = PollPolicy(first=1.0, step=3.0, margin=0.2, min_samples=5, replace_every=5)
+    engine = Engine(rig.steps.tools, policy=policy)  # not started: only what it keeps is looked at
+    kind = "gpt-image-2:1K:1"
+    for _ in range(5):
+        policy.observe(kind, 30.0)  # this kind took 30 s so far
+    sent = rig.clock()
+    kept, other = [
+        dataclasses.replace(job, hub_generation_id=f"gen-{job.id}", submitted_at=sent, poll_attempts=1)
+        for job in (await rig.new_job(), await rig.new_job())
+    ]
+    delay = policy.next_delay(kind, 0.0, 1)
+    assert delay > 25  # on that schedule, nothing before 30 s
+    engine.hold(kept, delay)
+    assert policy.take_replaced() == set()
+
+    for _ in range(5):
+        policy.observe(kind, 29.0)  # a small shift: placed again, the job keeps its time
+    assert policy.schedule(kind) is not None
+    engine.hold(other, delay)  # a step that keeps a job looks at the new schedules
+    left = engine.due_in(kept.id)
+    assert left is not None and left == pytest.approx(delay, abs=0.5)
+
+    for _ in range(5):
+        policy.observe(kind, 4.0)  # now some finish at 4 s: the job's next poll comes at 4 s
+    assert policy.schedule(kind) is not None
+    engine.hold(other, delay)
+    left = engine.due_in(kept.id)
+    assert left is not None and 3.0 < left < 5.0, left  # not before the budget allows (3.2 s)
+    assert policy.take_replaced() == set()  # reported once
