@@ -49,7 +49,6 @@ _COLUMNS = tuple(_TABLE.columns)
 # Hot statements are built once, with named parameters: SQLAlchemy takes several times longer to
 # build and key a statement than to run it, and every launch and step runs one of these.
 _INSERT = insert(_TABLE).returning(*_COLUMNS)
-_INSERT_ID = insert(_TABLE).returning(_TABLE.c.id)
 # Hand-backs written in one transaction at most (see `JobStore.hand_back`).
 HAND_BACK_BATCH = 500
 # A job's source (an Upscale or Vary of an earlier job's image) is set when it is created, for good.
@@ -256,10 +255,7 @@ class JobStore:
         """Insert `new_row`s (all with the same keys) in one statement, inside the caller's write
         transaction; the jobs in the rows' order. Each job is its row as given plus the id the
         database chose: reading all the columns back cost more than the insert itself."""
-        if len(rows) == 1:
-            ids = [(await s.execute(_INSERT_ID, dict(rows[0]))).scalar_one()]
-        else:
-            ids = [row.id for row in await insert_many(s, _TABLE, rows, (_TABLE.c.id,))]
+        ids = [row.id for row in await insert_many(s, _TABLE, rows, (_TABLE.c.id,))]
         return [_job({**row, "id": int(i)}) for row, i in zip(rows, ids, strict=True)]
 
     def new_row(

@@ -373,12 +373,9 @@ class Database:
             try:
                 async with s.begin():
                     outcomes = await many(s, [w.together[1] for w in group if w.together is not None])
-            except DBAPIError as exc:
-                if is_retryable(exc):
-                    raise _Retry(exc) from None
-                log.warning("writing %d together failed, writing them one by one: %r", len(group), exc)
-                return False
             except Exception as exc:
+                if isinstance(exc, DBAPIError) and is_retryable(exc):
+                    raise _Retry(exc) from None
                 log.warning("writing %d together failed, writing them one by one: %r", len(group), exc)
                 return False
         if len(outcomes) != len(group):

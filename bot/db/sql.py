@@ -73,8 +73,7 @@ async def advisory_lock(session: AsyncSession, *parts: int | str) -> None:
 
     On SQLite this does nothing: write transactions already hold the database's write lock.
     """
-    if dialect_name(session) == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(*parts)})
+    await advisory_locks(session, [parts])
 
 
 @cache
@@ -100,6 +99,8 @@ async def insert_many(
     write transaction holds SQLite's only write lock, so nobody else inserts meanwhile. `returning`
     must include `id`."""
     ordered, plain, largest = _inserts(table, returning)
+    if len(rows) == 1:  # nothing to order: the plain statement, and on SQLite no read first
+        return [(await session.execute(plain, dict(rows[0]))).one()]
     if dialect_name(session) != "sqlite":
         return list((await session.execute(ordered, [dict(r) for r in rows])).all())
     first = int((await session.execute(largest)).scalar_one()) + 1

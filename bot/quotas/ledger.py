@@ -118,7 +118,6 @@ SETTLED = QuotaReservation.state == ReservationState.SETTLED.value
 # The launch's statements, built once with named parameters: SQLAlchemy takes several times longer
 # to build and key a statement than to run it (an INSERT: ~100 µs built each time, ~18 µs built
 # once), and a burst of /imagine runs each of these once per launch.
-_INSERT_RESERVATION = insert(_RESERVATIONS).returning(_RESERVATIONS.c.id)
 _INSERT_LEDGER_ROW = insert(_LEDGER)
 _R = _RESERVATIONS.c
 _ATTACH = update(_RESERVATIONS).where(_R.id == bindparam("b_id")).values(job_id=bindparam("b_job"))
@@ -205,18 +204,21 @@ async def _record(
 ) -> None:
     """The ledger row for one movement of a reservation's credits (a plain INSERT: the launch's
     transaction writes one for every /imagine, and the ORM's unit of work costs several times more)."""
-    await s.execute(
-        _INSERT_LEDGER_ROW,
-        {
-            "guild_id": row.guild_id,
-            "user_id": row.user_id,
-            "at": at,
-            "reservation_id": row.id,
-            "job_id": row.job_id,
-            "credits": credits,
-            "kind": kind.value,
-        },
-    )
+    await s.execute(_INSERT_LEDGER_ROW, _ledger_row(row, kind, credits, at))
+
+
+def _ledger_row(
+    row: QuotaReservation | Reservation | Row[*tuple[Any, ...]], kind: LedgerKind, credits: int, at: datetime
+) -> dict[str, Any]:
+    return {
+        "guild_id": row.guild_id,
+        "user_id": row.user_id,
+        "at": at,
+        "reservation_id": row.id,
+        "job_id": row.job_id,
+        "credits": credits,
+        "kind": kind.value,
+    }
 
 
 async def usage(
@@ -324,26 +326,12 @@ class Ledger:
             }
             for user_id, cost in asks
         ]
-        if len(rows) == 1:
-            ids = [(await s.execute(_INSERT_RESERVATION, rows[0])).scalar_one()]
-        else:
-            ids = [row.id for row in await insert_many(s, _RESERVATIONS, rows, (_RESERVATIONS.c.id,))]
+        ids = [row.id for row in await insert_many(s, _RESERVATIONS, rows, (_RESERVATIONS.c.id,))]
         reservations = [
             Reservation(id=int(i), guild_id=guild_id, user_id=user_id, credits=cost, created_at=now)
             for i, (user_id, cost) in zip(ids, asks, strict=True)
         ]
-        entries = [
-            {
-                "guild_id": guild_id,
-                "user_id": r.user_id,
-                "at": now,
-                "reservation_id": r.id,
-                "job_id": None,
-                "credits": -r.credits,
-                "kind": LedgerKind.RESERVE.value,
-            }
-            for r in reservations
-        ]
+        entries = [_ledger_row(r, LedgerKind.RESERVE, -r.credits, now) for r in reservations]
         await s.execute(_INSERT_LEDGER_ROW, entries[0] if len(entries) == 1 else entries)
         return reservations
 
