@@ -103,6 +103,7 @@ async def measure(args: argparse.Namespace) -> Report:
             posts_before = len(w.fake.result_posts)
             gens_before = set(w.hub.generations)
             invalid_before = len(w.fake.invalid_requests)
+
             # One interaction per naive job, created at the members' pace as /imagine gives them to
             # the bot (Discord wants the answer within 3 s): the baseline answers each through its
             # own token, under the same rate limits (and waits out any 429).

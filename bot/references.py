@@ -182,9 +182,7 @@ class ReferenceCache:
     submitted or ends.
     """
 
-    def __init__(
-        self, fetch: Fetch, max_bytes: int = 256 * 1024 * 1024, max_age: float = 30 * 60.0
-    ) -> None:
+    def __init__(self, fetch: Fetch, max_bytes: int = 256 * 1024 * 1024, max_age: float = 30 * 60.0) -> None:
         self._fetch = fetch
         self._max_bytes = max_bytes
         self._max_age = max_age
