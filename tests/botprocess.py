@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,20 @@ import aiohttp
 from tests.fakediscord.server import FakeDiscord
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(
+    args: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python <args>` in a fresh interpreter running the working tree's code (the repo alone on
+    PYTHONPATH, no DATABASE_URL inherited; `env` added), its output captured as text."""
+    full = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PYTHONPATH"}}
+    full.update({"PYTHONPATH": str(REPO_ROOT), **(env or {})})
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=60
+    )
+
+
 #: prefixes of the parent's environment variables the child does not inherit
 NOT_INHERITED = ("DISCORD_", "HUB_", "DATABASE_")
 

@@ -18,6 +18,7 @@ import bot
 from bot.db import Database, create_engine, current_revision, downgrade, head_revision, migrate, migrate_sync
 from bot.db.migrate import MIGRATIONS_DIR
 from bot.db.models import Base, GuildKey
+from tests.botprocess import run_python
 
 TABLES = {
     "guild_settings",
@@ -204,23 +205,8 @@ def test_repr_hides_password() -> None:
 def test_cli_migrate_from_any_directory(tmp_path: Path, empty_database_url: str) -> None:
     """`python -m bot migrate` in a fresh directory: the packaged scripts are found, the default
     SQLite folder (./data/) is created."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(bot.__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PYTHONPATH"}}
-    env["PYTHONPATH"] = str(root)
-    if empty_database_url.startswith("postgresql"):
-        env["DATABASE_URL"] = empty_database_url
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "migrate"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {"DATABASE_URL": empty_database_url} if empty_database_url.startswith("postgresql") else {}
+    result = run_python(["-m", "bot", "migrate"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "newest revision" in result.stdout
     if not empty_database_url.startswith("postgresql"):

@@ -7,19 +7,15 @@ database's `alembic_version` row in plain SQL; Alembic is imported only when the
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from sqlalchemy import inspect, text
 
-import bot
 from bot.db import Database, current_revision, downgrade, head_revision
 from bot.db.migrate import HEAD
 from bot.db.models import Base
+from tests.botprocess import REPO_ROOT as ROOT
+from tests.botprocess import run_python
 
-ROOT = Path(bot.__file__).resolve().parents[1]
 TABLES = set(Base.metadata.tables)
 
 # Opens the database at argv[1] as the bot does at start, then prints the Alembic modules loaded.
@@ -39,16 +35,7 @@ print(json.dumps(sorted(m for m in sys.modules if m == "alembic" or m.startswith
 def _open_in_a_new_process(url: str) -> list[str]:
     """`Database.open(url)` in a fresh interpreter running the working tree's code: the Alembic
     modules it loaded."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PYTHONPATH"}}
-    env["PYTHONPATH"] = str(ROOT)
-    result = subprocess.run(
-        [sys.executable, "-c", _OPEN_AND_REPORT, url],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python(["-c", _OPEN_AND_REPORT, url], cwd=ROOT)
     assert result.returncode == 0, result.stderr
     loaded: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
     return loaded
