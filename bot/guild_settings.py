@@ -7,7 +7,7 @@ commands can show the `ValueError` message to the admin as it is.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, utcnow
 from bot.db import Database
+from bot.db.keyed_reads import KeyedReads
 from bot.db.models import GuildSettings
 from bot.db.sql import upsert
 from bot.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, FilterError, check_pattern, check_patterns
@@ -161,6 +162,7 @@ class GuildSettingsStore:
         self._clock = clock
         self._cache: dict[int, tuple[float, GuildConfig]] = {}
         self._changes = 0  # writes through this store: a read racing one is not cached
+        self._reads: KeyedReads[int, GuildConfig | None] = KeyedReads(self._read_many, None)
 
     async def get(self, guild_id: int) -> GuildConfig:
         """The server's settings (the defaults when nothing was ever set)."""
@@ -168,12 +170,16 @@ class GuildSettingsStore:
         if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
             return cached[1]
         read_at, changes = time.monotonic(), self._changes
-        async with self._db.session() as s:
-            row = await s.get(GuildSettings, guild_id)
-            config = GuildConfig.defaults(guild_id) if row is None else _snapshot(row)
+        stored = await self._reads.get(guild_id)
+        config = GuildConfig.defaults(guild_id) if stored is None else stored
         if changes == self._changes:
             self._cache[guild_id] = (read_at, config)
         return config
+
+    async def _read_many(self, guild_ids: Sequence[int]) -> dict[int, GuildConfig | None]:
+        async with self._db.session() as s:
+            rows = await s.scalars(select(GuildSettings).where(GuildSettings.guild_id.in_(guild_ids)))
+            return {row.guild_id: _snapshot(row) for row in rows}
 
     def _forget(self, guild_id: int) -> None:
         self._changes += 1

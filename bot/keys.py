@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, utcnow
 from bot.db import Database
+from bot.db.keyed_reads import KeyedReads
 from bot.db.models import GuildKey, MemberKey
 from bot.db.sql import upsert
 
@@ -100,6 +102,8 @@ class KeyVault:
         self._cache: dict[int, tuple[float, str | None]] = {}  # guild -> (read at, key)
         self._personal: dict[int, tuple[float, str | None]] = {}  # member -> (read at, key)
         self._changes = 0  # set/clear/rotate through this vault: a read racing one is not cached
+        self._guild_ciphertexts = KeyedReads(self._read_guild_keys, None)
+        self._member_ciphertexts = KeyedReads(self._read_member_keys, None)
 
     def __repr__(self) -> str:
         return f"KeyVault(fallback={'set' if self._fallback else 'unset'})"
@@ -169,10 +173,7 @@ class KeyVault:
         if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
             return cached[1]
         read_at, changes = time.monotonic(), self._changes
-        async with self._db.session() as s:
-            ciphertext = (
-                await s.execute(select(GuildKey.ciphertext).where(GuildKey.guild_id == guild_id))
-            ).scalar_one_or_none()
+        ciphertext = await self._guild_ciphertexts.get(guild_id)
         if ciphertext is None:
             key = self._fallback
         else:
@@ -183,6 +184,20 @@ class KeyVault:
         if changes == self._changes:
             self._cache[guild_id] = (read_at, key)
         return key
+
+    async def _read_guild_keys(self, guild_ids: Sequence[int]) -> dict[int, bytes]:
+        async with self._db.session() as s:
+            rows = await s.execute(
+                select(GuildKey.guild_id, GuildKey.ciphertext).where(GuildKey.guild_id.in_(guild_ids))
+            )
+        return {guild_id: bytes(ciphertext) for guild_id, ciphertext in rows}
+
+    async def _read_member_keys(self, user_ids: Sequence[int]) -> dict[int, bytes]:
+        async with self._db.session() as s:
+            rows = await s.execute(
+                select(MemberKey.user_id, MemberKey.ciphertext).where(MemberKey.user_id.in_(user_ids))
+            )
+        return {user_id: bytes(ciphertext) for user_id, ciphertext in rows}
 
     def _forget(self) -> None:
         self._changes += 1
@@ -241,10 +256,7 @@ class KeyVault:
         if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
             return cached[1]
         read_at, changes = time.monotonic(), self._changes
-        async with self._db.session() as s:
-            ciphertext = (
-                await s.execute(select(MemberKey.ciphertext).where(MemberKey.user_id == user_id))
-            ).scalar_one_or_none()
+        ciphertext = await self._member_ciphertexts.get(user_id)
         key = None
         if ciphertext is not None:
             try:

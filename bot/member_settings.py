@@ -17,11 +17,12 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, utcnow
 from bot.db import Database
+from bot.db.keyed_reads import KeyedReads
 from bot.db.models import MemberSettings
 from bot.db.sql import upsert
 from bot.hub import HubModel
@@ -231,6 +232,7 @@ class MemberSettingsStore:
         self._clock = clock
         self._cache: dict[tuple[int, int], tuple[float, MemberDefaults]] = {}
         self._changes = 0  # writes through this store: a read racing one is not cached
+        self._reads = KeyedReads(self._read_many, MemberDefaults())
 
     async def get(self, guild_id: int, user_id: int) -> MemberDefaults:
         key = (guild_id, user_id)
@@ -238,13 +240,21 @@ class MemberSettingsStore:
         if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
             return cached[1]
         read_at, changes = time.monotonic(), self._changes
-        async with self._db.session() as s:
-            defaults = await _read(s, guild_id, user_id)
+        defaults = await self._reads.get(key)
         if changes == self._changes:
             if len(self._cache) >= self.CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = (read_at, defaults)
         return defaults
+
+    async def _read_many(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], MemberDefaults]:
+        member = (MemberSettings.guild_id, MemberSettings.user_id)
+        columns = [getattr(MemberSettings, name) for name in SETTING_NAMES]
+        async with self._db.session() as s:
+            rows = await s.execute(select(*member, *columns).where(tuple_(*member).in_(keys)))
+        return {
+            (row[0], row[1]): MemberDefaults(**dict(zip(SETTING_NAMES, row[2:], strict=True))) for row in rows
+        }
 
     def _forget(self, guild_id: int, user_id: int) -> None:
         self._changes += 1
