@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock, as_utc, utcnow
 from bot.db import Database
+from bot.db.keyed_reads import KeyedReads
 from bot.db.models import JobRow
 from bot.db.sql import advisory_lock
 from bot.guild_settings import GuildConfig, GuildSettingsStore
@@ -210,6 +211,8 @@ class JobQueue:
         self._jobs = jobs
         self._settings = settings
         self._clock = clock
+        # A burst's launches each show their job's place: one view read serves all asked meanwhile.
+        self._views: KeyedReads[int, QueueView | None] = KeyedReads(self._read_views, None)
 
     async def guilds_waiting(self) -> list[int]:
         """Servers with at least one queued job."""
@@ -412,7 +415,11 @@ class JobQueue:
         """Where a queued job stands (None when it is not queued)."""
         if job.status is not JobStatus.QUEUED:
             return None
-        return (await self.view(job.guild_id)).places.get(job.id)
+        view = await self._views.get(job.guild_id)
+        return None if view is None else view.places.get(job.id)
+
+    async def _read_views(self, guild_ids: Sequence[int]) -> dict[int, QueueView | None]:
+        return {guild_id: await self.view(guild_id) for guild_id in guild_ids}
 
 
 class QueueNotifier(Protocol):

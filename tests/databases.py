@@ -7,6 +7,7 @@ scripts/pg-start)`); `postgres_url(start=True)` runs `scripts/pg-start` itself w
   migrated to head: a copied SQLite template file, or a PostgreSQL database cloned from a per-session
   migrated template (`CREATE DATABASE ... TEMPLATE`), emptied and reused after the test (`PostgresServer`).
 - Benchmarks: `async with scratch_database(backend) as url`, an empty database dropped afterwards.
+- `selects_from(db, table)`: the SELECT statements a database is sent, for tests that count reads.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from bot.db import head_revision, migrate_sync
+from bot.db import Database, head_revision, migrate_sync
 from bot.db.models import Base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,3 +200,22 @@ async def scratch_database(backend: str) -> AsyncIterator[str | None]:
         yield server.url(name)
     finally:
         await server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def selects_from(db: Database, table: str) -> Iterator[list[str]]:
+    """The SELECT statements the database is sent on `table` while in the block."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
+            seen.append(statement)
+
+    engines = {db.engine.sync_engine, db._inline_engine.sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)

@@ -1,11 +1,12 @@
-"""Reads of one row by key, run as one statement for many keys.
+"""Reads by key, run as one read for every key asked meanwhile.
 
 Every /imagine reads its member's settings and personal key (and its server's, when their cache
 expired). The stores cache those reads, but a burst from members not seen yet misses the cache
 once per member: on PostgreSQL each miss was a pooled connection (opened on the spot when the
 pool ran short), a ping, a statement and a rollback, and 100 new members at once held the event
-loop for the first 200 ms of the burst. Here a key asked while a read is under way waits for the
-next read, which fetches every key asked meanwhile in one statement: one read per store is in
+loop for the first 200 ms of the burst. (Likewise each queued launch read its server's whole queue
+to show its place.) Here a key asked while a read is under way waits for the next read, which
+fetches every key asked meanwhile (the stores: in one statement): one read per store is in
 flight at a time, and a key asked twice is read once.
 
 A read always starts after the `get` that asked for it, so a value is never older than the call

@@ -4,41 +4,20 @@ row, its own error, and a value no older than its call."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
-from sqlalchemy import event
 
 from bot.db import Database
 from bot.db.keyed_reads import KeyedReads
 from bot.guild_settings import GuildSettingsStore
 from bot.keys import KeyVault, PersonalKeyUnreadable
 from bot.member_settings import MemberDefaults, MemberSettingsStore
+from tests.databases import selects_from
 
 GUILDS = (11, 22)
 MEMBERS = range(1000, 1150)
-
-
-@contextmanager
-def selects_from(db: Database, table: str) -> Iterator[list[str]]:
-    """The SELECT statements the database is sent on `table` while in the block."""
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
-            seen.append(statement)
-
-    engines = {db.engine.sync_engine, db._inline_engine.sync_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
 
 
 async def test_a_burst_of_new_members_reads_their_settings_in_a_few_statements(db: Database) -> None:

@@ -12,6 +12,7 @@ from bot.guild_settings import GuildSettingsStore
 from bot.job_store import JobStore
 from bot.jobs import ACTIVE, JobParams, JobStatus
 from bot.queue import DEFAULT_GENERATION_SECONDS, JobQueue
+from tests.databases import selects_from
 
 G = 7_000_000_000_000_000_002
 PARAMS = JobParams(model="m", prompt="p", aspect="auto", tier="1K", quality="auto")
@@ -116,3 +117,26 @@ async def test_positions_follow_turns_and_eta_uses_recent_times(db: Database, cl
     # Cancelled before being sent is not a turn: it doesn't push the member back.
     assert await jobs.update_if(b1.id, {JobStatus.PENDING_SUBMIT}, status=JobStatus.CANCELLED)
     assert await queue.promote(G) == [a1.id]
+
+
+async def test_places_asked_at_once_read_the_queue_once(db: Database, clock: ManualClock) -> None:
+    """A burst of queued launches each shows its place: the server's queue is read for all of them
+    together, not once per launch (each read loads every queued job)."""
+    settings = GuildSettingsStore(db, clock=clock)
+    await settings.update(G, max_concurrent_per_member=1, max_concurrent_per_guild=1)
+    jobs = JobStore(db, clock=clock)
+    queue = JobQueue(db, jobs, settings, clock=clock)
+    queued = []
+    for i in range(120):
+        queued.append(
+            await jobs.create(
+                guild_id=G, channel_id=1, user_id=200 + i % 40, params=PARAMS, cost=1, status=JobStatus.QUEUED
+            )
+        )
+        clock.advance(seconds=1)
+    view = await queue.view(G)
+    with selects_from(db, "jobs") as statements:
+        places = await asyncio.gather(*(queue.place(job) for job in queued))
+    assert places == [view.places[job.id] for job in queued]
+    assert sorted(p.position for p in places) == list(range(1, 121))
+    assert 1 <= len(statements) <= 2 * 4, len(statements)  # one view (four reads), at most twice
