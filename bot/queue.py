@@ -211,8 +211,8 @@ class JobQueue:
         self._jobs = jobs
         self._settings = settings
         self._clock = clock
-        # A burst's launches each show their job's place: one view read serves all asked meanwhile.
-        self._views: KeyedReads[int, QueueView | None] = KeyedReads(self._read_views, None)
+        # A burst's launches each show their job's place: one read serves all asked meanwhile.
+        self._places: KeyedReads[int, dict[int, Place]] = KeyedReads(self._read_places, {})
 
     async def guilds_waiting(self) -> list[int]:
         """Servers with at least one queued job."""
@@ -371,55 +371,74 @@ class JobQueue:
     async def average_seconds(self, guild_id: int) -> float:
         """The server's recent generation time (submitted → finished), or a default."""
         async with self._db.session() as s:
-            rows = (
-                await s.execute(
-                    select(JobRow.submitted_at, JobRow.finished_at)
-                    .where(
-                        JobRow.guild_id == guild_id,
-                        JobRow.status == JobStatus.POSTED.value,
-                        JobRow.submitted_at.is_not(None),
-                        JobRow.finished_at.is_not(None),
-                    )
-                    .order_by(JobRow.finished_at.desc())
-                    .limit(RECENT_GENERATIONS)
+            return await self._average_seconds(s, guild_id)
+
+    async def _average_seconds(self, s: AsyncSession, guild_id: int) -> float:
+        rows = (
+            await s.execute(
+                select(JobRow.submitted_at, JobRow.finished_at)
+                .where(
+                    JobRow.guild_id == guild_id,
+                    JobRow.status == JobStatus.POSTED.value,
+                    JobRow.submitted_at.is_not(None),
+                    JobRow.finished_at.is_not(None),
                 )
-            ).all()
+                .order_by(JobRow.finished_at.desc())
+                .limit(RECENT_GENERATIONS)
+            )
+        ).all()
         times = [(as_utc(f) - as_utc(st)).total_seconds() for st, f in rows if st and f]
         times = [t for t in times if t >= 0]
         return sum(times) / len(times) if times else DEFAULT_GENERATION_SECONDS
 
     async def view(self, guild_id: int, config: GuildConfig | None = None) -> QueueView:
         """The server's queued jobs in start order, with positions and ETAs."""
-        config = config or await self._settings.get(guild_id)
-        async with self._db.session() as s:
-            waiting = await self._waiting(s, guild_id, lock=False)
-            served = await self._last_served(s, guild_id, sorted({w.user_id for w in waiting}))
-        if not waiting:
+        order, average = await self._order(guild_id)
+        if not order:
             return QueueView(guild_id, [], {})
-        order = queue_order(waiting, served)
+        config = config or await self._settings.get(guild_id)
         by_id = {job.id: job for job in await self._jobs.queued_jobs(guild_id)}
-        average = await self.average_seconds(guild_id)
-        now = self._clock()
-        jobs = [by_id[w.job_id] for w in order if w.job_id in by_id]
-        places = {
-            job.id: Place(
-                position=i,
-                waiting=len(jobs),
-                starts_at=estimate_start(i, config.max_concurrent_per_guild, average, now),
-            )
-            for i, job in enumerate(jobs, start=1)
-        }
+        jobs = [by_id[job_id] for job_id in order if job_id in by_id]
+        places = _places([job.id for job in jobs], config, average, self._clock())
         return QueueView(guild_id, jobs, places)
 
     async def place(self, job: Job) -> Place | None:
         """Where a queued job stands (None when it is not queued)."""
         if job.status is not JobStatus.QUEUED:
             return None
-        view = await self._views.get(job.guild_id)
-        return None if view is None else view.places.get(job.id)
+        places = await self._places.get(job.guild_id)
+        return places.get(job.id)
 
-    async def _read_views(self, guild_ids: Sequence[int]) -> dict[int, QueueView | None]:
-        return {guild_id: await self.view(guild_id) for guild_id in guild_ids}
+    async def _order(self, guild_id: int) -> tuple[list[int], float]:
+        """The ids of the server's queued jobs in start order, and its recent generation time:
+        what places are made of, without the jobs' rows."""
+        async with self._db.session() as s:
+            waiting = await self._waiting(s, guild_id, lock=False)
+            if not waiting:
+                return [], DEFAULT_GENERATION_SECONDS
+            served = await self._last_served(s, guild_id, sorted({w.user_id for w in waiting}))
+            average = await self._average_seconds(s, guild_id)
+        return [w.job_id for w in queue_order(waiting, served)], average
+
+    async def _read_places(self, guild_ids: Sequence[int]) -> dict[int, dict[int, Place]]:
+        out: dict[int, dict[int, Place]] = {}
+        for guild_id in guild_ids:
+            order, average = await self._order(guild_id)
+            if order:
+                config = await self._settings.get(guild_id)
+                out[guild_id] = _places(order, config, average, self._clock())
+        return out
+
+
+def _places(order: Sequence[int], config: GuildConfig, average: float, now: datetime) -> dict[int, Place]:
+    return {
+        job_id: Place(
+            position=i,
+            waiting=len(order),
+            starts_at=estimate_start(i, config.max_concurrent_per_guild, average, now),
+        )
+        for i, job_id in enumerate(order, start=1)
+    }
 
 
 class QueueNotifier(Protocol):
