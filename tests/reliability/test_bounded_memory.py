@@ -44,7 +44,10 @@ def forms() -> list[discord.ui.Modal]:
 
 
 async def forms_timed_out() -> None:
-    """Wait for every open form to time out (each one's own `wait()`), then for its clean-up."""
+    """Wait for every open form to time out (each one's own `wait()`), then for its clean-up.
+    Garbage is collected first: an unreachable form left by an earlier test belongs to that
+    test's closed event loop, and waiting on it raises (seen once in CI)."""
+    gc.collect()
     await asyncio.wait_for(asyncio.gather(*(form.wait() for form in forms())), 10)
     await asyncio.sleep(0)  # the timeout's `on_timeout` task, which still holds the form
 
