@@ -7,7 +7,7 @@ scripts/pg-start)`); `postgres_url(start=True)` runs `scripts/pg-start` itself w
   migrated to head: a copied SQLite template file, or a PostgreSQL database cloned from a per-session
   migrated template (`CREATE DATABASE ... TEMPLATE`), emptied and reused after the test (`PostgresServer`).
 - Benchmarks: `async with scratch_database(backend) as url`, an empty database dropped afterwards.
-- `selects_from(db, table)`: the SELECT statements a database is sent, for tests that count reads.
+- `statements_to(db, verb, table)`: the statements a database is sent, for tests that count them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -203,12 +204,14 @@ async def scratch_database(backend: str) -> AsyncIterator[str | None]:
 
 
 @contextlib.contextmanager
-def selects_from(db: Database, table: str) -> Iterator[list[str]]:
-    """The SELECT statements the database is sent on `table` while in the block."""
+def statements_to(db: Database, verb: str, table: str) -> Iterator[list[str]]:
+    """The `verb` statements (`"SELECT"`: reading from `table`; `"INSERT"`: into it) the database is
+    sent while in the block, on both of `db`'s engines (reads and group writes use the inline one)."""
+    pattern = re.compile(rf"\s*{verb}\b.*\b(?:FROM|INTO) {table}\b", re.IGNORECASE | re.DOTALL)
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
+        if pattern.match(statement):
             seen.append(statement)
 
     engines = {db.engine.sync_engine, db._inline_engine.sync_engine}

@@ -11,12 +11,12 @@ import asyncio
 from collections import Counter
 
 import pytest
-from sqlalchemy import event
 
 from bot.imagine import ImagineRequest
 from bot.jobs import ACTIVE, JobStatus
 from bot.refusals import Refusal, RefusalCode
 from tests.bed import Bed
+from tests.databases import statements_to
 from tests.reliability.conftest import ledger, reservations
 
 BOTH = pytest.mark.parametrize("bed_backend", ["sqlite", "postgres"], indirect=True)
@@ -82,17 +82,7 @@ async def test_concurrent_launches_are_stored_together_each_with_its_own_credits
     await services.guilds.update(bed.guild_id, max_concurrent_per_guild=200, max_concurrent_per_member=10)
     bed.hub.set_hold(True)
     members = [bed.d.guild.add_member(f"together{i}") for i in range(100)]
-    job_inserts: list[int] = []
-
-    def seen(conn: object, cursor: object, statement: str, *rest: object) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO JOBS"):
-            job_inserts.append(1)
-
-    db = services.db
-    engines = {db.engine.sync_engine, db._inline_engine.sync_engine}  # the group writes on the latter
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_to(services.db, "INSERT", "jobs") as job_inserts:
         plans = [
             await services.imagine.plan(
                 ImagineRequest(
@@ -105,9 +95,6 @@ async def test_concurrent_launches_are_stored_together_each_with_its_own_credits
         jobs = await asyncio.gather(
             *(services.imagine.start(p, [], application_id=None, interaction_token=None) for p in plans)
         )
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", seen)
 
     assert sorted(j.user_id for j in jobs) == sorted(p.request.user_id for p in plans)
     assert all(j.status is JobStatus.PENDING_SUBMIT for j in jobs)  # within the limits: started at once

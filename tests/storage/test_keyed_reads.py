@@ -14,7 +14,7 @@ from bot.db.keyed_reads import KeyedReads
 from bot.guild_settings import GuildSettingsStore
 from bot.keys import KeyVault, PersonalKeyUnreadable
 from bot.member_settings import MemberDefaults, MemberSettingsStore
-from tests.databases import selects_from
+from tests.databases import statements_to
 
 GUILDS = (11, 22)
 MEMBERS = range(1000, 1150)
@@ -28,7 +28,7 @@ async def test_a_burst_of_new_members_reads_their_settings_in_a_few_statements(d
 
     store = MemberSettingsStore(db)  # another process: nothing cached
     asked = [(guild, user) for guild in GUILDS for user in MEMBERS]
-    with selects_from(db, "member_settings") as statements:
+    with statements_to(db, "SELECT", "member_settings") as statements:
         got = await asyncio.gather(*(store.get(guild, user) for guild, user in asked))
 
     expected = {
@@ -37,7 +37,7 @@ async def test_a_burst_of_new_members_reads_their_settings_in_a_few_statements(d
     }
     assert dict(zip(asked, got, strict=True)) == {key: expected.get(key, MemberDefaults()) for key in asked}
     assert 1 <= len(statements) <= 2, len(statements)  # 300 keys: at most 200 per statement
-    with selects_from(db, "member_settings") as again:
+    with statements_to(db, "SELECT", "member_settings") as again:
         await asyncio.gather(*(store.get(guild, user) for guild, user in asked))
     assert again == []  # cached
 
@@ -51,7 +51,7 @@ async def test_a_burst_of_new_members_reads_their_keys_in_one_statement(db: Data
     await stranger.set_personal_key(MEMBERS[1], "gih_live_unreadable_here")
 
     vault = KeyVault(db, fernet)
-    with selects_from(db, "member_keys") as statements:
+    with statements_to(db, "SELECT", "member_keys") as statements:
         got = await asyncio.gather(
             *(vault.get_personal_key(user) for user in MEMBERS), return_exceptions=True
         )
@@ -67,7 +67,7 @@ async def test_a_burst_of_new_members_reads_their_keys_in_one_statement(db: Data
 async def test_a_server_whose_settings_expire_mid_burst_is_read_once(db: Database) -> None:
     await GuildSettingsStore(db).update(GUILDS[0], max_concurrent_per_member=3)
     store = GuildSettingsStore(db)
-    with selects_from(db, "guild_settings") as statements:
+    with statements_to(db, "SELECT", "guild_settings") as statements:
         configs = await asyncio.gather(*(store.get(guild) for guild in GUILDS for _ in range(50)))
     assert len(statements) == 1
     assert [c.max_concurrent_per_member for c in configs[:50]] == [3] * 50

@@ -12,7 +12,7 @@ from bot.guild_settings import GuildSettingsStore
 from bot.job_store import JobStore
 from bot.jobs import ACTIVE, JobParams, JobStatus
 from bot.queue import DEFAULT_GENERATION_SECONDS, JobQueue
-from tests.databases import selects_from
+from tests.databases import statements_to
 
 G = 7_000_000_000_000_000_002
 PARAMS = JobParams(model="m", prompt="p", aspect="auto", tier="1K", quality="auto")
@@ -135,7 +135,7 @@ async def test_places_asked_at_once_read_the_queue_once(db: Database, clock: Man
         )
         clock.advance(seconds=1)
     view = await queue.view(G)
-    with selects_from(db, "jobs") as statements:
+    with statements_to(db, "SELECT", "jobs") as statements:
         places = await asyncio.gather(*(queue.place(job) for job in queued))
     assert places == [view.places[job.id] for job in queued]
     assert sorted(p.position for p in places) == list(range(1, 121))
