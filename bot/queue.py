@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Protocol
 
 from sqlalchemy import Table, bindparam, func, select, update
@@ -212,7 +213,7 @@ class JobQueue:
         self._settings = settings
         self._clock = clock
         # A burst's launches each show their job's place: one read serves all asked meanwhile.
-        self._places: KeyedReads[int, dict[int, Place]] = KeyedReads(self._read_places, {})
+        self._places: KeyedReads[int, Mapping[int, Place]] = KeyedReads(self._read_places, _NO_PLACES)
 
     async def guilds_waiting(self) -> list[int]:
         """Servers with at least one queued job."""
@@ -420,14 +421,17 @@ class JobQueue:
             average = await self._average_seconds(s, guild_id)
         return [w.job_id for w in queue_order(waiting, served)], average
 
-    async def _read_places(self, guild_ids: Sequence[int]) -> dict[int, dict[int, Place]]:
-        out: dict[int, dict[int, Place]] = {}
+    async def _read_places(self, guild_ids: Sequence[int]) -> dict[int, Mapping[int, Place]]:
+        out: dict[int, Mapping[int, Place]] = {}
         for guild_id in guild_ids:
             order, average = await self._order(guild_id)
             if order:
                 config = await self._settings.get(guild_id)
                 out[guild_id] = _places(order, config, average, self._clock())
         return out
+
+
+_NO_PLACES: Mapping[int, Place] = MappingProxyType({})  # shared by every caller: read-only
 
 
 def _places(order: Sequence[int], config: GuildConfig, average: float, now: datetime) -> dict[int, Place]:
