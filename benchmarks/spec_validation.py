@@ -1,15 +1,17 @@
-"""What holding bodies to Discord's OpenAPI spec costs the fake's event loop: inline vs the worker process.
+"""What holding bodies to Discord's OpenAPI spec costs: the compiled check, jsonschema inline, the worker.
 
-The fake Discord shares its event loop with the in-process bot of the tests (and serves every benchmark),
-so time spent validating there is time the bot's callbacks wait. This measures, for bodies the bot really
-sends:
+The fake Discord shares its event loop with the in-process bot of the tests, and every benchmark's bot
+shares the machine's cores with it, so time spent validating is time the bot's callbacks wait. This
+measures, for bodies the bot really sends (a mix of a callback with an embed, a deferral, a status edit
+with a file and a channel post; each kind and a command sync of 8 commands alone too):
 
-- inline: the event loop's own CPU time per body when `SpecValidator.check` runs in it (a mix of a
-  callback with an embed, a deferral, a status edit with a file and a channel post; each kind and a
-  command sync of 8 commands alone too);
-- worker (what the fake does): the event loop's CPU time per body to hand it to the worker process and take
-  the verdict back, the CPU the executor's helper threads spend (pickling, which holds the GIL), the worker's
-  CPU per body, and the wall time a request waits for its verdict.
+- fits (what the fake does for a valid body of a shape it has judged before): the event loop's CPU time
+  per body for `SpecValidator.fits` (jsonschema-rs);
+- inline: the event loop's own CPU time per body if `SpecValidator.check` (jsonschema) ran in it;
+- worker (what the fake does for a body `fits` refuses, and for the first body of each shape): the event
+  loop's CPU time per body to hand it to the worker process and take the verdict back, the CPU the
+  executor's helper threads spend (pickling, which holds the GIL), the worker's CPU per body, and the wall
+  time a request waits for its verdict.
 
     .venv/bin/python -m benchmarks.spec_validation [--bodies 2000]
 """
@@ -88,6 +90,12 @@ async def measure(n: int) -> dict[str, Any]:
         inline.check(template, method, body)
     inline_loop = time.thread_time() - thread0
     inline_wall = time.perf_counter() - wall0
+    for template, method, body in bodies:
+        assert inline.fits(template, method, body), template
+    thread0 = time.thread_time()
+    for template, method, body in work:
+        inline.fits(template, method, body)
+    fits_loop = time.thread_time() - thread0
     kinds = {}
     names = ["callback (embed)", "callback (deferral)", "status edit (file)", "channel post (files)"]
     for name, (template, method, body) in zip(
@@ -99,6 +107,10 @@ async def measure(n: int) -> dict[str, Any]:
         for _ in range(50):
             inline.check(template, method, body)
         kinds[f"inline: {name}, {method.upper()} {template}"] = _per_body(time.thread_time() - start, 50)
+        start = time.thread_time()
+        for _ in range(50):
+            inline.fits(template, method, body)
+        kinds[f"fits: {name}"] = _per_body(time.thread_time() - start, 50)
 
     await ValidatorPool.warm()
     for template, method, body in bodies:
@@ -118,6 +130,7 @@ async def measure(n: int) -> dict[str, Any]:
     waits.sort()
     return {
         "bodies": n,
+        "fits: event-loop CPU per body": _per_body(fits_loop, n),
         "inline: event-loop CPU per body": _per_body(inline_loop, n),
         "inline: wall per body": _per_body(inline_wall, n),
         "worker: event-loop CPU per body": _per_body(loop_cpu, n),

@@ -754,7 +754,7 @@ async def test_spec_validation_refuses_bad_bodies_and_fails_the_test(fake_discor
     with pytest.raises(AssertionError, match="Discord would refuse these bodies"):
         assert_clean(fake)
     fake.invalid_bodies.clear()
-    # Validation ran in the worker process: the fake's event loop only awaited the verdicts.
+    # Every body was judged (the refused ones by the worker, with their errors).
     assert len(fake.spec_check_seconds) == 8  # every body (GETs carry none)
 
 

@@ -312,14 +312,14 @@ class FakeDiscord(FakeState):
 
     async def _check_spec(self, rec: RecordedRequest) -> web.Response | None:
         """Hold the request against Discord's OpenAPI spec: its route must exist there, and its JSON body (or
-        ``payload_json``) must fit the route's request schema, judged in the validation worker process."""
+        ``payload_json``) must fit the route's request schema (``ValidatorPool.judge``)."""
         template = route_index().match(rec.method, rec.path)
         if template is None:
             self.unspecced_routes.append(rec)
             return None  # the handler still answers (or 404s): the test fails at teardown either way
         if rec.json is None:
             return None
-        verdict, seconds = await ValidatorPool.check(template, rec.method, rec.json)
+        verdict, seconds = await ValidatorPool.judge(template, rec.method, rec.json)
         self.spec_check_seconds.append(seconds)
         if verdict is None:
             return None
