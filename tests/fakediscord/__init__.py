@@ -59,10 +59,11 @@ API's names are instance attributes: a harness extends the fake through its hook
 overriding them in a subclass.
 
 Discord's official spec (``spec/openapi.json``, vendored with its LICENSE and provenance; :mod:`.openapi`):
-every JSON body and multipart ``payload_json`` is validated against its route's request schema (jsonschema
-Draft 2020-12 with a referencing registry) in one worker process, compiled once per route; the handler awaits
-the verdict, so a bad body gets Discord's 400 50035 with an ``errors`` tree. Snowflakes sent as integers are
-turned into strings where, and only where, the spec wants a snowflake.
+every JSON body and multipart ``payload_json`` is validated against its route's request schema (Draft
+2020-12, compiled once per route): by jsonschema-rs in the fake's loop (microseconds), and a body it refuses,
+or the first of each shape, by jsonschema with a referencing registry in one worker process, whose verdict
+counts; the handler awaits it, so a bad body gets Discord's 400 50035 with an ``errors`` tree. Snowflakes
+sent as integers are turned into strings where, and only where, the spec wants a snowflake.
 
 Main API (all waits take ``timeout`` seconds and raise ``TimeoutError`` with a traffic summary; no sleeps):
 
