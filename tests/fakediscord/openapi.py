@@ -426,8 +426,9 @@ class ValidatorPool:
 
     @classmethod
     async def warm(cls) -> None:
-        """Start the worker and load the spec now, not during the first request a test times (and compile
-        the fast validator of the commonest route)."""
-        _inline().fits("/interactions/{interaction_id}/{interaction_token}/callback", "post", {"type": 1})
+        """Start the worker, load the spec and build both validators' registries (the worker's crawls the
+        whole spec: a fraction of a second) now, not during the first requests a test times."""
+        callback = ("/interactions/{interaction_id}/{interaction_token}/callback", "post", {"type": 1})
+        _inline().fits(*callback)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(cls.executor(), _worker_check, "/gateway", "get", None)
+        await loop.run_in_executor(cls.executor(), _worker_check, *callback)
