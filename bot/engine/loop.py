@@ -35,6 +35,10 @@ from bot.queue import QueueRunner
 
 log = logging.getLogger(__name__)
 
+# Places for the polls of held-back jobs that the hub is letting go (`PollPolicy.let_go`), per place
+# of the engine's `concurrency` (MAX_CONCURRENT_POLLS).
+POLL_PLACES_PER_PLACE = 4
+
 
 class _Kept(NamedTuple):
     """What the engine remembers of a job it keeps between steps, beside its row."""
@@ -68,6 +72,10 @@ class Engine:
         self.policy = policy or PollPolicy.from_timings(tools.timings)
         self.steps: Steps | None = None  # from `start`
         self._concurrency = concurrency
+        # When the hub lets held-up generations go, thousands of held-back jobs are polled at once
+        # (`PollPolicy`): those polls may fill more places than other steps. Not every poll: 128
+        # places for all of them took a burst's first answer p99 from 40-80 ms to 100-210 ms.
+        self._poll_places = concurrency * POLL_PLACES_PER_PLACE
         # Results being posted have places of their own (as many as the polls by default): a
         # slow upload never holds back polls, nor the other results (each its own step).
         self._deliveries = deliveries if deliveries is not None else concurrency
@@ -213,17 +221,29 @@ class Engine:
         """Kept jobs of a kind whose poll schedule was placed again are due at their next poll on
         the new schedule, when that comes a budget step (3 s) sooner or more (`take_replaced`).
         Moving for less cost polls and no lag: on a steady mix (benchmarks.lag) moving for any gain
-        took 4.18 polls per job to 4.45."""
-        kinds = self.policy.take_replaced()
-        if not kinds:
+        took 4.18 polls per job to 4.45. Held-back jobs of a kind just woken (`take_woken`: the hub
+        lets its held-up generations go) are due at once, as far as their budget allows."""
+        replaced, woken = self.policy.take_replaced(), self.policy.take_woken()
+        if not replaced and not woken:
             return
         now, wall = asyncio.get_running_loop().time(), self.tools.clock()
         for job_id, (at, kept) in list(self._held.items()):
-            if kept.kind not in kinds or kept.delivery or kept.submitted_at is None:
+            if kept.kind not in replaced and kept.kind not in woken:
+                continue
+            if kept.delivery or kept.submitted_at is None:
                 continue
             elapsed = (wall - kept.submitted_at).total_seconds()
-            sooner = now + self.policy.next_delay(kept.kind, elapsed, kept.poll_attempts)
-            if sooner < at - self.policy.step:  # a small shift would only cost a poll more
+            delay = None
+            if kept.kind in woken:
+                delay = self.policy.wake_delay(kept.kind, elapsed, kept.poll_attempts, wall.timestamp())
+            if delay is not None:
+                sooner = now + delay
+            elif kept.kind in replaced:
+                sooner = now + self.policy.next_delay(kept.kind, elapsed, kept.poll_attempts)
+                sooner = sooner if sooner < at - self.policy.step else at  # a small shift: a poll more
+            else:
+                continue
+            if sooner < at:
                 self._held[job_id] = (sooner, kept)
                 heapq.heappush(self._held_due, (sooner, job_id))
                 self._due_in(sooner - now)
@@ -300,7 +320,8 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._no_burst.wait(), self.timings.launch_priority)
             free, free_deliveries = self._free()
-            if free <= 0:
+            wall = self.tools.clock().timestamp()
+            if free <= 0 and (self._free_polls() <= 0 or not self.policy.releasing(wall)):
                 self._saturated = True
                 await self._wait(self.timings.saturated_wait)  # finishing steps wake us sooner
                 self._saturated = False
@@ -308,23 +329,25 @@ class Engine:
             # Claimable jobs first (oldest due first: after a restart, all of them), then the kept
             # ones in the places left: jobs nobody has stepped for a while go before jobs just stepped.
             claimed: list[Job] = []
+            free = max(0, free)
             try:
-                claimed = await self.jobs.claim_due(
-                    self.owner,
-                    free,
-                    self.timings.lease_seconds,
-                    exclude=self._in_flight.keys(),  # kept jobs: leased to us, not claimable
-                    deliveries=max(0, free_deliveries),
-                )
+                if free > 0 or free_deliveries > 0:
+                    claimed = await self.jobs.claim_due(
+                        self.owner,
+                        free,
+                        self.timings.lease_seconds,
+                        exclude=self._in_flight.keys(),  # kept jobs: leased to us, not claimable
+                        deliveries=max(0, free_deliveries),
+                    )
             except Exception:
                 log.exception(kv("scheduler.claim_failed"))
             for job in claimed:
                 self._start_step(job)
             taken: list[Job] = []
             left, left_deliveries = self._free()
-            if left > 0 or left_deliveries > 0:
+            if left > 0 or left_deliveries > 0 or self._free_polls() > 0:
                 try:
-                    taken = await self._take_held(left, left_deliveries)
+                    taken = await self._take_held(left, left_deliveries, self._free_polls())
                 except Exception:
                     log.exception(kv("scheduler.take_held_failed"))
             for job in taken:
@@ -350,14 +373,20 @@ class Engine:
         self._in_flight[job.id] = task
         task.add_done_callback(functools.partial(self._step_done, job.id))
 
-    async def _take_held(self, free: int, free_deliveries: int) -> list[Job]:
+    async def _take_held(self, free: int, free_deliveries: int, free_polls: int) -> list[Job]:
         """The kept jobs that are due, as many as there are places, as their rows are now (one
         read: a job cancelled or taken over meanwhile is dropped). What the row does not hold
-        (a poll that changed nothing wrote nothing) comes from the kept snapshot."""
+        (a poll that changed nothing wrote nothing) comes from the kept snapshot. `free_polls`:
+        places for the polls of jobs the hub is letting go, those of other steps included."""
         now = asyncio.get_running_loop().time()
+        wall = self.tools.clock()
         picked: dict[int, _Kept] = {}
         skipped: list[tuple[float, int]] = []  # due, but no place of their kind is free
-        while self._held_due and self._held_due[0][0] <= now and (free > 0 or free_deliveries > 0):
+        while (
+            self._held_due
+            and self._held_due[0][0] <= now
+            and (free > 0 or free_deliveries > 0 or free_polls > 0)
+        ):
             at, job_id = heapq.heappop(self._held_due)
             held = self._held.get(job_id)
             if held is None or held[0] != at:
@@ -371,11 +400,14 @@ class Engine:
                     skipped.append((at, job_id))
                     continue
                 free_deliveries -= 1
-            else:
-                if free <= 0:
-                    skipped.append((at, job_id))
-                    continue
+            elif free > 0:
                 free -= 1
+                free_polls -= 1
+            elif free_polls > 0 and self._let_go(kept, wall):
+                free_polls -= 1
+            else:
+                skipped.append((at, job_id))
+                continue
             picked[job_id] = kept
             del self._held[job_id]
         for entry in skipped:
@@ -420,9 +452,18 @@ class Engine:
                 log.exception(kv("scheduler.renew_failed"))
 
     def _free(self) -> tuple[int, int]:
-        """Free places: (polls and submissions, deliveries)."""
+        """Free places: (claimed steps, deliveries). Kept polls: `_free_polls`."""
         delivering = len(self._delivering)
         return self._concurrency - (len(self._in_flight) - delivering), self._deliveries - delivering
+
+    def _free_polls(self) -> int:
+        return self._poll_places - (len(self._in_flight) - len(self._delivering))
+
+    def _let_go(self, kept: _Kept, wall: datetime) -> bool:
+        if kept.submitted_at is None:
+            return False
+        elapsed = (wall - kept.submitted_at).total_seconds()
+        return self.policy.let_go(kept.kind, elapsed, wall.timestamp())
 
     def _delivery_started(self, job_id: int) -> None:
         """A step moved on to posting its result: its poll place is free."""
@@ -438,6 +479,8 @@ class Engine:
         if held is not None and held[0] <= asyncio.get_running_loop().time():
             self._wake.set()  # kept due by its own step, which only now let go of its place
         free, free_deliveries = self._free()
+        if self._saturated and self.policy.releasing(self.tools.clock().timestamp()):
+            free = max(free, self._free_polls())
         if self._saturated and max(free, free_deliveries) >= max(1, self._concurrency // 8):
             self._wake.set()
         self._stepped.set()

@@ -36,9 +36,15 @@ class PollPolicy:
     per poll, exactly, under the budget. The distribution is the recent durations themselves
     (quantiles, not a mean), each widened by a small log-normal kernel so that one a little
     beyond those seen is expected too, taken as `points` quantiles (which bounds the program's
-    work). The schedule is placed again after every `replace_every` new durations of its kind. Past the
-    schedule, polls go as often as the budget allows. Without history: after `first` seconds,
-    then every `step` seconds.
+    work). The schedule is placed again after every `replace_every` new durations of its kind.
+    Without history: after `first` seconds, then every `step` seconds.
+
+    Held back: a job past its kind's schedule (or, without history, older than `hold_back_after`)
+    is most likely held up by the hub (a stall, a backlog). Its polls then go `overdue_step`
+    apart: they would find nothing, and the budget they save is spent when the hub lets go.
+    A held-back job that finishes wakes its kind (`finished`): for `release_hold` seconds after
+    each such finish, every held-back job of the kind is polled at once, then every `wake_gap`
+    seconds, as far as its budget allows (`wake_delay`, `next_delay`).
     """
 
     first: float = 1.0
@@ -53,12 +59,19 @@ class PollPolicy:
     replace_every: int = 24
     slow_after: float = 120.0
     slow_step: float = 10.0
+    hold_back_after: float = 6.0
+    overdue_step: float = 12.0
+    wake_gap: float = 2.2
+    release_hold: float = 6.0
     backoff: float = 1.0  # the n-th error in a row waits backoff * 2**n seconds...
     backoff_max: float = 60.0  # ...at most this long
     durations: dict[str, deque[float]] = field(default_factory=dict)
     _schedules: dict[str, tuple[float, ...]] = field(default_factory=dict)
     _fresh: dict[str, int] = field(default_factory=dict)  # durations seen since the last placement
     _replaced: set[str] = field(default_factory=set)  # kinds placed again since `take_replaced`
+    # Woken kinds: until when (the caller's clock), and the age past which a job was held back.
+    _releases: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _woken: set[str] = field(default_factory=set)  # kinds woken since `take_woken`
 
     @classmethod
     def from_timings(cls, timings: Timings) -> PollPolicy:
@@ -103,6 +116,53 @@ class PollPolicy:
             self._fresh[key] = 0
         return planned
 
+    def held_back_after(self, key: str) -> float:
+        """The age past which a job of this kind is held back: its schedule's last poll."""
+        planned = self.schedule(key)
+        return planned[-1] if planned else self.hold_back_after
+
+    def finished(self, key: str, seconds: float, now: float) -> None:
+        """A generation of this kind finished after `seconds`, at `now` (the caller's clock, as in
+        `next_delay`). Held back that long, it wakes the kind, or keeps it woken."""
+        release = self._active_release(key, now)
+        end = release[1] if release is not None else self.held_back_after(key)
+        if seconds <= end:
+            return
+        if release is None:
+            self._woken.add(key)
+        self._releases[key] = (now + self.release_hold, end)
+
+    def take_woken(self) -> set[str]:
+        """The kinds woken since the last call (their held-back jobs are due at once)."""
+        woken, self._woken = self._woken, set()
+        return woken
+
+    def wake_delay(self, key: str, elapsed: float, attempts: int, now: float) -> float | None:
+        """Seconds until the next poll of a held-back job of a woken kind: at once, as far as the
+        budget allows. None: the kind is not woken, or the job is not held back."""
+        release = self._active_release(key, now)
+        if release is None or elapsed <= release[1]:
+            return None
+        return max(0.05, self.step * attempts + self.margin - elapsed)
+
+    def let_go(self, key: str, elapsed: float, now: float) -> bool:
+        """True for a held-back job of a woken kind (its polls may fill the engine's extra places)."""
+        release = self._active_release(key, now)
+        return release is not None and elapsed > release[1]
+
+    def releasing(self, now: float) -> bool:
+        """Some kind is woken."""
+        return any(until >= now for until, _ in self._releases.values())
+
+    def _active_release(self, key: str, now: float | None) -> tuple[float, float] | None:
+        release = self._releases.get(key)
+        if release is None or now is None:
+            return None
+        if release[0] < now:
+            del self._releases[key]
+            return None
+        return release
+
     def take_replaced(self) -> set[str]:
         """The kinds whose schedule was placed again since the last call. A job's next poll was
         chosen on the schedule of its last poll: where the new one polls sooner, it should too
@@ -121,21 +181,24 @@ class PollPolicy:
         n = len(spread_out)
         return [spread_out[min(n - 1, int((i + 0.5) * n / self.points))] for i in range(self.points)]
 
-    def next_delay(self, key: str, elapsed: float, attempts: int) -> float:
-        """Seconds until the next poll of a job `elapsed` seconds old that was polled `attempts` times."""
+    def next_delay(self, key: str, elapsed: float, attempts: int, now: float | None = None) -> float:
+        """Seconds until the next poll of a job `elapsed` seconds old that was polled `attempts` times
+        (`now`: the caller's clock, which tells whether its kind is woken)."""
         earliest = self.step * attempts + self.margin  # the poll budget
         if elapsed >= self.slow_after:
             return max(self.slow_step, earliest - elapsed)
+        release = self._active_release(key, now)
         planned = self.schedule(key)
-        if planned is None:
-            target = max(self.first, earliest)
+        if release is not None and elapsed > release[1]:
+            target = elapsed + self.wake_gap  # held back, and its kind is being let go
+        elif planned is None:
+            held_back = elapsed > self.hold_back_after
+            target = elapsed + self.overdue_step if held_back else max(self.first, earliest)
         else:
-            # The next planned poll (a late step skips the ones it missed); past the plan, as
-            # often as the budget allows.
+            # The next planned poll (a late step skips the ones it missed); past the plan, held back.
             at = bisect.bisect_right(planned, elapsed + 0.01)
-            target = planned[at] if at < len(planned) else elapsed + self.step
-            target = max(target, earliest)
-        return max(0.05, target - elapsed)
+            target = planned[at] if at < len(planned) else elapsed + self.overdue_step
+        return max(0.05, max(target, earliest) - elapsed)
 
     def error_delay(self, errors: int) -> float:
         """Seconds to wait after the `errors`-th error in a row."""

@@ -294,6 +294,7 @@ class Steps:
         if gen.is_finished:
             took = generation_seconds(gen) or elapsed
             self.policy.observe(policy_key(job), took)
+            self.policy.finished(policy_key(job), took, self.clock().timestamp())
             if gen.succeeded:
                 self.tools.eta.observe(job.params.model, job.params.tier, took)
             await self._on_finished(job, gen)
@@ -309,7 +310,7 @@ class Steps:
             )
             return
         attempts = job.poll_attempts + 1
-        delay = self.policy.next_delay(policy_key(job), elapsed, attempts)
+        delay = self.policy.next_delay(policy_key(job), elapsed, attempts, self.clock().timestamp())
         progress = {"status": _status_of(gen), "hub_status": gen.status, "poll_attempts": attempts}
         # One write when the hub's status moved (kept jobs: none otherwise), then show it.
         changed = gen.status != job.hub_status or _status_of(gen) != job.status

@@ -31,11 +31,86 @@ def polls_until(policy: PollPolicy, key: str, finish: float) -> list[float]:
             return times
 
 
-def test_without_history_first_after_first_then_every_step() -> None:
-    policy = PollPolicy(first=1.0, step=3.0, margin=0.2)
-    times = polls_until(policy, KEY, 10.0)
-    assert times[0] == pytest.approx(1.0)
-    assert [b - a for a, b in itertools.pairwise(times[1:])] == pytest.approx([3.0] * (len(times) - 2))
+def test_without_history_first_after_first_then_every_step_then_held_back() -> None:
+    policy = PollPolicy(first=1.0, step=3.0, margin=0.2, hold_back_after=6.0, overdue_step=12.0)
+    times = polls_until(policy, KEY, 40.0)
+    assert times[:3] == pytest.approx([1.0, 3.2, 6.2])  # then every budget step, up to 6 s
+    assert [b - a for a, b in itertools.pairwise(times[2:])] == pytest.approx([12.0] * (len(times) - 3))
+
+
+def test_held_back_jobs_save_their_budget_and_spend_it_when_their_kind_is_let_go() -> None:
+    """Past its schedule a job is held up at the hub, most likely: its polls go `overdue_step` apart.
+    When one held back finishes, the hub is letting them go: the others are polled at once, then
+    every `wake_gap` seconds, as far as the budget they saved allows, then every budget step."""
+    policy = PollPolicy(
+        first=1.0,
+        step=3.0,
+        margin=0.2,
+        min_samples=5,
+        overdue_step=12.0,
+        wake_gap=2.2,
+        release_hold=6.0,
+        slow_after=1000.0,
+    )
+    for _ in range(10):
+        policy.observe(KEY, 3.0)
+    end = policy.held_back_after(KEY)
+    assert 3.0 <= end < 6.0  # the schedule's last poll
+    # A job submitted at clock 1000: held back past the schedule, 12 s apart.
+    at, attempts, times = 0.0, 0, []
+    while at < 40.0:
+        at += policy.next_delay(KEY, at, attempts, 1000.0 + at)
+        times.append(at)
+        attempts += 1
+    past = [t for t in times if t > end]
+    assert [b - a for a, b in itertools.pairwise(past)] == pytest.approx([12.0] * (len(past) - 1))
+    assert policy.take_woken() == set()
+
+    policy.finished(KEY, end, 1000.0 + at)  # within the schedule: wakes nothing
+    assert policy.take_woken() == set()
+    assert policy.wake_delay(KEY, at, attempts, 1000.0 + at) is None
+    policy.finished(KEY, at - 1.0, 1000.0 + at)  # another held back finished: the kind wakes, once
+    assert policy.take_woken() == {KEY} and policy.take_woken() == set()
+    assert policy.let_go(KEY, at, 1000.0 + at) and not policy.let_go(KEY, end - 0.5, 1000.0 + at)
+    assert policy.releasing(1000.0 + at)
+    assert policy.wake_delay(KEY, at, attempts, 1000.0 + at) == pytest.approx(0.05)  # at once
+    assert policy.wake_delay(KEY, 2.0, 1, 1000.0 + at) is None  # not held back: its own schedule
+
+    # Woken: polled every wake_gap while the saved budget lasts (finishes keep it woken), then
+    # every step; never before the budget allows (the k-th poll not before 3 (k - 1) + 0.2 s).
+    gaps = []
+    for _ in range(60):
+        policy.finished(KEY, at - 1.0, 1000.0 + at)
+        delay = policy.next_delay(KEY, at, attempts, 1000.0 + at)
+        gaps.append(delay)
+        at += delay
+        attempts += 1
+        assert at >= policy.step * (attempts - 1) + policy.margin - 1e-9
+    assert gaps[0] == pytest.approx(2.2) and gaps[-1] == pytest.approx(3.0, abs=0.01)
+    assert sum(1 for g in gaps if g == pytest.approx(2.2)) >= 5
+
+    # No finish for `release_hold` seconds: the kind sleeps again, and its jobs are held back.
+    quiet = 1000.0 + at + 6.5
+    assert not policy.releasing(quiet) and policy.wake_delay(KEY, at, attempts, quiet) is None
+    assert policy.next_delay(KEY, at, attempts, quiet) == pytest.approx(12.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_budget_holds_through_wakes(seed: int) -> None:
+    rng = random.Random(seed)
+    policy = PollPolicy(min_samples=5)
+    for _ in range(20):
+        policy.observe(KEY, rng.uniform(2.0, 20.0))
+    for _ in range(100):
+        finish, at, attempts = rng.uniform(0.1, 200.0), 0.0, 0
+        while at < finish:
+            if rng.random() < 0.3:  # some other job of the kind finishes, held back or not
+                policy.finished(KEY, rng.uniform(1.0, 80.0), at)
+                policy.take_woken()
+            wake = policy.wake_delay(KEY, at, attempts, at) if rng.random() < 0.3 else None
+            at += wake if wake is not None else policy.next_delay(KEY, at, attempts, at)
+            assert at >= policy.step * attempts + policy.margin - 1e-9 or (attempts == 0 and at >= 0.05)
+            attempts += 1
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -343,3 +343,32 @@ async def test_a_kept_job_follows_a_new_schedule_only_when_it_polls_a_step_soone
     left = engine.due_in(kept.id)
     assert left is not None and 3.0 < left < 5.0, left  # not before the budget allows (3.2 s)
     assert policy.take_replaced() == set()  # reported once
+
+
+async def test_held_back_jobs_are_due_at_once_when_their_kind_is_let_go(rig: Rig) -> None:
+    """A job past its kind's schedule is held back (polled 12 s apart). When one held back finishes,
+    the hub is letting that kind go: the kept held-back jobs of the kind are due at once, and its
+    young jobs keep their schedule."""
+    policy = PollPolicy(first=1.0, step=3.0, margin=0.2, min_samples=5, overdue_step=12.0)
+    engine = Engine(rig.steps.tools, policy=policy)  # not started: only what it keeps is looked at
+    kind = "gpt-image-2:1K:1"
+    for _ in range(5):
+        policy.observe(kind, 3.0)
+    now = rig.clock()
+    old, young, other = [
+        dataclasses.replace(job, hub_generation_id=f"gen-{job.id}", submitted_at=now - timedelta(seconds=age))
+        for job, age in [(await rig.new_job(), 30.0), (await rig.new_job(), 1.0), (await rig.new_job(), 1.0)]
+    ]
+    old = dataclasses.replace(old, poll_attempts=3)
+    held_back = policy.next_delay(kind, 30.0, 3, now.timestamp())
+    assert held_back == pytest.approx(12.0)
+    engine.hold(old, held_back)
+    scheduled = policy.next_delay(kind, 1.0, 1, now.timestamp())
+    engine.hold(young, scheduled)
+    assert engine.due_in(old.id) == pytest.approx(12.0, abs=0.5)
+
+    policy.finished(kind, 28.0, now.timestamp())  # one held back that long finished
+    engine.hold(other, scheduled)  # a step that keeps a job looks at the kinds woken
+    left = engine.due_in(old.id)
+    assert left is not None and left <= 0.1, left  # at once: its budget allows it
+    assert engine.due_in(young.id) == pytest.approx(scheduled, abs=0.5)  # not held back: as planned
