@@ -76,6 +76,7 @@ class Engine:
         # (`PollPolicy`): those polls may fill more places than other steps. Not every poll: 128
         # places for all of them took a burst's first answer p99 from 40-80 ms to 100-210 ms.
         self._poll_places = concurrency * POLL_PLACES_PER_PLACE
+        self._extra: set[int] = set()  # steps in those extra places: they leave the others free
         # Results being posted have places of their own (as many as the polls by default): a
         # slow upload never holds back polls, nor the other results (each its own step).
         self._deliveries = deliveries if deliveries is not None else concurrency
@@ -381,6 +382,7 @@ class Engine:
         now = asyncio.get_running_loop().time()
         wall = self.tools.clock()
         picked: dict[int, _Kept] = {}
+        extra: set[int] = set()  # picked into the extra places
         skipped: list[tuple[float, int]] = []  # due, but no place of their kind is free
         while (
             self._held_due
@@ -405,6 +407,7 @@ class Engine:
                 free_polls -= 1
             elif free_polls > 0 and self._let_go(kept, wall):
                 free_polls -= 1
+                extra.add(job_id)
             else:
                 skipped.append((at, job_id))
                 continue
@@ -421,6 +424,7 @@ class Engine:
                 self._held[job_id] = (now, kept)
                 heapq.heappush(self._held_due, (now, job_id))
             raise
+        self._extra.update(row.id for row in current if row.id in extra)  # started by the caller now
         return [
             dataclasses.replace(
                 row,
@@ -452,9 +456,10 @@ class Engine:
                 log.exception(kv("scheduler.renew_failed"))
 
     def _free(self) -> tuple[int, int]:
-        """Free places: (claimed steps, deliveries). Kept polls: `_free_polls`."""
+        """Free places: (steps, deliveries). Polls of jobs being let go: `_free_polls`."""
         delivering = len(self._delivering)
-        return self._concurrency - (len(self._in_flight) - delivering), self._deliveries - delivering
+        busy = len(self._in_flight) - delivering - len(self._extra)
+        return self._concurrency - busy, self._deliveries - delivering
 
     def _free_polls(self) -> int:
         return self._poll_places - (len(self._in_flight) - len(self._delivering))
@@ -469,12 +474,14 @@ class Engine:
         """A step moved on to posting its result: its poll place is free."""
         if job_id in self._in_flight and job_id not in self._delivering:
             self._delivering.add(job_id)
+            self._extra.discard(job_id)
             if self._saturated:
                 self._wake.set()
 
     def _step_done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(job_id, None)
         self._delivering.discard(job_id)
+        self._extra.discard(job_id)
         held = self._held.get(job_id)
         if held is not None and held[0] <= asyncio.get_running_loop().time():
             self._wake.set()  # kept due by its own step, which only now let go of its place

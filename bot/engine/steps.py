@@ -421,7 +421,11 @@ class Steps:
             self._on_due(delay)
             return
         if changed:
-            await self.jobs.hand_back(job.id, self.owner, at, keep=True, **fields)
+            # The row's due time is for a process that takes the job over (this one keeps its own
+            # in memory): within a budget step, not after a held-back job's long wait (`PollPolicy`),
+            # so that a restarted bot, knowing nothing of what it was waiting for, polls soon.
+            soon = self.clock() + timedelta(seconds=min(delay, self.policy.step))
+            await self.jobs.hand_back(job.id, self.owner, soon, keep=True, **fields)
         self._on_hold(dataclasses.replace(job, next_poll_at=at, **fields), delay)
 
     async def _finish(self, job: Job, status: JobStatus, **fields: Any) -> Job:

@@ -372,3 +372,26 @@ async def test_held_back_jobs_are_due_at_once_when_their_kind_is_let_go(rig: Rig
     left = engine.due_in(old.id)
     assert left is not None and left <= 0.1, left  # at once: its budget allows it
     assert engine.due_in(young.id) == pytest.approx(scheduled, abs=0.5)  # not held back: as planned
+
+
+async def test_a_held_back_job_kept_in_memory_is_due_within_a_step_in_its_row(rig: Rig) -> None:
+    """A held-back job waits 12 s between polls in the memory of the engine that keeps it. The row,
+    written when the hub's status moves, says a budget step: a bot restarted after a crash knows
+    nothing of that wait and polls the job soon (benchmarks.restart: the last job was polled again
+    11.9 s after the spawn with the 12 s in the rows, 8.9 s with this)."""
+    kept: list[tuple[Job, float]] = []
+    steps = Steps(
+        rig.steps.tools, rig.publisher, rig.steps.policy, on_hold=lambda job, delay: kept.append((job, delay))
+    )
+    job = await rig.new_job()
+    claimed = {j.id: j for j in await rig.jobs.claim_due(OWNER, 10, 60.0)}
+    await steps.step(claimed[job.id])  # submitted, kept
+    rig.clock.advance(seconds=20)  # no history: held back past 6 s
+    polled, _ = kept[-1]
+    await steps.step(dataclasses.replace(polled, hub_status="an older status"))  # the status moved
+    held, delay = kept[-1]
+    assert delay == pytest.approx(rig.steps.policy.overdue_step)  # kept: polled again in 12 s
+    assert held.next_poll_at == rig.clock() + timedelta(seconds=delay)
+    row = await rig.jobs.get(job.id)
+    assert row is not None and row.next_poll_at is not None
+    assert (row.next_poll_at - rig.clock()).total_seconds() == pytest.approx(rig.steps.policy.step)
