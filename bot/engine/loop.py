@@ -346,9 +346,12 @@ class Engine:
                 self._start_step(job)
             taken: list[Job] = []
             left, left_deliveries = self._free()
-            if left > 0 or left_deliveries > 0 or self._free_polls() > 0:
+            # The extra places only while a kind is being let go: otherwise every due job would be
+            # looked at (and put back) on each pass once the other places are full.
+            left_polls = self._free_polls() if self.policy.releasing(wall) else 0
+            if left > 0 or left_deliveries > 0 or left_polls > 0:
                 try:
-                    taken = await self._take_held(left, left_deliveries, self._free_polls())
+                    taken = await self._take_held(left, left_deliveries, left_polls)
                 except Exception:
                     log.exception(kv("scheduler.take_held_failed"))
             for job in taken:

@@ -293,8 +293,9 @@ class Steps:
         await self._watch_balance(job, gen)
         if gen.is_finished:
             took = generation_seconds(gen) or elapsed
-            self.policy.observe(policy_key(job), took)
-            self.policy.finished(policy_key(job), took, self.clock().timestamp())
+            kind = policy_key(job)
+            self.policy.observe(kind, took)
+            self.policy.finished(kind, took, self.clock().timestamp())
             if gen.succeeded:
                 self.tools.eta.observe(job.params.model, job.params.tier, took)
             await self._on_finished(job, gen)
