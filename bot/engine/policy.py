@@ -140,12 +140,11 @@ class PollPolicy:
     def wake_delay(self, key: str, elapsed: float, attempts: int, now: float) -> float | None:
         """Seconds until the next poll of a held-back job of a woken kind: at once, as far as the
         budget allows. None: the kind is not woken, or the job is not held back."""
-        release = self._active_release(key, now)
-        if release is None or elapsed <= release[1]:
+        if not self.let_go(key, elapsed, now):
             return None
         return max(0.05, self.step * attempts + self.margin - elapsed)
 
-    def let_go(self, key: str, elapsed: float, now: float) -> bool:
+    def let_go(self, key: str, elapsed: float, now: float | None) -> bool:
         """True for a held-back job of a woken kind (its polls may fill the engine's extra places)."""
         release = self._active_release(key, now)
         return release is not None and elapsed > release[1]
@@ -187,9 +186,8 @@ class PollPolicy:
         earliest = self.step * attempts + self.margin  # the poll budget
         if elapsed >= self.slow_after:
             return max(self.slow_step, earliest - elapsed)
-        release = self._active_release(key, now)
         planned = self.schedule(key)
-        if release is not None and elapsed > release[1]:
+        if self.let_go(key, elapsed, now):
             target = elapsed + self.wake_gap  # held back, and its kind is being let go
         elif planned is None:
             held_back = elapsed > self.hold_back_after
