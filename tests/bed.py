@@ -170,13 +170,19 @@ def hub_settings(hub_url: str) -> dict[str, str]:
     return {"HUB_BASE_URL": hub_url, "ALLOW_PRIVATE_IMAGE_HOSTS": f"{parts.hostname}:{parts.port}"}
 
 
+#: Production's timings, but for the early "thinking…" answer: at 150 ms a loaded CI machine
+#: turned refusals the tests read from the first answer into "thinking…" and an edit. Tests of the
+#: early answer itself set `early_answer` (or `early_answer_in_burst`) with a `timings` mark.
+TEST_TIMINGS = Timings(early_answer=2.0)
+
+
 def timings_for(request: pytest.FixtureRequest, base: Timings | None = None) -> Timings:
-    """`base` (production's by default) changed by the test's `timings` marks; the nearest wins
+    """`base` (`TEST_TIMINGS` by default) changed by the test's `timings` marks; the nearest wins
     (a test's own over its module's)."""
     changes: dict[str, Any] = {}
     for mark in reversed(list(request.node.iter_markers("timings"))):
         changes.update(mark.kwargs)
-    return dataclasses.replace(base or Timings(), **changes)
+    return dataclasses.replace(base or TEST_TIMINGS, **changes)
 
 
 async def start_bot(

@@ -280,6 +280,7 @@ async def test_modals_are_built_with_label_components(bed: Bed) -> None:
         assert all(c["label"] for c in cb.components)
 
 
+@pytest.mark.timings(early_answer=0.15)
 async def test_a_refusal_after_thinking_edits_the_deferred_answer(bed: Bed) -> None:
     bed.hub.slow(0.5)  # the model list takes longer than the early answer's 150 ms
     bed.services.catalog.invalidate()
@@ -292,7 +293,7 @@ async def test_a_refusal_after_thinking_edits_the_deferred_answer(bed: Bed) -> N
     assert [r.method for r in bed.fake.requests if it.token in r.path] == ["POST", "PATCH"]
 
 
-@pytest.mark.timings(burst_launches=1, early_answer_in_burst=5.0)
+@pytest.mark.timings(burst_launches=1, early_answer=0.15, early_answer_in_burst=5.0)
 async def test_in_a_burst_a_slow_launch_answers_without_thinking_first(bed: Bed) -> None:
     bed.hub.slow(0.5)  # longer than the early answer's 150 ms, shorter than the burst's 5 s
     bed.services.catalog.invalidate()

@@ -8,8 +8,7 @@ from bot.hub.emulator import EmulatorState
 from bot.hub.emulator.state import hash_key
 from bot.jobs import JobStatus
 from bot.scopes import personal_scope
-from bot.timings import Timings
-from tests.bed import Bed, open_bed
+from tests.bed import TEST_TIMINGS, Bed, open_bed
 from tests.e2e.queue_support import FAST_POLLS, text
 from tests.fakediscord.server import FakeDiscord
 
@@ -114,7 +113,7 @@ async def test_without_user_install_enabled_the_commands_are_declared_for_server
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake_discord.app_integration_types = {0}  # the operator didn't enable User Install
-    async with open_bed(fake_discord, hub, bed_database_url, Timings()) as bed:
+    async with open_bed(fake_discord, hub, bed_database_url, TEST_TIMINGS) as bed:
         assert bed.fake.command_syncs and all(
             (c.get("integration_types") or [0]) == [0] for c in bed.fake.command_syncs[-1].payload
         )

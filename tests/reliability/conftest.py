@@ -9,6 +9,7 @@ A test's own `timings` marks apply on top.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Collection
 from typing import Any
@@ -19,15 +20,15 @@ from sqlalchemy import select, text
 from bot.db.models import QuotaLedger, QuotaReservation
 from bot.hub.emulator import EmulatorState
 from bot.jobs import Job
-from bot.timings import Timings
-from tests.bed import Bed, open_bed, timings_for
+from tests.bed import TEST_TIMINGS, Bed, open_bed, timings_for
 from tests.fakediscord import FakeDiscord, FakeMessage, RecordedRequest
 
 GENERATIONS = "/api/v1/images/generations"
 POLLS = "/api/v1/generations"
 
 
-FAST = Timings(
+FAST = dataclasses.replace(
+    TEST_TIMINGS,
     poll_first=0.05,
     poll_step=0.1,
     poll_slow_after=60.0,
