@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,9 +39,11 @@ class PollPolicy:
     work). The schedule is placed again after every `replace_every` new durations of its kind.
     Without history: after `first` seconds, then every `step` seconds.
 
-    Held back: a job past its kind's schedule (or, without history, older than `hold_back_after`)
-    is most likely held up by the hub (a stall, a backlog). Its polls then go `overdue_step`
-    apart: they would find nothing, and the budget they save is spent when the hub lets go.
+    Held back: when `crowd` jobs of a kind are past its schedule at once (or, without history,
+    older than `hold_back_after`), the hub is most likely holding them up (a stall, a backlog).
+    Their polls then go `overdue_step` apart: they would find nothing, and the budget they save
+    is spent when the hub lets go. A few late jobs are only slow ones (a rare kind, a small
+    server): they keep the budget's pace.
     A held-back job that finishes wakes its kind (`finished`): for `release_hold` seconds after
     each such finish, every held-back job of the kind is polled at once, then every `wake_gap`
     seconds, as far as its budget allows (`wake_delay`, `next_delay`).
@@ -63,6 +65,7 @@ class PollPolicy:
     overdue_step: float = 12.0
     wake_gap: float = 2.2
     release_hold: float = 6.0
+    crowd: int = 8
     backoff: float = 1.0  # the n-th error in a row waits backoff * 2**n seconds...
     backoff_max: float = 60.0  # ...at most this long
     durations: dict[str, deque[float]] = field(default_factory=dict)
@@ -72,6 +75,8 @@ class PollPolicy:
     # Woken kinds: until when (the caller's clock), and the age past which a job was held back.
     _releases: dict[str, tuple[float, float]] = field(default_factory=dict)
     _woken: set[str] = field(default_factory=set)  # kinds woken since `take_woken`
+    # Jobs seen past their kind's hold-back age, and when (the caller's clock), oldest first.
+    _overdue: dict[str, OrderedDict[int, float]] = field(default_factory=dict)
 
     @classmethod
     def from_timings(cls, timings: Timings) -> PollPolicy:
@@ -180,9 +185,12 @@ class PollPolicy:
         n = len(spread_out)
         return [spread_out[min(n - 1, int((i + 0.5) * n / self.points))] for i in range(self.points)]
 
-    def next_delay(self, key: str, elapsed: float, attempts: int, now: float | None = None) -> float:
+    def next_delay(
+        self, key: str, elapsed: float, attempts: int, now: float | None = None, job: int | None = None
+    ) -> float:
         """Seconds until the next poll of a job `elapsed` seconds old that was polled `attempts` times
-        (`now`: the caller's clock, which tells whether its kind is woken)."""
+        (`now`: the caller's clock, which tells whether its kind is woken; `job`: which one, which
+        tells whether a crowd of its kind is overdue; without both, an overdue job is held back)."""
         earliest = self.step * attempts + self.margin  # the poll budget
         if elapsed >= self.slow_after:
             return max(self.slow_step, earliest - elapsed)
@@ -190,13 +198,34 @@ class PollPolicy:
         if self.let_go(key, elapsed, now):
             target = elapsed + self.wake_gap  # held back, and its kind is being let go
         elif planned is None:
-            held_back = elapsed > self.hold_back_after
-            target = elapsed + self.overdue_step if held_back else max(self.first, earliest)
+            if elapsed > self.hold_back_after and self._crowded(key, job, now):
+                target = elapsed + self.overdue_step
+            else:
+                target = max(self.first, earliest)
         else:
-            # The next planned poll (a late step skips the ones it missed); past the plan, held back.
+            # The next planned poll (a late step skips the ones it missed); past the plan, held
+            # back in a crowd, else at the budget's pace.
             at = bisect.bisect_right(planned, elapsed + 0.01)
-            target = planned[at] if at < len(planned) else elapsed + self.overdue_step
+            if at < len(planned):
+                target = planned[at]
+            elif self._crowded(key, job, now):
+                target = elapsed + self.overdue_step
+            else:
+                target = earliest
         return max(0.05, max(target, earliest) - elapsed)
+
+    def _crowded(self, key: str, job: int | None, now: float | None) -> bool:
+        """Count `job` as overdue at `now`: whether `crowd` jobs of its kind were seen overdue in
+        the last `overdue_step + step` seconds (long enough for a held-back job to be seen again)."""
+        if job is None or now is None:
+            return True
+        seen = self._overdue.setdefault(key, OrderedDict())
+        seen[job] = now
+        seen.move_to_end(job)
+        horizon = now - self.overdue_step - self.step
+        while seen and next(iter(seen.values())) < horizon:
+            seen.popitem(last=False)
+        return len(seen) >= self.crowd
 
     def error_delay(self, errors: int) -> float:
         """Seconds to wait after the `errors`-th error in a row."""

@@ -311,7 +311,9 @@ class Steps:
             )
             return
         attempts = job.poll_attempts + 1
-        delay = self.policy.next_delay(policy_key(job), elapsed, attempts, self.clock().timestamp())
+        delay = self.policy.next_delay(
+            policy_key(job), elapsed, attempts, self.clock().timestamp(), job=job.id
+        )
         progress = {"status": _status_of(gen), "hub_status": gen.status, "poll_attempts": attempts}
         # One write when the hub's status moved (kept jobs: none otherwise), then show it.
         changed = gen.status != job.hub_status or _status_of(gen) != job.status

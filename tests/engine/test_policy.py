@@ -95,6 +95,30 @@ def test_held_back_jobs_save_their_budget_and_spend_it_when_their_kind_is_let_go
     assert policy.next_delay(KEY, at, attempts, quiet) == pytest.approx(12.0)
 
 
+def test_a_few_late_jobs_keep_the_budgets_pace_a_crowd_of_them_is_held_back() -> None:
+    """A lone late job is a slow one (a rare kind, a small server): polled every budget step, as
+    without the hold-back. Only `crowd` jobs of a kind late at once mean the hub holds them up."""
+    for history in (0, 10):
+        policy = PollPolicy(first=1.0, step=3.0, margin=0.2, crowd=3, overdue_step=12.0)
+        for _ in range(history):
+            policy.observe(KEY, 3.0)
+        end = policy.held_back_after(KEY)
+        # Two jobs late at clock 1000: each keeps polling every step.
+        for job in (1, 2):
+            assert policy.next_delay(KEY, 20.0, 7, 1000.0, job=job) == pytest.approx(1.2)
+            assert policy.next_delay(KEY, 21.2, 8, 1003.0, job=job) == pytest.approx(3.0)
+        # A third: a crowd, and all three are held back (each seen again within 15 s).
+        assert policy.next_delay(KEY, 21.2, 8, 1003.0, job=3) == pytest.approx(12.0)
+        assert policy.next_delay(KEY, 24.2, 9, 1006.0, job=1) == pytest.approx(12.0)
+        # Jobs not late yet follow their schedule, crowd or not.
+        assert policy.next_delay(KEY, 0.0, 0, 1006.0, job=9) == pytest.approx(
+            1.0 if history == 0 else policy.next_delay(KEY, 0.0, 0)
+        )
+        assert end < 20.0
+        # Seen no more for 15 s (finished, or gone): the crowd has left, a late job keeps pace.
+        assert policy.next_delay(KEY, 40.0, 14, 1022.0, job=4) == pytest.approx(2.2)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_the_budget_holds_through_wakes(seed: int) -> None:
     rng = random.Random(seed)

@@ -374,12 +374,30 @@ async def test_held_back_jobs_are_due_at_once_when_their_kind_is_let_go(rig: Rig
     assert engine.due_in(young.id) == pytest.approx(scheduled, abs=0.5)  # not held back: as planned
 
 
+async def test_a_lone_late_job_is_polled_at_the_budgets_pace(rig: Rig) -> None:
+    """A late job alone is a slow one, not a crowd held up at the hub: no 12 s wait between its
+    polls (a rare kind on a small server, or the first jobs after a start, which have no history)."""
+    kept: list[tuple[Job, float]] = []
+    steps = Steps(
+        rig.steps.tools, rig.publisher, rig.steps.policy, on_hold=lambda job, delay: kept.append((job, delay))
+    )
+    job = await rig.new_job()
+    claimed = {j.id: j for j in await rig.jobs.claim_due(OWNER, 10, 60.0)}
+    await steps.step(claimed[job.id])  # submitted, kept
+    rig.clock.advance(seconds=20)  # no history, past 6 s: late
+    polled, _ = kept[-1]
+    await steps.step(polled)
+    _, delay = kept[-1]
+    assert delay <= rig.steps.policy.step
+
+
 async def test_a_held_back_job_kept_in_memory_is_due_within_a_step_in_its_row(rig: Rig) -> None:
     """A held-back job waits 12 s between polls in the memory of the engine that keeps it. The row,
     written when the hub's status moves, says a budget step: a bot restarted after a crash knows
     nothing of that wait and polls the job soon (benchmarks.restart: the last job was polled again
     11.9 s after the spawn with the 12 s in the rows, 8.9 s with this)."""
     kept: list[tuple[Job, float]] = []
+    rig.steps.policy.crowd = 1  # a late job is held back alone (a crowd of one)
     steps = Steps(
         rig.steps.tools, rig.publisher, rig.steps.policy, on_hold=lambda job, delay: kept.append((job, delay))
     )
