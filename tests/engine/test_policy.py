@@ -102,7 +102,7 @@ def test_a_few_late_jobs_keep_the_budgets_pace_a_crowd_of_them_is_held_back() ->
         policy = PollPolicy(first=1.0, step=3.0, margin=0.2, crowd=3, overdue_step=12.0)
         for _ in range(history):
             policy.observe(KEY, 3.0)
-        end = policy.held_back_after(KEY)
+        assert policy.held_back_after(KEY) < 20.0  # the jobs below are late
         # Two jobs late at clock 1000: each keeps polling every step.
         for job in (1, 2):
             assert policy.next_delay(KEY, 20.0, 7, 1000.0, job=job) == pytest.approx(1.2)
@@ -114,7 +114,6 @@ def test_a_few_late_jobs_keep_the_budgets_pace_a_crowd_of_them_is_held_back() ->
         assert policy.next_delay(KEY, 0.0, 0, 1006.0, job=9) == pytest.approx(
             1.0 if history == 0 else policy.next_delay(KEY, 0.0, 0)
         )
-        assert end < 20.0
         # Seen no more for 15 s (finished, or gone): the crowd has left, a late job keeps pace.
         assert policy.next_delay(KEY, 40.0, 14, 1022.0, job=4) == pytest.approx(2.2)
 
