@@ -195,23 +195,18 @@ class PollPolicy:
         if elapsed >= self.slow_after:
             return max(self.slow_step, earliest - elapsed)
         planned = self.schedule(key)
+        # The next planned poll (a late step skips the ones it missed); past the plan, late.
+        at = bisect.bisect_right(planned, elapsed + 0.01) if planned else 0
+        late = elapsed > self.hold_back_after if planned is None else at >= len(planned)
+        crowded = late and self._crowded(key, job, now)  # every late job counts, let go or not
         if self.let_go(key, elapsed, now):
             target = elapsed + self.wake_gap  # held back, and its kind is being let go
+        elif crowded:
+            target = elapsed + self.overdue_step  # held back
         elif planned is None:
-            if elapsed > self.hold_back_after and self._crowded(key, job, now):
-                target = elapsed + self.overdue_step
-            else:
-                target = max(self.first, earliest)
+            target = max(self.first, earliest)
         else:
-            # The next planned poll (a late step skips the ones it missed); past the plan, held
-            # back in a crowd, else at the budget's pace.
-            at = bisect.bisect_right(planned, elapsed + 0.01)
-            if at < len(planned):
-                target = planned[at]
-            elif self._crowded(key, job, now):
-                target = elapsed + self.overdue_step
-            else:
-                target = earliest
+            target = earliest if late else planned[at]  # a few late jobs: the budget's pace
         return max(0.05, max(target, earliest) - elapsed)
 
     def _crowded(self, key: str, job: int | None, now: float | None) -> bool:

@@ -118,6 +118,31 @@ def test_a_few_late_jobs_keep_the_budgets_pace_a_crowd_of_them_is_held_back() ->
         assert policy.next_delay(KEY, 40.0, 14, 1022.0, job=4) == pytest.approx(2.2)
 
 
+def test_jobs_let_go_still_count_towards_their_crowd() -> None:
+    """A release that ends with the jobs still late (the hub holds them again) finds them still a
+    crowd: held back at once, not polled at the budget's pace until they are counted again."""
+    policy = PollPolicy(step=3.0, margin=0.2, crowd=3, overdue_step=12.0, wake_gap=2.2, release_hold=6.0)
+    for _ in range(10):
+        policy.observe(KEY, 3.0)
+    ages = {job: 30.0 for job in (1, 2, 3)}
+    polls = {job: 4 for job in ages}
+    now = 1000.0
+    delays = [policy.next_delay(KEY, ages[job], polls[job], now, job=job) for job in ages]
+    assert delays[-1] == pytest.approx(12.0)  # the third makes a crowd
+    # 20 s of release (a held-back job finishes every 4 s): the three are polled every 2.2 s.
+    while now < 1020.0:
+        policy.finished(KEY, 28.0, now)
+        for job in ages:
+            assert policy.next_delay(KEY, ages[job], polls[job], now, job=job) == pytest.approx(2.2)
+            polls[job] += 1
+            ages[job] += 2.2
+        now += 2.2
+    # The release ends (no finish for 6 s); the three are still late, and still a crowd.
+    now += 6.5
+    assert not policy.releasing(now)
+    assert policy.next_delay(KEY, ages[1] + 6.5, polls[1], now, job=1) == pytest.approx(12.0)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_the_budget_holds_through_wakes(seed: int) -> None:
     rng = random.Random(seed)
