@@ -10,11 +10,12 @@ and runs these steps is `bot.engine.loop`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ from bot import metrics
 from bot.alerts import BalanceWatcher
 from bot.clock import Clock, utcnow
 from bot.engine.images import download_images
-from bot.engine.outcomes import Notice, NoticeKind, Publisher, PublishError, Result
+from bot.engine.outcomes import Notice, NoticeKind, Publisher, PublishError, Result, ResultImage
 from bot.engine.policy import PollPolicy, generation_seconds, policy_key
 from bot.engine.settlement import Charge, settle
 from bot.eta import Estimator
@@ -346,25 +347,38 @@ class Steps:
             if done.reservation_id is not None:
                 await ledger.settle_in(s, done.reservation_id, charged)
 
-        # Succeeded and charged in one write: a crash can't leave one without the other.
-        job = await self.jobs.update(
-            job.id,
-            self.owner,
-            also=settle_charge,
-            status=JobStatus.SUCCEEDED,
-            error_attempts=0,  # from here on it counts posting attempts only
-            hub_status=gen.status,
-            result_urls=[image.url for image in gen.images],
-            delivered_images=delivered,
-            charged_credits=charged,
-        )
-        metrics.CREDITS_SPENT.inc(charged)
-        await self._deliver(job)
-
-    async def _deliver(self, job: Job) -> None:
-        """Download the images and post them; retried on transient Discord errors."""
+        # The images are fetched while the outcome is written: a download changes nothing, and
+        # nothing is posted before the write commits (a crash in between polls the job again).
+        urls = [image.url for image in gen.images]
         self._on_delivery(job.id)  # from here the step holds a delivery's place, not a poll's
-        images = await download_images(self.tools.hubs.downloader(), job, self.timings)
+        fetching = asyncio.ensure_future(self._download(dataclasses.replace(job, result_urls=urls)))
+        try:
+            # Succeeded and charged in one write: a crash can't leave one without the other.
+            job = await self.jobs.update(
+                job.id,
+                self.owner,
+                also=settle_charge,
+                status=JobStatus.SUCCEEDED,
+                error_attempts=0,  # from here on it counts posting attempts only
+                hub_status=gen.status,
+                result_urls=urls,
+                delivered_images=delivered,
+                charged_credits=charged,
+            )
+        except BaseException:
+            fetching.cancel()
+            raise
+        metrics.CREDITS_SPENT.inc(charged)
+        await self._deliver(job, fetching)
+
+    def _download(self, job: Job) -> Awaitable[list[ResultImage]]:
+        return download_images(self.tools.hubs.downloader(), job, self.timings)
+
+    async def _deliver(self, job: Job, fetching: Awaitable[list[ResultImage]] | None = None) -> None:
+        """Download the images (unless `fetching` already does) and post them; retried on
+        transient Discord errors."""
+        self._on_delivery(job.id)  # from here the step holds a delivery's place, not a poll's
+        images = await (fetching or self._download(job))
         charged = job.charged_credits or 0
         elapsed = (job.submitted_at and (self.clock() - job.submitted_at).total_seconds()) or 0.0
         result = Result(

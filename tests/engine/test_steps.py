@@ -31,7 +31,7 @@ from bot.hub.emulator import EmulatorState, create_app
 from bot.hub.emulator.state import GenerationEvent, GenerationRecord
 from bot.hub.netguard import AddressPolicy
 from bot.job_store import JobStore
-from bot.jobs import Job, JobParams, JobStatus
+from bot.jobs import Job, JobParams, JobStatus, LeaseLost
 from bot.queue import Place
 from bot.quotas import QuotaService
 from bot.timings import Timings
@@ -200,6 +200,25 @@ async def test_submit_poll_finish_post_with_each_state_written_and_the_hub_charg
     assert posted_id == job.id and result.charged == 16 and result.refunded == 0
     assert [image.data[:8] for image in result.images if image.data] == [PNG, PNG]
     assert rig.publisher.notices == []
+
+
+async def test_a_finish_whose_write_lost_the_lease_posts_nothing(rig: Rig) -> None:
+    """The images are fetched while the finish is written. When that write fails (the lease went to
+    another process), nothing is posted and nothing settled: the job is the new owner's."""
+    rig.gate.set()
+    job = await rig.new_job(n=1)
+    job = await rig.claim_and_step(job.id)  # submitted
+    await asyncio.wait_for(rig.finished.wait(), 5)
+    rig.clock.advance(seconds=10)
+    mine = {j.id: j for j in await rig.jobs.claim_due(OWNER, 10, 60.0)}[job.id]
+    rig.clock.advance(seconds=61)  # this lease ran out: another process claims the job
+    assert job.id in {j.id for j in await rig.jobs.claim_due("another-process", 10, 60.0)}
+    with pytest.raises(LeaseLost):
+        await rig.steps.step(mine)
+    assert rig.publisher.results == [] and rig.publisher.notices == []
+    row = await rig.jobs.get(job.id)
+    assert row is not None and row.status is JobStatus.SUBMITTED and row.lease_owner == "another-process"
+    assert await rig.spent_and_held() == (0, 8)
 
 
 async def test_a_generation_the_hub_fails_is_refunded_in_full_and_told(rig: Rig) -> None:
