@@ -396,6 +396,13 @@ async def test_held_back_jobs_are_due_at_once_when_their_kind_is_let_go(rig: Rig
 async def test_a_lone_late_job_is_polled_at_the_budgets_pace(rig: Rig) -> None:
     """A late job alone is a slow one, not a crowd held up at the hub: no 12 s wait between its
     polls (a rare kind on a small server, or the first jobs after a start, which have no history)."""
+    _, delay = await _polled_late(rig)
+    assert delay <= rig.steps.policy.step
+
+
+async def _polled_late(rig: Rig, *, status_moved: bool = False) -> tuple[Job, float]:
+    """A new job, kept between steps, polled again 20 s after its submission (no history: late);
+    what the steps keep it as, and its delay. `status_moved`: the hub's status changed since."""
     kept: list[tuple[Job, float]] = []
     steps = Steps(
         rig.steps.tools, rig.publisher, rig.steps.policy, on_hold=lambda job, delay: kept.append((job, delay))
@@ -403,11 +410,10 @@ async def test_a_lone_late_job_is_polled_at_the_budgets_pace(rig: Rig) -> None:
     job = await rig.new_job()
     claimed = {j.id: j for j in await rig.jobs.claim_due(OWNER, 10, 60.0)}
     await steps.step(claimed[job.id])  # submitted, kept
-    rig.clock.advance(seconds=20)  # no history, past 6 s: late
+    rig.clock.advance(seconds=20)
     polled, _ = kept[-1]
-    await steps.step(polled)
-    _, delay = kept[-1]
-    assert delay <= rig.steps.policy.step
+    await steps.step(dataclasses.replace(polled, hub_status="an older status") if status_moved else polled)
+    return kept[-1]
 
 
 async def test_a_held_back_job_kept_in_memory_is_due_within_a_step_in_its_row(rig: Rig) -> None:
@@ -415,20 +421,10 @@ async def test_a_held_back_job_kept_in_memory_is_due_within_a_step_in_its_row(ri
     written when the hub's status moves, says a budget step: a bot restarted after a crash knows
     nothing of that wait and polls the job soon (benchmarks.restart: the last job was polled again
     11.9 s after the spawn with the 12 s in the rows, 8.9 s with this)."""
-    kept: list[tuple[Job, float]] = []
     rig.steps.policy.crowd = 1  # a late job is held back alone (a crowd of one)
-    steps = Steps(
-        rig.steps.tools, rig.publisher, rig.steps.policy, on_hold=lambda job, delay: kept.append((job, delay))
-    )
-    job = await rig.new_job()
-    claimed = {j.id: j for j in await rig.jobs.claim_due(OWNER, 10, 60.0)}
-    await steps.step(claimed[job.id])  # submitted, kept
-    rig.clock.advance(seconds=20)  # no history: held back past 6 s
-    polled, _ = kept[-1]
-    await steps.step(dataclasses.replace(polled, hub_status="an older status"))  # the status moved
-    held, delay = kept[-1]
+    held, delay = await _polled_late(rig, status_moved=True)  # no history: held back past 6 s
     assert delay == pytest.approx(rig.steps.policy.overdue_step)  # kept: polled again in 12 s
     assert held.next_poll_at == rig.clock() + timedelta(seconds=delay)
-    row = await rig.jobs.get(job.id)
+    row = await rig.jobs.get(held.id)
     assert row is not None and row.next_poll_at is not None
     assert (row.next_poll_at - rig.clock()).total_seconds() == pytest.approx(rig.steps.policy.step)
